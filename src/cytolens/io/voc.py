@@ -1,0 +1,128 @@
+"""Pascal VOC XML: one ``Annotations/<id>.xml`` per image, images in ``JPEGImages/``, split lists in
+``ImageSets/Main/<split>.txt``.
+
+Convention: VOC corners are 1-based (the top-left pixel is ``(1, 1)``), so every corner is moved by
+one to cytolens' 0-based coordinates: ``x1 = xmin - 1``, ``x2 = xmax - 1`` and likewise for y; a box
+with ``xmin == xmax`` has zero size (BCCD holds two, which are skipped). Writing adds the one back
+(integers stay integers; fractional coordinates are written as decimals).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.errors import DataError
+from cytolens.io.atomic import write_text
+from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.registry import Capabilities
+from cytolens.io.validation import ClassNames, clean_boxes
+
+CAPABILITIES = Capabilities(boxes=True)
+
+
+def _number(node: ET.Element, tag: str, source: Path) -> float:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise DataError(source, f"<{tag}> is missing")
+    try:
+        return float(child.text)
+    except ValueError:
+        raise DataError(source, f"<{tag}> is not a number: {child.text!r}") from None
+
+
+def _find_image(root: Path, xml_root: ET.Element, stem: str) -> Path:
+    name = xml_root.findtext("filename")
+    folder = root / "JPEGImages"
+    if name and (folder / name).is_file():
+        return folder / name
+    for suffix in IMAGE_SUFFIXES:
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return folder / (name or f"{stem}.jpg")
+
+
+def read_annotation(xml_path: Path, root: Path, names: ClassNames) -> AnnotatedImage:
+    """Read one VOC XML file."""
+    try:
+        xml_root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise DataError(xml_path, f"cannot parse XML ({error})") from None
+    image_path = _find_image(root, xml_root, xml_path.stem)
+    size = xml_root.find("size")
+    if size is not None and size.findtext("width") and float(size.findtext("width") or 0) > 0:
+        width, height = int(_number(size, "width", xml_path)), int(_number(size, "height", xml_path))
+    else:
+        width, height = image_size(image_path)
+    boxes, labels = [], []
+    for obj in xml_root.iter("object"):
+        box = obj.find("bndbox")
+        if box is None:
+            raise DataError(xml_path, "<object> without <bndbox>")
+        corners = [_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        boxes.append([value - 1 for value in corners])
+        labels.append(names.index((obj.findtext("name") or "").strip(), xml_path))
+    kept, kept_labels, _ = clean_boxes(np.array(boxes), np.array(labels), width, height, xml_path)
+    return AnnotatedImage(image_path, width, height, xml_path.stem, boxes=kept, box_labels=kept_labels)
+
+
+def read(path: Path, classes: list[str] | None = None) -> Dataset:
+    """Read a VOC folder (the one holding ``Annotations/``) with its ``ImageSets/Main`` split lists.
+
+    Raises:
+        DataError: If ``Annotations/`` is missing or a file is malformed.
+
+    """
+    annotations = path / "Annotations"
+    if not annotations.is_dir():
+        raise DataError(path, "not a Pascal VOC folder (no Annotations/ inside)")
+    names = ClassNames(classes)
+    images = [read_annotation(xml, path, names) for xml in sorted(annotations.glob("*.xml"))]
+    if not images:
+        raise DataError(annotations, "no .xml annotation files")
+    splits = {}
+    for split_file in sorted((path / "ImageSets" / "Main").glob("*.txt")):
+        ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        if "_" in split_file.stem and all(len(line.split()) == 2 for line in ids[:1]):
+            continue  # per-class lists (``<class>_<split>.txt``) are not splits
+        splits[split_file.stem] = ids
+    licence_file = next((p for p in (path / "LICENSE", path / "LICENSE.txt") if p.is_file()), None)
+    licence = licence_file.read_text().splitlines()[0].strip() if licence_file else ""
+    return Dataset(names.names, images, splits, path.name, licence)
+
+
+def _coord(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def to_xml(image: AnnotatedImage, classes: list[str]) -> str:
+    """The VOC XML text for one image."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = image.path.name
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", image.width), ("height", image.height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for box, label in zip(image.boxes, image.box_labels, strict=True):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = classes[label]
+        ET.SubElement(obj, "difficult").text = "0"
+        bndbox = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box + 1, strict=True):
+            ET.SubElement(bndbox, tag).text = _coord(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write ``Annotations/*.xml`` and ``ImageSets/Main/*.txt`` under ``out``.
+
+    Images are not copied; each XML names its image file, which is expected in ``out/JPEGImages``.
+    """
+    for image in dataset.images:
+        write_text(out / "Annotations" / f"{image.image_id}.xml", to_xml(image, dataset.classes))
+    for split, ids in dataset.splits.items():
+        write_text(out / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{key}\n" for key in ids))

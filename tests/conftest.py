@@ -1,0 +1,54 @@
+"""Shared fixtures: the real datasets in ``../shared/datasets`` (or ``$CYTOLENS_DATASETS``).
+
+Tests that need a dataset skip when it is absent, unless ``CYTOLENS_REQUIRE_DATASETS=1`` (set by
+``.ci/run``), in which case they fail. No test touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("CYTOLENS_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def dataset_path(name: str) -> Path:
+    """Path of a shared dataset folder; skips (or fails under CI) when it is absent."""
+    path = DATASETS / name
+    if not path.is_dir():
+        message = f"dataset {name!r} not found at {path} (set CYTOLENS_DATASETS)"
+        if os.environ.get("CYTOLENS_REQUIRE_DATASETS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def bccd() -> Path:
+    return dataset_path("bccd")
+
+
+@pytest.fixture
+def chula() -> Path:
+    return dataset_path("chula-rbc-12")
+
+
+@pytest.fixture
+def crchisto() -> Path:
+    return dataset_path("crchisto")
+
+
+@pytest.fixture
+def erythrocytesidb() -> Path:
+    return dataset_path("erythrocytesidb")
+
+
+@pytest.fixture
+def cric() -> Path:
+    return dataset_path("cric-cervical")
