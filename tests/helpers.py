@@ -33,7 +33,7 @@ def _assert_same_objects(
     assert len(names_a) == len(names_b), f"{image_id}: {len(names_a)} {what} became {len(names_b)}"
     assert names_a == names_b, f"{image_id}: {what} classes differ"
     np.testing.assert_allclose(coords_b, coords_a, atol=atol, err_msg=f"{image_id}: {what} coordinates differ")
-    if check_scores:
+    if check_scores and names_a:  # no objects: no scores to compare (None and empty are the same)
         assert (scores_a is None) == (scores_b is None), f"{image_id}: {what} scores present in only one"
         if scores_a is not None:
             np.testing.assert_allclose(scores_b, scores_a, atol=atol, err_msg=f"{image_id}: {what} scores differ")
