@@ -25,7 +25,7 @@ from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import image_size
-from cytolens.io.paths import portable_path, resolve_path
+from cytolens.io.paths import output_file, portable_path, resolve_path
 from cytolens.io.registry import Capabilities
 from cytolens.io.validation import ClassNames, clean_boxes
 
@@ -229,5 +229,5 @@ def write(dataset: Dataset, out: Path) -> None:
         out: The ``.json`` file; a folder (or a path without the ``.json`` suffix) gets ``annotations.json``.
 
     """
-    out = out if out.suffix.lower() == ".json" and not out.is_dir() else out / "annotations.json"
+    out = output_file(out, ".json", "annotations.json")
     write_text(out, json.dumps(to_coco_dict(dataset, out.parent), indent=1) + "\n")

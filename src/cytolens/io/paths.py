@@ -31,3 +31,8 @@ def resolve_path(name: str, *folders: Path) -> Path:
         return path
     candidates = [folder / path for folder in folders]
     return next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
+
+
+def output_file(out: Path, suffix: str, default_name: str) -> Path:
+    """The file a single-file writer writes: ``out`` if it ends in ``suffix``, else ``out / default_name``."""
+    return out if out.suffix.lower() == suffix and not out.is_dir() else out / default_name

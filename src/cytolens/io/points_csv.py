@@ -1,0 +1,156 @@
+"""Point annotations in one CSV file: a header, then one point a row: ``image,x,y,class[,score]``.
+
+Convention: ``x, y`` are cytolens coordinates (pixels from the top-left corner of the image, so the
+centre of pixel ``(col, row)`` is ``(col + 0.5, row + 0.5)``); nothing is converted. ``image`` is the
+image path, relative to the CSV's folder or absolute. An empty ``class`` is an unclassified point; an
+optional ``score`` column marks predictions. A row with empty ``x`` and ``y`` lists an image without
+points (so that such images survive a round trip). An optional ``image_id`` column keeps image ids
+that are not the file stem; it is written only when needed. Columns may come in any order. Image
+sizes are read from the image headers.
+
+:func:`write_napari` also writes napari Points-layer CSVs, one per image, with columns
+``index,axis-0,axis-1``: axis 0 is the row (y) and axis 1 the column (x), in napari's pixel-index
+convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`` and
+``axis-1 = x - 0.5``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.errors import DataError
+from cytolens.io.atomic import atomic_write
+from cytolens.io.images import image_size
+from cytolens.io.paths import output_file, portable_path, resolve_path
+from cytolens.io.point_checks import clip_points
+from cytolens.io.registry import Capabilities
+from cytolens.io.validation import ClassNames
+
+CAPABILITIES = Capabilities(points=True, unclassified_points=True, scores=True)
+
+COLUMNS = ("image", "x", "y", "class")
+NAPARI_COLUMNS = ("index", "axis-0", "axis-1")
+
+
+def _number(row: dict, key: str, source: str) -> float:
+    try:
+        return float(row[key])
+    except (TypeError, ValueError):
+        raise DataError(source, f"{key} is not a number: {row[key]!r}") from None
+
+
+def _rows(path: Path) -> tuple[list[dict], bool]:
+    """The data rows of the CSV and whether it has a score column."""
+    if not path.is_file():
+        raise DataError(path, "points CSV file not found")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in reader.fieldnames or []]
+            missing = [name for name in COLUMNS if name not in header]
+            if missing:
+                raise DataError(path, f"header lacks column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
+            reader.fieldnames = header
+            rows = list(reader)
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DataError(path, f"cannot parse CSV ({error})") from None
+    return rows, "score" in header
+
+
+def read(path: Path, classes: list[str] | None = None) -> Dataset:
+    """Read a points CSV (``path`` is the ``.csv`` file, or a folder holding ``points.csv``).
+
+    Raises:
+        DataError: If the file, a column or an image is missing, a value is not a number, or a class
+            is not in ``classes``.
+
+    """
+    path = path / "points.csv" if path.is_dir() else path
+    rows, has_scores = _rows(path)
+    names = ClassNames(classes)
+    grouped: dict[str, dict] = {}
+    for number, row in enumerate(rows, start=2):
+        source = f"{path} line {number}"
+        if None in row.values() or None in row:
+            raise DataError(path, f"line {number}: wrong number of fields")
+        image_name = row["image"].strip()
+        if not image_name:
+            raise DataError(path, f"line {number}: empty image")
+        image_path = resolve_path(image_name, path.parent)
+        image_id = (row.get("image_id") or "").strip() or image_path.stem
+        entry = grouped.setdefault(image_id, {"path": image_path, "points": [], "labels": [], "scores": []})
+        if entry["path"] != image_path:
+            raise DataError(path, f"line {number}: image id {image_id!r} already names {entry['path']}")
+        if not row["x"].strip() and not row["y"].strip():
+            continue  # an image without points
+        entry["points"].append([_number(row, "x", source), _number(row, "y", source)])
+        name = row["class"].strip()
+        entry["labels"].append(names.index(name, source) if name else UNCLASSIFIED)
+        if has_scores:
+            entry["scores"].append(_number(row, "score", source))
+    images = []
+    for image_id, entry in grouped.items():
+        width, height = image_size(entry["path"])
+        points = clip_points(np.array(entry["points"]), width, height, path)
+        images.append(
+            AnnotatedImage(
+                entry["path"], width, height, image_id, points=points, point_labels=entry["labels"],
+                point_scores=np.array(entry["scores"]) if has_scores else None,
+            )
+        )
+    if not images:
+        raise DataError(path, "holds no rows")
+    return Dataset(names.names, images, {}, path.parent.name)
+
+
+def _value(value: float) -> str:
+    return repr(float(value))
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write ``dataset``'s points to one CSV (``out``, or ``out/points.csv`` when ``out`` is a folder).
+
+    Images without points get one row with empty ``x, y``. A ``score`` column is written when any image
+    has point scores, an ``image_id`` column when an image id is not its file stem.
+    """
+    out = output_file(out, ".csv", "points.csv")
+    with_scores = any(image.point_scores is not None for image in dataset.images)
+    with_ids = any(image.image_id != image.path.stem for image in dataset.images)
+    header = [*COLUMNS, *(["score"] if with_scores else []), *(["image_id"] if with_ids else [])]
+    with atomic_write(out, "w") as handle:
+        writer = csv.DictWriter(handle, header, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for image in dataset.images:
+            base = {"image": portable_path(image.path, out.parent), "image_id": image.image_id}
+            if not len(image.points):
+                writer.writerow(base)
+            scores = image.point_scores if image.point_scores is not None else [None] * len(image.points)
+            for (x, y), label, score in zip(image.points, image.point_labels, scores, strict=True):
+                writer.writerow({
+                    **base, "x": _value(x), "y": _value(y),
+                    "class": dataset.classes[label] if label != UNCLASSIFIED else "",
+                    "score": _value(score) if score is not None else "",
+                })
+
+
+def write_napari(dataset: Dataset, out_folder: Path) -> list[Path]:
+    """Write one napari Points-layer CSV per image, ``out_folder/<image_id>.csv`` (see the module doc).
+
+    Returns:
+        The files written, in dataset order.
+
+    """
+    written = []
+    for image in dataset.images:
+        path = out_folder / f"{image.image_id}.csv"
+        with atomic_write(path, "w") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(NAPARI_COLUMNS)
+            for index, (x, y) in enumerate(image.points):
+                writer.writerow([index, _value(y - 0.5), _value(x - 0.5)])
+        written.append(path)
+    return written

@@ -1,0 +1,243 @@
+"""Ultralytics YOLO detection datasets: a ``data.yaml`` naming image folders, one label file per image.
+
+Convention: a label line is ``class cx cy w h`` with the box centre and size divided by the image
+width and height (0-1), measured from the top-left corner of the image: the cytolens origin, so
+``x1 = (cx - w / 2) * W`` etc. and back. An optional sixth column is the score of a prediction.
+Image sizes for the conversion come from the image headers.
+
+``data.yaml`` keys: ``path`` (optional; the dataset root, relative to the yaml's folder; default the
+yaml's folder), ``names`` (a list, or a ``{index: name}`` dict) and one key per split: ``train``,
+``val`` and ``test`` must name existing images; any other key whose value names an existing folder or
+file is read as a split too (Ultralytics ignores it). A split value is a folder of images (searched
+recursively), an image list ``.txt`` (one path a line, relative to the list's folder), or a list of
+either. An image's label file follows the Ultralytics rule: the last ``/images/`` of its path becomes
+``/labels/`` and the suffix ``.txt``; a missing label file means an image without objects. The
+``image_id`` is the image's path inside its split folder without suffix (the stem for list entries).
+
+Layout written by :func:`write` (images are not copied but linked, so Ultralytics and :func:`read`
+both read it as it is)::
+
+    out/data.yaml                          names, and <split>: images/<split>
+    out/images/<split>/<image_id>.<ext>    symbolic link to the original image
+    out/labels/<split>/<image_id>.txt
+
+An image in several splits is linked in each. Images in no split go to the split folder ``all``;
+when the dataset has no splits at all, ``train`` and ``val`` both name ``images/all`` (Ultralytics
+needs both), so reading it back gives splits ``train`` and ``val`` holding every image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import yaml
+
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.errors import DataError
+from cytolens.io.atomic import write_text
+from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.registry import Capabilities
+from cytolens.io.validation import ClassNames, clean_boxes
+
+CAPABILITIES = Capabilities(boxes=True, scores=True)
+
+STANDARD_SPLITS = ("train", "val", "test")
+NOT_SPLITS = frozenset({"path", "names", "nc", "download", "yaml_file", "channels", "kpt_shape", "flip_idx"})
+"""``data.yaml`` keys that never name a split."""
+
+UNSPLIT = "all"
+"""Split folder of the images that belong to no split."""
+
+
+def label_path(image: Path) -> Path:
+    """The label file Ultralytics reads for ``image``: last ``/images/`` to ``/labels/``, suffix ``.txt``."""
+    parts = list(image.parts)
+    folders = [i for i, part in enumerate(parts[:-1]) if part == "images"]
+    if folders:
+        parts[folders[-1]] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def _load_yaml(path: Path) -> dict:
+    path = path / "data.yaml" if path.is_dir() else path
+    if not path.is_file():
+        raise DataError(path, "YOLO data.yaml not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DataError(path, f"cannot parse YAML ({error.__class__.__name__})") from None
+    if not isinstance(spec, dict) or "names" not in spec:
+        raise DataError(path, "not a YOLO data.yaml (no 'names')")
+    spec["yaml_file"] = path
+    return spec
+
+
+def _yolo_names(spec: dict) -> list[str]:
+    names = spec["names"]
+    if isinstance(names, dict):
+        try:
+            order = sorted(int(key) for key in names)
+        except (TypeError, ValueError):
+            order = []
+        if order != list(range(len(names))):
+            raise DataError(spec["yaml_file"], "'names' keys must be the integers 0..N-1")
+        return [str(names[key] if key in names else names[str(key)]) for key in order]
+    if not isinstance(names, list):
+        raise DataError(spec["yaml_file"], "'names' must be a list or an {index: name} mapping")
+    return [str(name) for name in names]
+
+
+def _split_images(entry: Path, source: Path, key: str) -> list[tuple[str, Path]]:
+    """``(image_id, path)`` of the images a split entry names (folder, list file or image)."""
+    if entry.is_dir():
+        files = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return [(p.relative_to(entry).with_suffix("").as_posix(), p) for p in files]
+    if entry.suffix.lower() == ".txt" and entry.is_file():
+        lines = [line.strip() for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+        files = [Path(line) if Path(line).is_absolute() else entry.parent / line for line in lines]
+        return [(p.stem, p) for p in files]
+    if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+        return [(entry.stem, entry)]
+    raise DataError(source, f"split {key!r}: {entry} is not an image folder, image list or image")
+
+
+def _splits(spec: dict, root: Path) -> dict[str, list[tuple[str, Path]]]:
+    """Split name to ``(image_id, path)`` of its images."""
+    splits = {}
+    for key, value in spec.items():
+        values = value if isinstance(value, list) else [value]
+        if key in NOT_SPLITS or value is None or not values or not all(isinstance(v, str) for v in values):
+            continue
+        entries = [Path(v) if Path(v).is_absolute() else root / v for v in values]
+        if key not in STANDARD_SPLITS and not all(entry.exists() for entry in entries):
+            continue  # some other setting, not a split
+        splits[str(key)] = [item for entry in entries for item in _split_images(entry, spec["yaml_file"], key)]
+    return splits
+
+
+def _parse_labels(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Normalised ``cx, cy, w, h`` rows, YOLO class indices and scores (``None`` without a sixth column)."""
+    rows, classes, scores = [], [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) not in (5, 6) or (scores and len(fields) == 5) or (rows and not scores and len(fields) == 6):
+            raise DataError(path, f"line {number}: expected 'class cx cy w h' with the same optional score column")
+        try:
+            index, values = int(fields[0]), [float(field) for field in fields[1:]]
+        except ValueError:
+            raise DataError(path, f"line {number}: not numbers: {line.strip()!r}") from None
+        if not 0 <= index < n_classes:
+            raise DataError(path, f"line {number}: class {index} is outside 0..{n_classes - 1} of data.yaml names")
+        rows.append(values[:4])
+        classes.append(index)
+        scores.extend(values[4:])
+    has_scores = bool(scores)
+    return np.array(rows).reshape(-1, 4), np.array(classes, dtype=np.int64), np.array(scores) if has_scores else None
+
+
+def _read_image(image_id: str, path: Path, class_index: np.ndarray) -> AnnotatedImage:
+    width, height = image_size(path)
+    labels = label_path(path)
+    if not labels.is_file():
+        return AnnotatedImage(path, width, height, image_id)
+    rows, yolo_classes, scores = _parse_labels(labels, len(class_index))
+    cx, cy, w, h = rows.T * np.array([[width], [height], [width], [height]])
+    boxes = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    kept, kept_labels, index = clean_boxes(boxes, class_index[yolo_classes], width, height, labels)
+    return AnnotatedImage(
+        path, width, height, image_id, boxes=kept, box_labels=kept_labels,
+        box_scores=scores[index] if scores is not None else None,
+    )
+
+
+def read(path: Path, classes: list[str] | None = None) -> Dataset:
+    """Read a YOLO dataset from its ``data.yaml`` (or the folder holding it).
+
+    Raises:
+        DataError: If the yaml, a split's images or a label line is missing or malformed, a class
+            index is outside ``names``, or one image id names two different files.
+
+    """
+    spec = _load_yaml(path)
+    yaml_file: Path = spec["yaml_file"]
+    root = Path(str(spec.get("path") or "."))
+    root = root if root.is_absolute() else yaml_file.parent / root
+    names = ClassNames(classes)
+    class_index = np.array([names.index(name, yaml_file) for name in _yolo_names(spec)], dtype=np.int64)
+    images: dict[str, AnnotatedImage] = {}
+    splits = {}
+    for split, members in _splits(spec, root).items():
+        for image_id, image_path in members:
+            if image_id not in images:
+                images[image_id] = _read_image(image_id, image_path, class_index)
+            elif images[image_id].path.resolve() != image_path.resolve():
+                first = images[image_id].path
+                raise DataError(yaml_file, f"image id {image_id!r} names two files: {first} and {image_path}")
+        splits[split] = [image_id for image_id, _ in members]
+    if not images:
+        raise DataError(yaml_file, "names no images")
+    scored = [image for image in images.values() if image.box_scores is not None]
+    if scored:
+        unscored = [image for image in images.values() if image.box_scores is None and len(image.boxes)]
+        if unscored:
+            raise DataError(label_path(unscored[0].path), "has no score column while other label files do")
+        for image in images.values():
+            image.box_scores = image.box_scores if image.box_scores is not None else np.zeros(0)
+    return Dataset(names.names, list(images.values()), splits, root.name)
+
+
+def _link(target: Path, link: Path) -> None:
+    """Make ``link`` a symbolic link to ``target``, replacing any file there, atomically."""
+    if not target.is_file():
+        raise DataError(target, "image file not found (a YOLO dataset links to its images)")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temporary = link.with_name(f".{link.name}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.symlink(target.resolve(), temporary)
+        os.replace(temporary, link)
+    except OSError as error:
+        raise DataError(link, f"cannot create a symbolic link to the image ({error.strerror})") from None
+
+
+def _label_lines(image: AnnotatedImage) -> str:
+    scale = np.array([image.width, image.height, image.width, image.height], dtype=np.float64)
+    x1, y1, x2, y2 = image.boxes.T
+    rows = np.column_stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]) / scale
+    lines = []
+    for i, (row, label) in enumerate(zip(rows, image.box_labels, strict=True)):
+        values = [*row, image.box_scores[i]] if image.box_scores is not None else list(row)
+        lines.append(" ".join([str(int(label)), *(repr(float(value)) for value in values)]))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write ``out/data.yaml``, ``out/labels/<split>/`` and links ``out/images/<split>/`` (see the module doc).
+
+    Raises:
+        DataError: If an image file is missing or cannot be linked.
+
+    """
+    members = {split: list(ids) for split, ids in dataset.splits.items()}
+    in_split = {image_id for ids in members.values() for image_id in ids}
+    unsplit = [image.image_id for image in dataset.images if image.image_id not in in_split]
+    if unsplit:
+        members[UNSPLIT] = unsplit
+    by_id = {image.image_id: image for image in dataset.images}
+    for split, ids in members.items():
+        for image_id in ids:
+            image = by_id.get(image_id)
+            if image is None:
+                continue
+            _link(image.path, out / "images" / split / f"{image_id}{image.path.suffix}")
+            write_text(out / "labels" / split / f"{image_id}.txt", _label_lines(image))
+    order = sorted(members, key=lambda split: (STANDARD_SPLITS + (split,)).index(split))
+    spec: dict = {split: PurePosixPath("images", split).as_posix() for split in order}
+    if not dataset.splits:
+        spec = {"train": spec[UNSPLIT], "val": spec[UNSPLIT]}
+    spec["names"] = dict(enumerate(dataset.classes))
+    write_text(out / "data.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
