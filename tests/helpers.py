@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 
@@ -99,3 +102,11 @@ def assert_same_annotations(
         assert_same_image(image, by_id[image.image_id], a.classes, b.classes, atol, check_scores)
     if check_splits:
         assert {k: sorted(v) for k, v in a.splits.items()} == {k: sorted(v) for k, v in b.splits.items()}
+
+
+def write_image(path: Path, width: int = 64, height: int = 48) -> Path:
+    """Write a small RGB image (a grey gradient) of the given size, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = np.linspace(0, 255, width, dtype=np.uint8)
+    Image.fromarray(np.repeat(np.tile(row, (height, 1))[:, :, None], 3, axis=2)).save(path)
+    return path
