@@ -1,0 +1,214 @@
+"""QuPath GeoJSON: one ``<image_id>.geojson`` per image, a ``FeatureCollection`` of detections.
+
+Convention: QuPath's full-resolution pixel coordinates have their origin at the top-left corner of
+the top-left pixel, x right and y down, exactly as cytolens, so coordinates pass unchanged.
+
+Writing: a box becomes a ``Polygon`` (its closed five-vertex ring), a point a ``Point``; each
+feature is a ``"detection"`` whose ``classification`` carries the class name and its palette colour
+(:func:`cytolens.io.colors.class_color`); unclassified points have no ``classification``. A score
+goes in ``measurements["score"]``. Images are not copied: the reader expects them beside the
+``.geojson`` files or in an ``images/`` folder there.
+
+Reading accepts a folder of ``.geojson`` files or one file, holding a ``FeatureCollection``, a
+single ``Feature`` or (QuPath 0.2) a bare list of features. ``Polygon`` and ``MultiPolygon``
+geometries become their bounding box, ``Point`` and ``MultiPoint`` points. Scores come from the
+``score`` measurement, given as a mapping or as QuPath's list of ``{"name", "value"}``. Polygons
+without a class and other geometry types (lines) are skipped with a warning, because a box needs a
+class. The image of ``X.geojson`` is the file with stem ``X`` and an image suffix beside it or in
+``images/`` beside it; its size is read from its header.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.errors import DataError
+from cytolens.io.atomic import write_text
+from cytolens.io.colors import class_color
+from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.objects import ObjectList
+from cytolens.io.registry import Capabilities
+from cytolens.io.validation import ClassNames
+
+CAPABILITIES = Capabilities(boxes=True, points=True, unclassified_points=True, scores=True)
+
+log = logging.getLogger(__name__)
+
+
+def _box_polygon(box: np.ndarray) -> dict[str, Any]:
+    x1, y1, x2, y2 = (float(value) for value in box)
+    ring = [[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _point(point: np.ndarray) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [float(point[0]), float(point[1])]}
+
+
+def to_feature_collection(
+    image: AnnotatedImage, classes: Sequence[str], extra_measurements: Mapping[str, Sequence[float]] | None = None
+) -> dict[str, Any]:
+    """The QuPath GeoJSON ``FeatureCollection`` of one image's boxes and points.
+
+    Args:
+        image: The annotated (or predicted) image.
+        classes: Class names indexed by the image's labels.
+        extra_measurements: Further per-object measurements (for example per-class probabilities),
+            as measurement name to one value per object: the boxes first, then the points.
+
+    Returns:
+        A JSON-serialisable mapping; features are boxes then points, in the image's order.
+
+    Raises:
+        ValueError: If a measurement does not have one value per object.
+
+    """
+    geometries = [_box_polygon(box) for box in image.boxes] + [_point(point) for point in image.points]
+    labels = np.concatenate([image.box_labels, image.point_labels])
+    scores = [
+        *(image.box_scores if image.box_scores is not None else [None] * len(image.boxes)),
+        *(image.point_scores if image.point_scores is not None else [None] * len(image.points)),
+    ]
+    extra = {name: np.asarray(values, dtype=np.float64).ravel() for name, values in (extra_measurements or {}).items()}
+    for name, values in extra.items():
+        if len(values) != len(geometries):
+            raise ValueError(f"measurement {name!r} has {len(values)} values for {len(geometries)} objects")
+    features = []
+    for i, (geometry, label, score) in enumerate(zip(geometries, labels, scores, strict=True)):
+        properties: dict[str, Any] = {"objectType": "detection"}
+        if label != UNCLASSIFIED:
+            properties["classification"] = {"name": classes[label], "color": list(class_color(int(label)))}
+        measurements = {"score": float(score)} if score is not None else {}
+        measurements.update({name: float(values[i]) for name, values in extra.items()})
+        if measurements:
+            properties["measurements"] = measurements
+        features.append({"type": "Feature", "id": str(uuid.uuid4()), "geometry": geometry, "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write one ``<image_id>.geojson`` per image under ``out``."""
+    for image in dataset.images:
+        write_text(out / f"{image.image_id}.geojson", json.dumps(to_feature_collection(image, dataset.classes)))
+
+
+def _features(path: Path) -> list[Any]:
+    """The features of a GeoJSON file, whichever of the accepted layouts it uses."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(path, f"cannot parse JSON ({error})") from None
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        return list(data.get("features") or [])
+    if isinstance(data, dict) and data.get("type") == "Feature":
+        return [data]
+    raise DataError(path, "not GeoJSON: expected a FeatureCollection, a Feature or a list of features")
+
+
+def _class_name(properties: Mapping[str, Any]) -> str | None:
+    classification = properties.get("classification")
+    if isinstance(classification, str):
+        return classification or None
+    if not isinstance(classification, Mapping):
+        return None
+    return classification.get("name") or ": ".join(classification.get("names") or []) or None
+
+
+def _score(properties: Mapping[str, Any], source: Path) -> float | None:
+    measurements = properties.get("measurements") or {}
+    if isinstance(measurements, list):  # QuPath 0.2: [{"name": ..., "value": ...}, ...]
+        measurements = {item.get("name"): item.get("value") for item in measurements if isinstance(item, Mapping)}
+    value = measurements.get("score") if isinstance(measurements, Mapping) else None
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(source, f"score measurement is not a number: {value!r}") from None
+
+
+def _positions(coordinates: Any) -> list[list[float]]:
+    """The ``x, y`` positions in GeoJSON coordinates nested to any depth (point, ring, polygon, ...)."""
+    if isinstance(coordinates, list) and coordinates and isinstance(coordinates[0], int | float):
+        if len(coordinates) < 2:
+            raise TypeError(f"position {coordinates!r} has no y")
+        return [coordinates[:2]]
+    if not isinstance(coordinates, list):
+        raise TypeError(f"unexpected coordinates {coordinates!r}")
+    return [position for item in coordinates for position in _positions(item)]
+
+
+def _vertices(geometry: Mapping[str, Any], source: Path) -> np.ndarray:
+    """All ``x, y`` vertices of a geometry as an ``(N, 2)`` array."""
+    try:
+        vertices = np.asarray(_positions(geometry.get("coordinates")), dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise DataError(source, f"malformed {geometry.get('type')} coordinates") from None
+    if len(vertices) == 0:
+        raise DataError(source, f"{geometry.get('type')} without coordinates")
+    return vertices
+
+
+def _find_image(geojson: Path) -> Path:
+    for folder in (geojson.parent, geojson.parent / "images"):
+        for candidate in sorted(folder.glob(f"{glob.escape(geojson.stem)}.*")):
+            if candidate.suffix.lower() in IMAGE_SUFFIXES and candidate.is_file():
+                return candidate
+    raise DataError(geojson, f"no image {geojson.stem}.* beside it or in images/")
+
+
+def read_file(path: Path, names: ClassNames, skipped: Counter[str]) -> AnnotatedImage:
+    """Read one GeoJSON file, counting skipped features by reason in ``skipped``."""
+    objects = ObjectList(path)
+    for feature in _features(path):
+        if not isinstance(feature, Mapping):
+            raise DataError(path, f"a feature is not an object: {str(feature)[:40]!r}")
+        geometry = feature.get("geometry") or {}
+        properties = feature.get("properties") or {}
+        kind = geometry.get("type")
+        name = _class_name(properties)
+        if kind in ("Point", "MultiPoint"):
+            label = names.index(name, path) if name is not None else UNCLASSIFIED
+            score = _score(properties, path)
+            for xy in _vertices(geometry, path):
+                objects.add_point(xy, label, score)
+        elif kind in ("Polygon", "MultiPolygon") and name is not None:
+            xy = _vertices(geometry, path)
+            objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], names.index(name, path), _score(properties, path))
+        else:
+            skipped["polygons without a class" if kind in ("Polygon", "MultiPolygon") else f"{kind} geometries"] += 1
+    image_path = _find_image(path)
+    width, height = image_size(image_path)
+    return objects.to_image(image_path, width, height, path.stem)
+
+
+def read(path: Path, classes: list[str] | None = None) -> Dataset:
+    """Read a folder of ``.geojson`` files, or one file.
+
+    Raises:
+        DataError: If there is no GeoJSON file, a file is malformed or an image is missing.
+
+    """
+    if not path.exists():
+        raise DataError(path, "not found")
+    files = sorted(path.glob("*.geojson")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(path, "no .geojson files")
+    names = ClassNames(classes)
+    skipped: Counter[str] = Counter()
+    images = [read_file(file, names, skipped) for file in files]
+    for reason, count in skipped.items():
+        log.warning("%s: skipped %d %s", path, count, reason)
+    return Dataset(names.names, images, {}, path.stem if path.is_file() else path.name)
