@@ -1,0 +1,242 @@
+"""Label Studio JSON: a list of tasks, as Label Studio exports and imports them (``tasks.json``).
+
+Each task is ``{"data": {"image": path}, "annotations" | "predictions": [{"result": [...]}]}``;
+each result is a region with ``original_width``/``original_height`` and a ``value`` in **percent
+of the image size**, measured from the image's top-left corner: a ``rectanglelabels`` region has
+its top-left corner ``x, y`` and its ``width, height``; a ``keypointlabels`` region its ``x, y``.
+So ``x_pixels = x / 100 * width``, the same origin as cytolens.
+
+Writing puts ground truth in ``annotations`` and, for a dataset with scores, predictions in
+``predictions`` (model version ``cytolens <version>``, a per-region ``score`` and the task
+``score`` the mean object score). Regions use the control names :data:`BOX_CONTROL` and
+:data:`POINT_CONTROL` on the image object :data:`IMAGE_OBJECT`, so the labelling config must use
+``<RectangleLabels name="label" toName="image">`` and ``<KeyPointLabels name="point" toName="image">``.
+An image inside the JSON file's folder is named by its path relative to that folder, any other by
+its absolute path (import them with Label Studio's local-files storage, or edit the paths). Label
+Studio cannot hold unclassified points.
+
+Reading takes a task file, or a folder holding ``tasks.json``. Per task it reads the first
+annotation that was not cancelled, or else the first prediction. ``rectanglelabels`` regions
+(rotated ones by the bounding box of the rotated rectangle) and ``polygonlabels`` regions (by
+their bounding box) become boxes, ``keypointlabels`` regions points, each with the first of its
+labels; other region types are skipped with a warning. The image path is taken relative to the
+JSON file (a ``/data/local-files/?d=`` URL by its ``d`` path); when absent there, the file of that
+name beside the JSON or in its ``images/`` folder is used. The image size is read from the image,
+or else from the regions' ``original_width``/``original_height``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from cytolens import __version__
+from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.errors import DataError
+from cytolens.io.atomic import write_text
+from cytolens.io.images import image_size
+from cytolens.io.objects import ObjectList
+from cytolens.io.paths import output_file, portable_path, resolve_path
+from cytolens.io.registry import Capabilities
+from cytolens.io.validation import ClassNames
+
+CAPABILITIES = Capabilities(boxes=True, points=True, scores=True)
+
+BOX_CONTROL = "label"
+"""``from_name`` of rectangle regions: the name of the ``<RectangleLabels>`` control."""
+POINT_CONTROL = "point"
+"""``from_name`` of keypoint regions: the name of the ``<KeyPointLabels>`` control."""
+IMAGE_OBJECT = "image"
+"""``to_name`` of every region: the name of the ``<Image>`` object."""
+POINT_WIDTH = 0.5
+"""Drawn size of a written keypoint, in percent of the image width."""
+TASKS_FILE = "tasks.json"
+"""The task file written into (and read from) a folder."""
+
+log = logging.getLogger(__name__)
+
+
+def _region(image: AnnotatedImage, kind: str, value: dict[str, Any], score: float | None) -> dict[str, Any]:
+    region: dict[str, Any] = {
+        "id": uuid.uuid4().hex[:10],
+        "type": kind,
+        "from_name": BOX_CONTROL if kind == "rectanglelabels" else POINT_CONTROL,
+        "to_name": IMAGE_OBJECT,
+        "original_width": image.width,
+        "original_height": image.height,
+        "image_rotation": 0,
+        "value": value,
+    }
+    if score is not None:
+        region["score"] = float(score)
+    return region
+
+
+def _regions(image: AnnotatedImage, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """The Label Studio regions of an image's boxes and points."""
+    if (image.point_labels == UNCLASSIFIED).any():
+        raise ValueError(f"{image.image_id}: Label Studio cannot hold unclassified points")
+    scale = np.array([100.0 / image.width, 100.0 / image.height])
+    regions = []
+    box_scores = image.box_scores if image.box_scores is not None else [None] * len(image.boxes)
+    for box, label, score in zip(image.boxes, image.box_labels, box_scores, strict=True):
+        x, y, w, h = (float(v) for v in (*(box[:2] * scale), *((box[2:] - box[:2]) * scale)))
+        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [classes[label]]}
+        regions.append(_region(image, "rectanglelabels", value, score))
+    point_scores = image.point_scores if image.point_scores is not None else [None] * len(image.points)
+    for point, label, score in zip(image.points, image.point_labels, point_scores, strict=True):
+        x, y = point * scale
+        value = {"x": float(x), "y": float(y), "width": POINT_WIDTH, "keypointlabels": [classes[label]]}
+        regions.append(_region(image, "keypointlabels", value, score))
+    return regions
+
+
+def _mean_score(image: AnnotatedImage) -> float | None:
+    scores = [s for s in (image.box_scores, image.point_scores) if s is not None]
+    values = np.concatenate(scores) if scores else np.zeros(0)
+    return float(values.mean()) if len(values) else None
+
+
+def to_task(
+    image: AnnotatedImage, classes: Sequence[str], score: float | None = None, relative_to: Path | None = None
+) -> dict[str, Any]:
+    """The Label Studio task of one image.
+
+    Args:
+        image: The annotated (or predicted) image.
+        classes: Class names indexed by the image's labels.
+        score: The task score (for example an active-learning priority); defaults, for an image
+            with scores, to the mean object score. A task with a score or object scores is written
+            as a prediction, otherwise as an annotation.
+        relative_to: The folder of the task file; an image inside it is named by its path relative
+            to it, any other by its absolute path. ``None`` writes the path as it is.
+
+    Returns:
+        A JSON-serialisable task.
+
+    Raises:
+        ValueError: If the image holds unclassified points.
+
+    """
+    path = portable_path(image.path, relative_to) if relative_to is not None else image.path.as_posix()
+    entry: dict[str, Any] = {"result": _regions(image, classes)}
+    if score is None and not image.has_scores:
+        return {"data": {"image": path}, "annotations": [entry]}
+    entry["model_version"] = f"cytolens {__version__}"
+    entry["score"] = float(score) if score is not None else _mean_score(image)
+    return {"data": {"image": path}, "predictions": [entry]}
+
+
+def write(dataset: Dataset, out: Path) -> None:
+    """Write all images as tasks to ``out`` (a ``.json`` file, or a folder that gets ``tasks.json``)."""
+    file = output_file(out, ".json", TASKS_FILE)
+    tasks = [to_task(image, dataset.classes, relative_to=file.parent) for image in dataset.images]
+    write_text(file, json.dumps(tasks, indent=1) + "\n")
+
+
+def _image_reference(task: Mapping[str, Any], source: Path) -> str:
+    data = task.get("data")
+    reference = data.get("image") if isinstance(data, Mapping) else None
+    if not isinstance(reference, str) or not reference:
+        raise DataError(source, f"task {task.get('id', '?')} has no data.image")
+    parsed = urlparse(reference)
+    if parsed.path == "/data/local-files/" and "d" in parse_qs(parsed.query):
+        return parse_qs(parsed.query)["d"][0]
+    return reference
+
+
+def _find_image(reference: str, folder: Path) -> Path:
+    """The image file of a task's reference: relative to the task file's folder, else by its name there."""
+    found = resolve_path(reference, folder)
+    if found.is_file():
+        return found
+    by_name = resolve_path(PurePosixPath(urlparse(reference).path).name, folder, folder / "images")
+    return by_name if by_name.is_file() else found
+
+
+def _entry(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first annotation not cancelled, else the first prediction, else an empty one."""
+    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    return next(iter(annotations or task.get("predictions") or []), {"result": []})
+
+
+def _percent(value: Mapping[str, Any], keys: Sequence[str], source: Path) -> np.ndarray:
+    try:
+        return np.array([float(value[key]) for key in keys]) / 100.0
+    except (KeyError, TypeError, ValueError):
+        raise DataError(source, f"region value without numeric {', '.join(keys)}: {dict(value)}") from None
+
+
+def _rectangle(value: Mapping[str, Any], width: int, height: int, source: Path) -> list[float]:
+    """The pixel bounding box of a (possibly rotated) rectangle region."""
+    x, y, w, h = _percent(value, ("x", "y", "width", "height"), source) * [width, height, width, height]
+    angle = np.deg2rad(float(value.get("rotation") or 0.0))  # clockwise on screen, about the top-left corner
+    corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    xy = corners @ rotation.T + [x, y]
+    return [*xy.min(axis=0), *xy.max(axis=0)]
+
+
+def read_task(task: Mapping[str, Any], source: Path, names: ClassNames, skipped: Counter[str]) -> AnnotatedImage:
+    """Read one task of the task file ``source``, counting skipped region types in ``skipped``."""
+    image_path = _find_image(_image_reference(task, source), source.parent)
+    regions = [r for r in _entry(task).get("result") or [] if isinstance(r, Mapping)]
+    if image_path.is_file():
+        width, height = image_size(image_path)
+    elif regions and regions[0].get("original_width") and regions[0].get("original_height"):
+        width, height = int(regions[0]["original_width"]), int(regions[0]["original_height"])
+    else:
+        raise DataError(source, f"image {image_path} not found and its size is not stated")
+    objects = ObjectList(source)
+    for region in regions:
+        kind, value, score = region.get("type"), region.get("value") or {}, region.get("score")
+        labels = value.get(kind) if kind in ("rectanglelabels", "keypointlabels", "polygonlabels") else None
+        if not labels:
+            skipped[f"{kind} regions" if labels is None else f"{kind} regions without a label"] += 1
+            continue
+        label = names.index(labels[0], source)
+        if kind == "rectanglelabels":
+            objects.add_box(_rectangle(value, width, height, source), label, score)
+        elif kind == "keypointlabels":
+            objects.add_point(_percent(value, ("x", "y"), source) * [width, height], label, score)
+        else:
+            try:
+                xy = np.asarray(value.get("points"), dtype=np.float64).reshape(-1, 2) / 100.0 * [width, height]
+            except (TypeError, ValueError):
+                raise DataError(source, f"polygon region without points: {dict(value)}") from None
+            objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], label, score)
+    return objects.to_image(image_path, width, height)
+
+
+def read(path: Path, classes: list[str] | None = None) -> Dataset:
+    """Read a Label Studio task file (or a folder holding ``tasks.json``).
+
+    Raises:
+        DataError: If the file is missing or malformed, or two tasks name images with the same stem.
+
+    """
+    file = output_file(path, ".json", TASKS_FILE)
+    try:
+        tasks = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(file, f"cannot read Label Studio JSON ({error.__class__.__name__}: {error})") from None
+    tasks = [tasks] if isinstance(tasks, dict) else tasks
+    if not isinstance(tasks, list) or not all(isinstance(task, Mapping) for task in tasks):
+        raise DataError(file, "not a Label Studio task list (expected a JSON list of tasks)")
+    names = ClassNames(classes)
+    skipped: Counter[str] = Counter()
+    images = [read_task(task, file, names, skipped) for task in tasks]
+    for what, count in skipped.items():
+        log.warning("%s: skipped %d %s", file, count, what)
+    repeated = [key for key, count in Counter(image.image_id for image in images).items() if count > 1]
+    if repeated:
+        raise DataError(file, f"several tasks name images {', '.join(repeated[:5])}")
+    return Dataset(names.names, images, {}, file.parent.name if file.name == TASKS_FILE else file.stem)
