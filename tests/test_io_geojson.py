@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io import geojson, read_dataset, write_dataset
 from cytolens.io.colors import class_color
-from helpers import assert_same_annotations
+from helpers import assert_same_annotations, write_image
 
 
 def _round_trip(dataset: Dataset, images: Path, out: Path) -> Dataset:
@@ -45,10 +44,8 @@ def test_chula_points_round_trip(chula: Path, tmp_path: Path) -> None:
     assert_same_annotations(dataset, back, atol=0, check_splits=False)
 
 
-def _blank(path: Path, size: tuple[int, int] = (40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size).save(path)
-    return path
+def _blank(path: Path) -> Path:
+    return write_image(path, 40, 30)
 
 
 def test_feature_collection_layout(tmp_path: Path) -> None:
