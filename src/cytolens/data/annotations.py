@@ -89,9 +89,7 @@ class AnnotatedImage:
 
     def box_centres(self) -> np.ndarray:
         """Centres of the boxes as an ``(N, 2)`` array of ``x, y``."""
-        return np.column_stack(
-            [(self.boxes[:, 0] + self.boxes[:, 2]) / 2, (self.boxes[:, 1] + self.boxes[:, 3]) / 2]
-        )
+        return np.column_stack([(self.boxes[:, 0] + self.boxes[:, 2]) / 2, (self.boxes[:, 1] + self.boxes[:, 3]) / 2])
 
 
 @dataclass

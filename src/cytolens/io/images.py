@@ -105,7 +105,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 pil = pil.convert("RGBA").convert("RGB") if pil.mode != "LA" else pil.convert("L")
             if pil.mode not in ("RGB", "L"):
                 pil = pil.convert("RGB")
-            return _to_rgb(np.asarray(pil))
+            return _to_rgb(np.array(pil))
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:

@@ -113,8 +113,18 @@ def _dropped(image: AnnotatedImage, caps: Capabilities) -> tuple[AnnotatedImage,
             dropped["scores"] = n_scores
         box_scores = point_scores = None
     copy = AnnotatedImage(
-        image.path, image.width, image.height, image.image_id, image.mpp,
-        boxes, box_labels, box_scores, points, point_labels, point_scores, labels,
+        image.path,
+        image.width,
+        image.height,
+        image.image_id,
+        image.mpp,
+        boxes,
+        box_labels,
+        box_scores,
+        points,
+        point_labels,
+        point_scores,
+        labels,
         image.image_scores if caps.scores else None,
     )
     return copy, dropped

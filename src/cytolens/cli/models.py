@@ -1,0 +1,35 @@
+"""``cytolens models``: the bundled trained models and the registered architectures."""
+
+from __future__ import annotations
+
+from cytolens.cli.options import JsonOption
+
+
+def models(as_json: JsonOption = False) -> None:
+    """List the bundled models (task, classes, training data, metrics) and the architectures to train."""
+    from cytolens.cli.output import print_json, print_table
+    from cytolens.models.checkpoint import read_checkpoint
+    from cytolens.models.registry import architectures, bundled_models
+
+    bundled = []
+    for name, path in bundled_models().items():
+        meta, _ = read_checkpoint(path)
+        train = (meta.get("data") or {}).get("train") or {}
+        bundled.append(
+            {
+                "name": name,
+                "task": meta["task"],
+                "architecture": meta["architecture"],
+                "classes": meta["classes"],
+                "data": train.get("name"),
+                "licence": train.get("licence"),
+                "metrics": meta.get("metrics", {}),
+            }
+        )
+    archs = [{"name": a.name, "task": a.task, "description": a.description} for a in architectures().values()]
+    if as_json:
+        print_json({"models": bundled, "architectures": archs})
+        return
+    rows = [[m["name"], m["task"], ", ".join(m["classes"]), f"{m['data']} ({m['licence']})"] for m in bundled]
+    print_table("Bundled models", ["name", "task", "classes", "trained on"], rows)
+    print_table("Architectures", ["name", "task", "description"], [list(a.values()) for a in archs])

@@ -1,0 +1,77 @@
+"""``cytolens predict``: find and classify cells in images and write every output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cytolens.cli.options import DeviceOption, JsonOption
+
+DEFAULT_MODEL = "blood-cells"
+
+
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cytolens-out"),
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or checkpoint file.")] = DEFAULT_MODEL,
+    score_threshold: Annotated[
+        float | None, typer.Option("--score-threshold", help="Keep cells scoring at least this [default: the model's].")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    outputs: Annotated[
+        str, typer.Option("--outputs", help="Comma-separated outputs: csv, coco, geojson, overlay, counts, napari.")
+    ] = "csv,coco,geojson,overlay,counts,napari",
+    ratio: Annotated[
+        list[str] | None, typer.Option("--ratio", help="Count ratio for counts.csv, e.g. RBC:WBC (repeatable).")
+    ] = None,
+    mpp: Annotated[
+        float | None, typer.Option("--mpp", help="µm per pixel of the images, checked against the model.")
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON and overlays.
+
+    An unreadable image is reported in one line and skipped; the others complete, and the exit code is 1.
+    For research use only, not for diagnosis.
+    """
+    import logging
+
+    from rich.progress import track
+
+    from cytolens.cli.output import print_json, print_table
+    from cytolens.errors import DataError
+    from cytolens.inference.model import load_model
+    from cytolens.inference.sources import expand_inputs
+    from cytolens.results.counts import parse_ratio
+    from cytolens.results.writers import PredictionWriter
+
+    log = logging.getLogger("cytolens")
+    cell_model = load_model(model, device=device)
+    ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
+    if not ratios:
+        ratios = [tuple(pair) for pair in cell_model.meta.get("report", {}).get("ratios", [])]
+    files = expand_inputs(paths, recursive=recursive)
+    writer = PredictionWriter(
+        out, cell_model.classes, [name.strip() for name in outputs.split(",") if name.strip()], ratios
+    )
+    failed: list[str] = []
+    items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=score_threshold, mpp=mpp)
+    for item in track(items, total=len(files), description="predicting", disable=as_json or len(files) < 2):
+        if isinstance(item, DataError):
+            log.error("%s", item)
+            failed.append(str(item.path))
+        else:
+            writer.add(item)
+    totals = {name: sum(r.counts()[name] for r in writer.results) for name in cell_model.classes}
+    summary = {"images": len(writer.results), "failed": failed, "cells": totals, "out": str(out)}
+    if as_json:
+        print_json(summary)
+    else:
+        print_table(f"Cells in {len(writer.results)} images (written to {out})", ["class", "cells"], totals.items())
+        typer.echo("For research use only, not for diagnosis.")
+    if failed:
+        raise typer.Exit(1)

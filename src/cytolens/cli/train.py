@@ -1,0 +1,85 @@
+"""``cytolens train``: train a box or point model from a recipe file and/or options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cytolens.cli.options import DeviceOption, FormatOption, JsonOption
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs and model.pt.")],
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="Recipe YAML (see configs/).")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Dataset spec file, or folder with --format.")
+    ] = None,
+    fmt: FormatOption = None,
+    task: Annotated[str | None, typer.Option("--task", help="boxes or points.")] = None,
+    architecture: Annotated[str | None, typer.Option("--architecture", help="Registered architecture.")] = None,
+    train_split: Annotated[str | None, typer.Option("--train-split", help="Split to train on.")] = None,
+    val_split: Annotated[str | None, typer.Option("--val-split", help="Split to validate on.")] = None,
+    init: Annotated[
+        str | None, typer.Option("--init", help="imagenet, none, a bundled model name or a checkpoint to fine-tune.")
+    ] = None,
+    freeze_blocks: Annotated[
+        int | None, typer.Option("--freeze-blocks", min=0, help="Freeze the first K blocks (one stage).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (one stage).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Base learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    aux_data: Annotated[Path | None, typer.Option("--aux-data", help="Auxiliary dataset spec (points task).")] = None,
+    aux_weight: Annotated[float | None, typer.Option("--aux-weight", help="γ: loss = γ·L_target + L_aux.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (smoke tests).")] = -1,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Train a model; writes OUT/model.pt (self-describing), OUT/checkpoints (for --resume) and OUT/logs.
+
+    Options override the recipe. --freeze-blocks and --epochs together replace the recipe's stages
+    by one stage; alone, --epochs scales a one-stage recipe.
+    """
+    from cytolens.cli.output import print_json
+    from cytolens.models.checkpoint import read_checkpoint
+    from cytolens.training.recipe import Recipe
+    from cytolens.training.train import train as run_training
+    from cytolens.training.transfer import Stage
+
+    base = Recipe.from_yaml(recipe) if recipe else Recipe()
+    values = base.to_dict()
+    given = {
+        "data": str(data) if data else None,
+        "format": fmt,
+        "task": task,
+        "architecture": architecture,
+        "train_split": train_split,
+        "val_split": val_split,
+        "init": init,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "aux_data": str(aux_data) if aux_data else None,
+        "aux_weight": aux_weight,
+    }
+    values.update({key: value for key, value in given.items() if value is not None})
+    if freeze_blocks is not None or epochs is not None:
+        stages = base.stages
+        values["stages"] = [
+            Stage(
+                freeze_blocks if freeze_blocks is not None else stages[0].freeze_blocks,
+                epochs if epochs is not None else base.epochs,
+                stages[-1].max_size,
+            )
+        ]
+    if not values.get("data"):
+        raise typer.BadParameter("give --data or a --recipe that names its data", param_hint="'--data'")
+    path = run_training(Recipe.from_dict(values), out, resume=resume, device=device, max_steps=max_steps)
+    meta, _ = read_checkpoint(path)
+    if as_json:
+        print_json({"model": str(path), "metrics": meta.get("metrics", {})})
+    else:
+        typer.echo(f"model written to {path}")

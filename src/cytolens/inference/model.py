@@ -1,0 +1,181 @@
+"""``load_model`` and :class:`CellModel`: the one way to run any trained cytolens model.
+
+Examples:
+    >>> import cytolens
+    >>> model = cytolens.load_model("blood-cells")  # doctest: +SKIP
+    >>> results = model.predict(["smear.jpg"])  # doctest: +SKIP
+    >>> results[0].counts()  # doctest: +SKIP
+    {'WBC': 1, 'RBC': 14, 'Platelets': 2}
+
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cytolens.errors import DataError, ModelError
+from cytolens.inference.device import resolve_device
+from cytolens.inference.sources import expand_inputs
+from cytolens.io.images import read_image
+from cytolens.models.checkpoint import build_from_checkpoint
+from cytolens.models.registry import resolve_model
+from cytolens.results.result import Result
+
+log = logging.getLogger(__name__)
+
+MPP_TOLERANCE = 0.25
+"""Relative difference of µm/px between an image and the model's training data that triggers a warning."""
+
+
+class CellModel:
+    """A trained model with its metadata, ready to predict.
+
+    Args:
+        network: The torch model (eval mode).
+        meta: The checkpoint metadata (task, classes, thresholds, input size, mpp...).
+        device: Where to run.
+        source: Where the model came from (name or path), for messages.
+
+    """
+
+    def __init__(self, network: torch.nn.Module, meta: dict[str, Any], device: torch.device, source: str) -> None:
+        self.network = network.to(device).eval()
+        self.meta = meta
+        self.device = device
+        self.source = source
+
+    @property
+    def task(self) -> str:
+        """``boxes`` or ``points``."""
+        return self.meta["task"]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in output order."""
+        return list(self.meta["classes"])
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Thresholds stored with the model (score, NMS, peak finding)."""
+        return dict(self.meta.get("thresholds", {}))
+
+    def __repr__(self) -> str:
+        return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
+
+    def _check_mpp(self, path: Path, mpp: float | None) -> None:
+        model_mpp = self.meta.get("mpp")
+        if mpp and model_mpp and abs(mpp - model_mpp) / model_mpp > MPP_TOLERANCE:
+            log.warning(
+                "%s: %.3g µm/px differs from the model's %.3g µm/px by more than %d%%; resample it",
+                path,
+                mpp,
+                model_mpp,
+                int(MPP_TOLERANCE * 100),
+            )
+
+    def _run(self, batch: list[tuple[Path, np.ndarray]], score_threshold: float, mpp: float | None) -> list[Result]:
+        results = []
+        if self.task == "boxes":
+            from cytolens.inference.boxes import detect_boxes
+
+            found = detect_boxes(self.network, [pixels for _, pixels in batch], self.device)
+            for (path, pixels), (boxes, labels, scores) in zip(batch, found, strict=True):
+                height, width = pixels.shape[:2]
+                results.append(Result(path, width, height, self.classes, labels, scores, boxes=boxes, mpp=mpp))
+        elif self.task == "points":
+            from cytolens.inference.peaks import predict_points
+
+            for path, pixels in batch:
+                result = predict_points(self.network, pixels, self.meta, device=self.device)
+                result.path, result.image_id, result.mpp = Path(path), Path(path).stem, mpp
+                results.append(result)
+        else:
+            raise ModelError(f"{self.source}: cannot predict for task {self.task!r}")
+        return [result.filter(score_threshold) for result in results]
+
+    def predict_iter(
+        self,
+        images: Sequence[str | Path | np.ndarray] | str | Path,
+        batch_size: int = 1,
+        score_threshold: float | None = None,
+        mpp: float | None = None,
+    ) -> Iterator[Result | DataError]:
+        """Predict image by image, yielding a :class:`Result` or, for an unreadable image, its :class:`DataError`.
+
+        Args:
+            images: Image files, folders, glob patterns, or RGB arrays.
+            batch_size: Images per forward pass.
+            score_threshold: Keep cells scoring at least this (default: the model's stored threshold).
+            mpp: µm/px of the images, if known (checked against the model's).
+
+        """
+        threshold = self.thresholds.get("score", 0.0) if score_threshold is None else score_threshold
+        items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)
+        arrays = [item for item in items if isinstance(item, np.ndarray)]
+        paths = (
+            expand_inputs([item for item in items if not isinstance(item, np.ndarray)])
+            if len(arrays) < len(items)
+            else []
+        )
+        batch: list[tuple[Path, np.ndarray]] = []
+        sources = [(Path(f"array{i}"), a) for i, a in enumerate(arrays)] + [(p, None) for p in paths]
+        for path, pixels in sources:
+            if pixels is None:
+                try:
+                    pixels = read_image(path)
+                except DataError as error:
+                    yield error
+                    continue
+            self._check_mpp(path, mpp)
+            batch.append((path, pixels))
+            if len(batch) == batch_size:
+                yield from self._run(batch, threshold, mpp)
+                batch = []
+        if batch:
+            yield from self._run(batch, threshold, mpp)
+
+    def predict(
+        self,
+        images: Sequence[str | Path | np.ndarray] | str | Path,
+        batch_size: int = 1,
+        score_threshold: float | None = None,
+        mpp: float | None = None,
+    ) -> list[Result]:
+        """Predict on images; unreadable images are logged and skipped.
+
+        Returns:
+            One :class:`Result` per readable image, in input order.
+
+        """
+        results = []
+        for item in self.predict_iter(images, batch_size, score_threshold, mpp):
+            if isinstance(item, DataError):
+                log.error("%s", item)
+            else:
+                results.append(item)
+        return results
+
+
+def load_model(name_or_path: str | Path, device: str = "auto") -> CellModel:
+    """Load a bundled model by name (see ``cytolens models``) or a checkpoint file.
+
+    Raises:
+        ModelError: If the model cannot be found or loaded.
+        CytolensError: If the device is not available.
+
+    """
+    path = resolve_model(name_or_path)
+    torch_device = resolve_device(device)
+    network, meta = build_from_checkpoint(path)
+    if torch_device.type == "cpu" and torch.get_num_threads() > 1:
+        network = network.to(memory_format=torch.channels_last)
+    return CellModel(network, meta, torch_device, str(name_or_path))
+
+
+__all__ = ["CellModel", "load_model"]

@@ -1,0 +1,140 @@
+"""Box detectors built from torchvision's detection models on a timm backbone with a feature pyramid.
+
+Two families share one backbone + FPN: the one-stage FCOS (the default; fast on CPU) and the
+two-stage Faster R-CNN. Labels inside the torchvision models are 1-based (0 is background);
+``num_classes`` given to the builders counts only the real classes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.detection import FCOS, FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from cytolens.models.backbones import create_backbone, mean_std
+from cytolens.models.blocks import backbone_blocks
+from cytolens.models.registry import register_architecture
+
+
+class BackboneWithFPN(nn.Module):
+    """A timm feature extractor followed by a torchvision :class:`FeaturePyramidNetwork`.
+
+    Args:
+        backbone: timm model name.
+        weights: ``"imagenet"``, a weights file, or ``None``.
+        fpn_channels: Channels of every pyramid level.
+        extra_max_pool: Add a max-pooled extra level (used by Faster R-CNN's RPN).
+
+    """
+
+    def __init__(
+        self, backbone: str, weights: str | Path | None, fpn_channels: int, extra_max_pool: bool = False
+    ) -> None:
+        super().__init__()
+        self.body = create_backbone(backbone, weights, out_indices=(2, 3, 4))
+        self.fpn = FeaturePyramidNetwork(
+            self.body.feature_info.channels(), fpn_channels, extra_blocks=LastLevelMaxPool() if extra_max_pool else None
+        )
+        self.out_channels = fpn_channels
+
+    def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        """Pyramid features keyed ``"0"``, ``"1"``, ... from fine to coarse."""
+        features = self.body(images)
+        return self.fpn(OrderedDict((str(i), feature) for i, feature in enumerate(features)))
+
+
+class _BlocksMixin:
+    """Blocks in order for freezing: backbone stem and stages, the FPN neck, then the heads."""
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        heads = [
+            (name, module)
+            for name, module in self.named_children()
+            if name not in ("backbone", "transform") and any(True for _ in module.parameters())
+        ]
+        return [*backbone_blocks(self.backbone.body), ("neck", self.backbone.fpn), *heads]
+
+
+class CellFCOS(_BlocksMixin, FCOS):
+    """torchvision FCOS with cytolens' block list."""
+
+
+class CellFasterRCNN(_BlocksMixin, FasterRCNN):
+    """torchvision Faster R-CNN with cytolens' block list."""
+
+
+def _common(backbone: str, min_size: int, max_size: int) -> dict:
+    mean, std = mean_std(backbone)
+    return {"min_size": min_size, "max_size": max_size, "image_mean": list(mean), "image_std": list(std)}
+
+
+@register_architecture("fcos", task="boxes")
+def fcos(
+    num_classes: int,
+    backbone: str = "tf_efficientnet_lite0",
+    weights: str | Path | None = "imagenet",
+    fpn_channels: int = 96,
+    head_convs: int = 4,
+    min_size: int = 320,
+    max_size: int = 416,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.6,
+    detections_per_img: int = 300,
+) -> CellFCOS:
+    """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32)."""
+    body = BackboneWithFPN(backbone, weights, fpn_channels)
+    anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((1.0,),) * 3)
+    head = FCOSHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1, num_convs=head_convs)
+    return CellFCOS(
+        body,
+        num_classes + 1,
+        anchor_generator=anchors,
+        head=head,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        topk_candidates=1000,
+        **_common(backbone, min_size, max_size),
+    )
+
+
+@register_architecture("faster-rcnn", task="boxes")
+def faster_rcnn(
+    num_classes: int,
+    backbone: str = "tf_efficientnet_lite0",
+    weights: str | Path | None = "imagenet",
+    fpn_channels: int = 96,
+    representation_size: int = 256,
+    min_size: int = 320,
+    max_size: int = 416,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 300,
+) -> CellFasterRCNN:
+    """Faster R-CNN two-stage detector on a backbone + FPN (strides 8-64) with a light box head."""
+    body = BackboneWithFPN(backbone, weights, fpn_channels, extra_max_pool=True)
+    anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    box_head = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+    return CellFasterRCNN(
+        body,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+        rpn_pre_nms_top_n_test=600,
+        rpn_post_nms_top_n_test=300,
+        box_score_thresh=score_thresh,
+        box_nms_thresh=nms_thresh,
+        box_detections_per_img=detections_per_img,
+        **_common(backbone, min_size, max_size),
+    )

@@ -1,0 +1,102 @@
+"""Writing prediction outputs as they are produced, so that a failure never loses what was already written.
+
+Per image: an overlay PNG (``overlays/<stem>.png``) and a QuPath GeoJSON (``geojson/<stem>.geojson``).
+For the run: ``cells.csv`` (one row per cell), ``counts.csv`` (per-image counts, percentages and
+ratios); for box models ``predictions.coco.json`` (a COCO dataset whose annotations carry scores,
+readable by COCO tools and by ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain
+COCO results list for ``COCO.loadRes``, image ids as in the former); for point models
+``napari/<stem>.csv`` (napari Points layer order: row = y, column = x, pixel-centre convention).
+Run-level files are rewritten atomically after every image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cytolens.data.annotations import Dataset
+from cytolens.io.atomic import atomic_write, write_text
+from cytolens.io.coco import to_coco_dict, to_results
+from cytolens.results.counts import counts_table
+from cytolens.results.result import Result
+
+OUTPUTS = ("csv", "coco", "geojson", "overlay", "counts", "napari")
+"""Names of the outputs ``cytolens predict --outputs`` can choose from."""
+
+RESEARCH_NOTICE = "cytolens output: for research use only, not for diagnosis."
+
+
+def _unique_stem(result: Result, taken: set[str]) -> str:
+    stem = result.path.stem
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+class PredictionWriter:
+    """Accumulates results and writes the chosen outputs under ``out``.
+
+    Args:
+        out: Output folder.
+        classes: The model's class names.
+        outputs: Which outputs to write (see :data:`OUTPUTS`).
+        ratios: Count ratios for ``counts.csv``, as ``(numerator, denominator)`` class names.
+
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        classes: Sequence[str],
+        outputs: Sequence[str] = OUTPUTS,
+        ratios: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        unknown = sorted(set(outputs) - set(OUTPUTS))
+        if unknown:
+            raise ValueError(f"unknown outputs {', '.join(unknown)}; choose from {', '.join(OUTPUTS)}")
+        self.out = Path(out)
+        self.classes = list(classes)
+        self.outputs = set(outputs)
+        self.ratios = list(ratios)
+        self.results: list[Result] = []
+        self._stems: set[str] = set()
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, result: Result, image: np.ndarray | None = None) -> None:
+        """Write the per-image outputs of ``result`` and refresh the run-level files."""
+        stem = _unique_stem(result, self._stems)
+        if "overlay" in self.outputs:
+            with atomic_write(self.out / "overlays" / f"{stem}.png", "wb") as handle:
+                Image.fromarray(result.plot(image)).save(handle, format="PNG")
+        if "geojson" in self.outputs:
+            write_text(self.out / "geojson" / f"{stem}.geojson", json.dumps(result.to_geojson()))
+        if "napari" in self.outputs and result.kind == "points":
+            table = pd.DataFrame({"axis-0": result.points[:, 1] - 0.5, "axis-1": result.points[:, 0] - 0.5})
+            write_text(self.out / "napari" / f"{stem}.csv", table.to_csv(index_label="index"))
+        self.results.append(result)
+        self.flush()
+
+    def flush(self) -> None:
+        """Rewrite the run-level files from all results so far."""
+        if "csv" in self.outputs:
+            frames = [result.to_dataframe() for result in self.results]
+            table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            write_text(self.out / "cells.csv", table.to_csv(index=False))
+        if "counts" in self.outputs:
+            write_text(
+                self.out / "counts.csv", counts_table(self.results, self.classes, self.ratios).to_csv(index=False)
+            )
+        if "coco" in self.outputs and self.results and self.results[0].kind == "boxes":
+            dataset = Dataset(self.classes, [result.to_annotated() for result in self.results], name="predictions")
+            document = to_coco_dict(dataset, root=self.out)
+            document["info"] = {"description": RESEARCH_NOTICE}
+            write_text(self.out / "predictions.coco.json", json.dumps(document))
+            write_text(self.out / "coco_results.json", json.dumps(to_results(dataset)))

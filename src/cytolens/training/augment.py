@@ -1,0 +1,48 @@
+"""Augmentation pipelines (albumentations) that move boxes and points with the pixels.
+
+Stained smears vary in brightness, contrast and stain hue between labs and scanners; cells have no
+preferred orientation, so every flip and 90° rotation is a valid view (albumentations' ``D4``).
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+
+
+def _colour(strength: float) -> list[A.BasicTransform]:
+    return [
+        A.RandomBrightnessContrast(brightness_limit=0.2 * strength, contrast_limit=0.2 * strength, p=0.8),
+        A.HueSaturationValue(
+            hue_shift_limit=int(8 * strength), sat_shift_limit=int(20 * strength), val_shift_limit=0, p=0.5
+        ),
+        A.RGBShift(
+            r_shift_limit=int(12 * strength), g_shift_limit=int(12 * strength), b_shift_limit=int(12 * strength), p=0.5
+        ),
+    ]
+
+
+def box_pipeline(max_size: int, train: bool, crop_p: float = 0.5, colour: float = 1.0) -> A.Compose:
+    """Resize so the longer side is ``max_size``; in training add crops, colour jitter and D4 views.
+
+    Boxes are ``pascal_voc`` (absolute xyxy) with a ``labels`` field; a cropped box is kept when at least
+    45% of its area stays visible.
+    """
+    steps: list[A.BasicTransform] = [A.LongestMaxSize(max_size=max_size)]
+    if train:
+        steps += [
+            A.RandomResizedCrop(size=(max_size * 3 // 4, max_size), scale=(0.5, 1.0), ratio=(1.2, 1.45), p=crop_p),
+            *_colour(colour),
+            A.D4(p=1.0),
+        ]
+    return A.Compose(
+        steps,
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.45, clip=True),
+    )
+
+
+def point_pipeline(train: bool, colour: float = 1.0) -> A.Compose:
+    """Colour jitter and D4 views for point-annotated crops (keypoints ``xy`` with a ``labels`` field)."""
+    steps: list[A.BasicTransform] = [*_colour(colour), A.D4(p=1.0)] if train else []
+    return A.Compose(
+        steps, keypoint_params=A.KeypointParams(format="xy", label_fields=["labels"], remove_invisible=True)
+    )

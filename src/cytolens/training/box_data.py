@@ -1,0 +1,54 @@
+"""Torch datasets that turn annotated images into detector inputs and targets."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.io.images import read_image
+from cytolens.training.augment import box_pipeline
+
+
+@lru_cache(maxsize=4096)
+def _cached_pixels(path: str) -> np.ndarray:
+    return read_image(path)
+
+
+class BoxDataset(TorchDataset):
+    """Images with boxes as ``(image tensor 0-1 CHW, {"boxes", "labels"})`` pairs; labels are 1-based.
+
+    Args:
+        dataset: The annotated images.
+        max_size: Longer image side after resizing (changed between training stages by setting the attribute).
+        train: Whether to augment.
+
+    """
+
+    def __init__(self, dataset: Dataset, max_size: int, train: bool) -> None:
+        self.images: list[AnnotatedImage] = list(dataset.images)
+        self.max_size = max_size
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image = self.images[index]
+        pixels = _cached_pixels(str(image.path))
+        out = box_pipeline(self.max_size, self.train)(
+            image=pixels, bboxes=image.boxes.astype(np.float32), labels=image.box_labels.tolist()
+        )
+        boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
+        labels = torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)) + 1
+        tensor = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float().div_(255)
+        return tensor, {"boxes": boxes, "labels": labels, "scale": torch.tensor(tensor.shape[-1] / image.width)}
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Keep images and targets as lists (detectors take images of different sizes)."""
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)

@@ -1,0 +1,103 @@
+"""The Lightning module that trains box detectors."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics.detection import MeanAveragePrecision
+
+from cytolens.models.blocks import keep_frozen_norms_in_eval
+from cytolens.training.transfer import param_groups
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 1% at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class DetectionModule(pl.LightningModule):
+    """Trains a torchvision detector; validates by COCO mAP (``val/map50`` is logged for checkpointing).
+
+    Args:
+        model: A registered box detector (``blocks()`` exposed).
+        lr: Base learning rate (AdamW).
+        weight_decay: Weight decay, not applied to norms and biases.
+        warmup_steps: Linear warm-up steps.
+        pretrained_lr_factor: Learning-rate factor of the pretrained backbone blocks.
+        grad_clip: Gradient norm clip.
+
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 150,
+        pretrained_lr_factor: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.pretrained_lr_factor = pretrained_lr_factor
+        self.val_map = MeanAveragePrecision(
+            iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, 10, 300]
+        )
+
+    def set_input_size(self, max_size: int) -> None:
+        """Change the model's internal input size (longer side ``max_size``, shorter side 3/4 of it)."""
+        self.input_max_size = max_size
+        self.model.transform.max_size = max_size
+        self.model.transform.min_size = (max_size * 3 // 4,)
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        if loader is not None:
+            loader.dataset.max_size = max_size
+
+    def tuned_thresholds(self) -> dict[str, float]:
+        """Thresholds tuned during validation (none for box detectors: score and NMS come from the recipe)."""
+        return {}
+
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        keep_frozen_norms_in_eval(self.model)
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        images, targets = batch
+        predictions = self.model(images)
+        self.val_map.update(
+            [{k: p[k] for k in ("boxes", "scores", "labels")} for p in predictions],
+            [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets],
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        figures = self.val_map.compute()
+        self.val_map.reset()
+        self.log("val/map50", figures["map_50"], prog_bar=True)
+        self.log("val/map50_95", figures["map"])
+
+    def configure_optimizers(self) -> dict:
+        pretrained = len([name for name, _ in self.model.blocks() if name.startswith("backbone")])
+        groups = param_groups(self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, pretrained)
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, total)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

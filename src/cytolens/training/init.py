@@ -1,0 +1,50 @@
+"""Model initialisation for training: ImageNet, random, or a base model (fine-tuning)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.registry import build_architecture, bundled_models, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def initial_model(
+    init: str, architecture: str, classes: list[str], kwargs: dict[str, Any]
+) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
+    """Build the model to train.
+
+    Args:
+        init: ``imagenet`` (pretrained backbone), ``none`` (random), a bundled model name or a checkpoint path.
+            A base model's weights are loaded wherever their shapes fit; layers that depend on the class list
+            (when it differs) start fresh.
+        architecture: Registered architecture name (a base model's own architecture and kwargs win).
+        classes: Class names of the training data.
+        kwargs: Builder arguments.
+
+    Returns:
+        The model, its architecture name and builder arguments, and a description of the initialisation
+        for the checkpoint metadata.
+
+    """
+    if init in ("imagenet", "none"):
+        model = build_architecture(architecture, len(classes), **kwargs, weights=None if init == "none" else "imagenet")
+        return model, architecture, kwargs, {"init": init}
+    path = resolve_model(init)
+    meta, state = read_checkpoint(path)
+    model = build_architecture(meta["architecture"], len(classes), **{**meta["kwargs"], "weights": None})
+    own = model.state_dict()
+    fitting = {
+        k: v.float() if v.is_floating_point() else v for k, v in state.items() if k in own and own[k].shape == v.shape
+    }
+    model.load_state_dict(fitting, strict=False)
+    fresh = sorted(set(own) - set(fitting))
+    if fresh:
+        log.warning("%s: %d tensors do not fit the new classes and start fresh (%s...)", path, len(fresh), fresh[0])
+    name = init if init in bundled_models() else str(path)
+    info = {"init": name, "base_classes": meta["classes"], "base_task": meta["task"]}
+    return model, meta["architecture"], dict(meta["kwargs"]), info

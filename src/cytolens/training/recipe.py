@@ -1,0 +1,99 @@
+"""Training recipes: every choice of a training run in one YAML-loadable record, stored in the checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cytolens.errors import DataError
+from cytolens.training.transfer import Stage
+
+
+@dataclass
+class Recipe:
+    """A training configuration.
+
+    Attributes:
+        task: ``boxes`` or ``points``.
+        architecture: A registered architecture name.
+        kwargs: Builder arguments (backbone, FPN width, input size, thresholds...).
+        data: A dataset spec file, or a folder/file read with ``format``.
+        format: Annotation format when ``data`` is not a spec file.
+        train_split: Split to train on.
+        val_split: Split to validate on (``None``: no validation).
+        init: ``imagenet``, ``none``, a bundled model name or a checkpoint path.
+        stages: Freezing schedule; ``epochs`` is their sum.
+        batch_size: Images per step.
+        lr: Base learning rate.
+        weight_decay: AdamW weight decay (none on norms and biases).
+        warmup_steps: Linear warm-up steps.
+        pretrained_lr_factor: Learning-rate factor on pretrained backbone blocks.
+        grad_clip: Gradient-norm clip.
+        ema_decay: Decay of the exponential moving average of the weights (0 disables it).
+        val_every: Validate every this many epochs.
+        patience: Early-stopping patience in validations (``None``: no early stopping).
+        seed: Random seed.
+        score_threshold: Default score threshold stored with the model for prediction.
+        num_workers: Data-loading worker processes.
+
+    """
+
+    task: str = "boxes"
+    architecture: str = "fcos"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    format: str | None = None
+    train_split: str | None = "train"
+    val_split: str | None = "val"
+    init: str = "imagenet"
+    stages: list[Stage] = field(default_factory=lambda: [Stage(freeze_blocks=0, epochs=10)])
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 150
+    pretrained_lr_factor: float = 1.0
+    grad_clip: float = 10.0
+    ema_decay: float = 0.998
+    val_every: int = 1
+    patience: int | None = None
+    seed: int = 0
+    score_threshold: float = 0.3
+    num_workers: int = 0
+
+    @property
+    def epochs(self) -> int:
+        """Total epochs over all stages."""
+        return sum(stage.epochs for stage in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for checkpoints and logs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str | Path = "recipe") -> Recipe:
+        """Build from plain data, rejecting unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DataError(source, f"unknown recipe keys: {', '.join(unknown)}")
+        values = dict(values)
+        if "stages" in values:
+            values["stages"] = [Stage(**stage) if isinstance(stage, dict) else stage for stage in values["stages"]]
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Recipe:
+        """Load a recipe YAML file; relative ``data`` paths are taken relative to the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(path, "recipe file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise DataError(path, f"invalid YAML ({str(error).splitlines()[0]})") from None
+        if values.get("data") and not Path(values["data"]).is_absolute():
+            values["data"] = str((path.parent / values["data"]).resolve())
+        return cls.from_dict(values, path)

@@ -1,0 +1,83 @@
+"""What each task plugs into the shared training loop: its Lightning module, dataset, collate and metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import nn
+from torch.utils.data import Dataset as TorchDataset
+
+from cytolens.data.annotations import Dataset
+from cytolens.errors import CytolensError
+from cytolens.training.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class TaskComponents:
+    """The task-specific parts of training.
+
+    Attributes:
+        module: ``(model, recipe, train_data) -> LightningModule``.
+        dataset: ``(data, recipe, module, train) -> torch Dataset``.
+        collate: Batch collation function.
+        describe: ``(module, train_data, recipe) -> dict`` of checkpoint metadata (input size, mpp, thresholds).
+        final_kwargs: ``recipe -> dict`` of builder arguments that the schedule changes (e.g. final input size).
+        monitor: The validation figure that early stopping watches.
+
+    """
+
+    module: Callable[[nn.Module, Recipe, Dataset], pl.LightningModule]
+    dataset: Callable[[Dataset, Recipe, pl.LightningModule, bool], TorchDataset]
+    collate: Callable
+    describe: Callable[[pl.LightningModule, Dataset, Recipe], dict[str, Any]]
+    final_kwargs: Callable[[Recipe], dict[str, Any]]
+    monitor: str
+
+
+def _box_components() -> TaskComponents:
+    from cytolens.training.box_data import BoxDataset, collate
+    from cytolens.training.detection_module import DetectionModule
+
+    def input_max(recipe: Recipe) -> int:
+        sizes = [stage.max_size for stage in recipe.stages if stage.max_size]
+        return sizes[-1] if sizes else int(recipe.kwargs.get("max_size", 416))
+
+    def module(model: nn.Module, recipe: Recipe, data: Dataset) -> pl.LightningModule:
+        return DetectionModule(model, recipe.lr, recipe.weight_decay, recipe.warmup_steps, recipe.pretrained_lr_factor)
+
+    def dataset(data: Dataset, recipe: Recipe, module: pl.LightningModule, train: bool) -> TorchDataset:
+        first = next((stage.max_size for stage in recipe.stages if stage.max_size), None)
+        return BoxDataset(data, first or input_max(recipe), train)
+
+    def final_kwargs(recipe: Recipe) -> dict[str, Any]:
+        size = input_max(recipe)
+        return {"max_size": size, "min_size": size * 3 // 4}
+
+    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe) -> dict[str, Any]:
+        size = input_max(recipe)
+        mpps = {image.mpp for image in data.images}
+        return {
+            "input_size": [size, size * 3 // 4],
+            "mpp": mpps.pop() if len(mpps) == 1 else None,
+            "thresholds": {"score": recipe.score_threshold, "nms": recipe.kwargs.get("nms_thresh", 0.6)},
+        }
+
+    return TaskComponents(module, dataset, collate, describe, final_kwargs, "val/map50")
+
+
+_TASKS: dict[str, Callable[[], TaskComponents]] = {"boxes": _box_components}
+
+
+def task_components(task: str) -> TaskComponents:
+    """The training components of ``task``.
+
+    Raises:
+        CytolensError: If the task is unknown.
+
+    """
+    if task not in _TASKS:
+        raise CytolensError(f"unknown task {task!r}; choose one of: {', '.join(_TASKS)}")
+    return _TASKS[task]()

@@ -1,0 +1,156 @@
+"""``train(recipe, out)``: the one training entry of every task, on PyTorch Lightning.
+
+It writes, under ``out``: ``checkpoints/`` (Lightning checkpoints for ``--resume``, the last one saved
+every epoch), ``logs/`` (CSV metrics), and ``model.pt``, the self-describing cytolens checkpoint,
+refreshed at every validation and at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from cytolens.data.annotations import Dataset
+from cytolens.data.spec import load_data
+from cytolens.errors import CytolensError
+from cytolens.models.checkpoint import save_checkpoint
+from cytolens.training.init import initial_model
+from cytolens.training.recipe import Recipe
+from cytolens.training.tasks import task_components
+from cytolens.training.transfer import StageSchedule
+
+log = logging.getLogger(__name__)
+
+
+class ExportModel(pl.Callback):
+    """Write the self-describing ``model.pt`` after every validation (weights as validated, EMA included)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = meta
+        self.metrics: dict[str, Any] = {}
+
+    def export(self, module: pl.LightningModule) -> None:
+        """Save the module's model with the metadata, the latest validation figures and tuned thresholds."""
+        meta = {**self.meta, "metrics": dict(self.metrics)}
+        meta["thresholds"] = {**meta.get("thresholds", {}), **module.tuned_thresholds()}
+        save_checkpoint(self.path, module.model, meta)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        figures = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self.metrics["validation"] = {**figures, "epoch": trainer.current_epoch}
+        self.export(module)
+
+
+def _describe(dataset: Dataset, split: str | None) -> dict[str, Any]:
+    return {"name": dataset.name, "licence": dataset.licence, "split": split, "images": len(dataset)}
+
+
+def _device_accelerator(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return {"cuda": "gpu"}.get(device, device)
+
+
+def train(
+    recipe: Recipe,
+    out: str | Path,
+    resume: bool = False,
+    device: str = "auto",
+    max_steps: int = -1,
+    progress: bool = True,
+) -> Path:
+    """Train a model as ``recipe`` says and write its checkpoint to ``out/model.pt``.
+
+    Args:
+        recipe: What to train and how.
+        out: Output folder.
+        resume: Continue from ``out/checkpoints/last.ckpt`` after an interruption.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        max_steps: Stop after this many optimizer steps (for smoke tests); -1 for the recipe's epochs.
+        progress: Show a progress bar.
+
+    Returns:
+        The path of the exported model checkpoint.
+
+    """
+    out = Path(out)
+    pl.seed_everything(recipe.seed, workers=True, verbose=False)
+    train_data = load_data(recipe.data, recipe.format, recipe.train_split)
+    val_data = load_data(recipe.data, recipe.format, recipe.val_split) if recipe.val_split else None
+    if not len(train_data):
+        raise CytolensError(f"{recipe.data}: split {recipe.train_split!r} holds no images")
+    model, architecture, kwargs, init_info = initial_model(
+        recipe.init, recipe.architecture, train_data.classes, recipe.kwargs
+    )
+    components = task_components(recipe.task)
+    module = components.module(model, recipe, train_data)
+    train_set = components.dataset(train_data, recipe, module, train=True)
+    loader = DataLoader(
+        train_set,
+        batch_size=recipe.batch_size,
+        shuffle=True,
+        collate_fn=components.collate,
+        num_workers=recipe.num_workers,
+        drop_last=len(train_set) > recipe.batch_size,
+    )
+    val_loader = None
+    if val_data is not None and len(val_data):
+        val_set = components.dataset(val_data, recipe, module, train=False)
+        val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
+    final_kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
+    final_kwargs.update(components.final_kwargs(recipe))
+    meta = {
+        "task": recipe.task,
+        "architecture": architecture,
+        "kwargs": final_kwargs,
+        "classes": list(train_data.classes),
+        **components.describe(module, train_data, recipe),
+        "recipe": recipe.to_dict(),
+        "init": init_info,
+        "data": {
+            "train": _describe(train_data, recipe.train_split),
+            "val": _describe(val_data, recipe.val_split) if val_data else None,
+        },
+        "metrics": {},
+    }
+    exporter = ExportModel(out / "model.pt", meta)
+    monitor = components.monitor
+    callbacks: list[pl.Callback] = [
+        StageSchedule(recipe.stages),
+        ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1, save_top_k=0),
+        exporter,
+    ]
+    if recipe.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
+    if recipe.patience and val_loader is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=recipe.patience))
+    trainer = pl.Trainer(
+        max_epochs=recipe.epochs,
+        max_steps=max_steps,
+        accelerator=_device_accelerator(device),
+        devices=1,
+        callbacks=callbacks,
+        logger=CSVLogger(out, name="logs", version=0),
+        gradient_clip_val=recipe.grad_clip,
+        check_val_every_n_epoch=recipe.val_every,
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise CytolensError(f"{last}: nothing to resume from")
+    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None)
+    exporter.export(module)
+    return out / "model.pt"
