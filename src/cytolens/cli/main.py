@@ -1,0 +1,125 @@
+"""The ``cytolens`` command: global options, error reporting, logging, and the list of verbs.
+
+Adding a verb:
+
+1. Write ``cli/<verb>.py`` with one function named after the verb. Its parameters are the verb's
+   options, declared with the shared types of :mod:`cytolens.cli.options` where one fits
+   (``data: DataOption``, ``split: SplitOption = None``, ``as_json: JsonOption = False``...); its
+   docstring is the verb's ``--help`` text. The body calls library functions and prints their result
+   through :mod:`cytolens.cli.output`; import heavy libraries (torch) inside the body so that
+   ``cytolens --help`` stays fast.
+2. Add the function to :data:`VERBS` below.
+
+Every verb then also takes ``--config FILE`` (see :mod:`cytolens.cli.config`), and its errors are
+reported like every other verb's: a :class:`~cytolens.errors.CytolensError`, or an ``OSError``,
+``ValueError`` or ``KeyError`` raised by library code, is printed as one line ``error: <message>``
+on stderr with exit code 1 (``--debug`` shows the traceback instead); usage errors exit with 2.
+Library warnings (``logging``) appear on stderr as one line each, ``warning: <message>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.text import Text
+from typer.core import TyperGroup
+
+from cytolens.cli.config import with_config
+from cytolens.cli.convert import convert
+from cytolens.cli.evaluate import evaluate
+from cytolens.cli.examples import examples
+from cytolens.cli.stats import stats
+from cytolens.errors import CytolensError
+
+VERBS = [examples, stats, convert, evaluate]
+"""The verb functions, in the order ``cytolens --help`` lists them."""
+
+USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)
+"""Exceptions reported in one line without a traceback (``FileNotFoundError``, ``PermissionError`` are ``OSError``)."""
+
+_DEBUG = "cytolens.debug"
+"""``ctx.meta`` key holding the ``--debug`` flag."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on a single line (a ``KeyError``'s key without its quotes)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and len(error.args) == 1 else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+class _Cytolens(TyperGroup):
+    """The command group, reporting user errors of any verb as one line."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            if ctx.meta.get(_DEBUG):
+                raise
+            typer.echo(f"error: {one_line(error)}", err=True)
+            raise typer.Exit(1) from None
+
+
+class _OneLineHandler(RichHandler):
+    """A Rich log handler printing ``<level>: <message>`` on one line, never wrapped."""
+
+    def render(self, *, record: logging.LogRecord, traceback: Any, message_renderable: Any) -> Text:
+        """The line for ``record``: its level name, lower case and coloured, then the message."""
+        style = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}.get(record.levelname, "dim")
+        return Text.assemble((f"{record.levelname.lower()}: ", style), message_renderable)
+
+
+def _log_to_stderr(ctx: typer.Context, level: int) -> None:
+    """Send the ``cytolens`` loggers' records at ``level`` and above to stderr until the command ends."""
+    logger = logging.getLogger("cytolens")
+    handler = _OneLineHandler(console=Console(stderr=True, soft_wrap=True), show_time=False, show_path=False)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    ctx.call_on_close(restore)
+
+
+app = typer.Typer(
+    cls=_Cytolens,
+    name="cytolens",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug messages.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show progress messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show errors only, no warnings.")] = False,
+) -> None:
+    """Find, classify and count cells in microscopy images. For research use only; not for diagnosis."""
+    ctx.meta[_DEBUG] = debug
+    if debug:
+        level = logging.DEBUG
+    elif verbose:
+        level = logging.INFO
+    else:
+        level = logging.ERROR if quiet else logging.WARNING
+    _log_to_stderr(ctx, level)
+
+
+for _verb in VERBS:
+    app.command()(with_config(_verb))
+
+
+def run() -> None:
+    """Entry point of the ``cytolens`` console script."""
+    app(prog_name="cytolens")

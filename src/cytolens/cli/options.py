@@ -1,0 +1,29 @@
+"""Option definitions shared by the verbs, as ``Annotated`` types.
+
+A verb declares ``data: DataOption`` (required) or ``split: SplitOption = None`` (optional, with
+its default after ``=``), so that the same option has the same name, short flag and help everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from cytolens.io.registry import FORMATS
+
+FormatName = Literal[tuple(FORMATS)]
+"""An annotation format name from the registry (Typer offers them as choices)."""
+
+DataOption = Annotated[
+    Path,
+    typer.Option("--data", "-d", help="A dataset spec file (YAML), or a data folder or file read with --format."),
+]
+FormatOption = Annotated[
+    FormatName | None, typer.Option("--format", "-f", help="Annotation format of a data folder or file.")
+]
+SplitOption = Annotated[str | None, typer.Option("--split", "-s", help="Use only this split (e.g. train, val, test).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder or file.")]
