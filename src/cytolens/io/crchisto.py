@@ -52,7 +52,7 @@ def _load_points(path: Path) -> np.ndarray:
         raise DataError(path, "file not found")
     try:
         content = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError, NotImplementedError) as error:
+    except (scipy.io.matlab.MatReadError, ValueError, OSError, TypeError, NotImplementedError) as error:
         raise DataError(path, f"cannot read MATLAB file ({error.__class__.__name__}: {error})") from None
     if "detection" not in content:
         raise DataError(path, "has no 'detection' variable")
