@@ -14,8 +14,10 @@ either. An image's label file follows the Ultralytics rule: the last ``/images/`
 ``/labels/`` and the suffix ``.txt``; a missing label file means an image without objects. The
 ``image_id`` is the image's path inside its split folder without suffix (the stem for list entries).
 
-Layout written by :func:`write` (images are not copied but linked, so Ultralytics and :func:`read`
-both read it as it is)::
+Layout written by :func:`write`. Images are not copied but linked: Ultralytics finds an image's
+labels only through that path rule, so image list files pointing at the original images would need
+label files beside the originals, inside the source dataset; symbolic links under ``images/`` keep
+every output in ``out``, and Ultralytics and :func:`read` both read the result as it is::
 
     out/data.yaml                          names, and <split>: images/<split>
     out/images/<split>/<image_id>.<ext>    symbolic link to the original image
