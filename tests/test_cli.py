@@ -115,6 +115,7 @@ def test_debug_shows_the_exception_instead(tmp_path: Path) -> None:
 def test_usage_errors_exit_with_2() -> None:
     assert invoke("stats", "--data", ".", "--format", "no-such-format").exit_code == 2
     assert invoke("stats").exit_code == 2  # --data missing
+    assert invoke("evaluate", "--data", examples_path(), "--format", "voc").exit_code == 2  # no predictions
 
 
 def test_convert_voc_to_coco_and_back(bccd: Path, tmp_path: Path) -> None:

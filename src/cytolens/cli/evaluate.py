@@ -13,7 +13,12 @@ from cytolens.data.annotations import Dataset
 
 
 def predictions_for(truth: Dataset, predictions: Path | None, pred_format: str | None) -> Dataset:
-    """The predictions to score against ``truth``: read from the ``--predictions`` file or folder.
+    """The predictions to score against ``truth``, from the source the command line names.
+
+    Args:
+        truth: The ground truth; its images are those a model would predict on.
+        predictions: A predictions file or folder (or spec) to read.
+        pred_format: The annotation format of ``predictions``.
 
     Raises:
         typer.BadParameter: If no source of predictions was given.
