@@ -1,0 +1,85 @@
+"""One call that evaluates predictions against ground truth with every metric that applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cytolens.data.annotations import Dataset
+from cytolens.errors import CytolensError
+from cytolens.metrics.boxes import box_ap
+from cytolens.metrics.classification import image_classification_metrics
+from cytolens.metrics.counting import count_metrics
+from cytolens.metrics.pairing import align_predictions
+from cytolens.metrics.points import point_metrics
+
+TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
+    "boxes": ("map50", "map50_95"),
+    "points": ("precision", "recall", "f1", "mean_distance", "class_accuracy", "macro_f1", "weighted_f1"),
+    "classification": ("accuracy", "auc", "sensitivity", "specificity", "h_mean", "exact_match"),
+    "counting": ("count_mae",),
+}
+"""Figures lifted to the top of :func:`evaluate_datasets`' result, by the part that computes them."""
+
+
+def evaluate_datasets(predictions: Dataset, truth: Dataset, radius: float | None = None) -> dict[str, Any]:
+    """Evaluate predictions with every metric the ground truth allows, merged into one JSON-ready dict.
+
+    - Boxes in the truth: COCO AP (:func:`~cytolens.metrics.boxes.box_ap`) and counting.
+    - Points in the truth: point matching within ``radius`` (:func:`~cytolens.metrics.points.point_metrics`)
+      and counting.
+    - Image labels in the truth and image scores in the predictions: classification
+      (:func:`~cytolens.metrics.classification.image_classification_metrics`).
+
+    Images are matched by ``image_id`` (ground-truth images without predictions count as empty) and
+    classes by name.
+
+    Args:
+        predictions: The predictions (objects with scores and/or image scores).
+        truth: The ground truth.
+        radius: Matching radius in pixels for point annotations.
+
+    Returns:
+        The figures of :data:`TOP_LEVEL_KEYS` that apply; ``per_class`` mapping each class name to
+        that class's figures from every part (when two parts name a figure alike, the first of
+        boxes, points, classification, counting wins); and ``details`` holding each part's full
+        result (``boxes``, ``points``, ``classification``, ``counting``), including the
+        precision-recall curves and the per-image tables.
+
+    Raises:
+        CytolensError: If the truth holds points and no radius was given, or there is nothing to
+            evaluate.
+
+    """
+    predictions = align_predictions(predictions, truth)
+    has_boxes = any(len(image.boxes) for image in truth)
+    has_points = any(len(image.points) for image in truth)
+    has_labels = any(image.image_labels for image in truth)
+    has_scores = any(image.image_scores is not None for image in predictions)
+    if has_points and radius is None:
+        raise CytolensError("the ground truth holds points: pass --radius (pixels) to match predicted points")
+    details: dict[str, dict[str, Any]] = {}
+    if has_boxes:
+        details["boxes"] = box_ap(predictions, truth)
+    if has_points:
+        details["points"] = point_metrics(predictions, truth, radius)
+    if has_labels and has_scores:
+        details["classification"] = image_classification_metrics(predictions, truth)
+    if has_boxes or has_points:
+        details["counting"] = count_metrics(predictions, truth)
+    if not details:
+        raise CytolensError(
+            "nothing to evaluate: the ground truth holds no boxes, points or image labels "
+            "(or the predictions hold no image scores)"
+        )
+    result: dict[str, Any] = {
+        key: part[key] for name, part in details.items() for key in TOP_LEVEL_KEYS[name] if key in part
+    }
+    per_class: dict[str, dict[str, Any]] = {}
+    for part in details.values():
+        for class_name, figures in part["per_class"].items():
+            target = per_class.setdefault(class_name, {})
+            for key, value in figures.items():
+                target.setdefault(key, value)
+    result["per_class"] = per_class
+    result["details"] = details
+    return result
