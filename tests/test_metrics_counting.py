@@ -67,3 +67,12 @@ def test_bccd_counts_against_itself_and_with_boxes_dropped(bccd):
         assert result["per_class"][name]["count_mae"] == pytest.approx(np.mean(missing))
         assert result["per_class"][name]["true"] == sum(int((im.box_labels == k).sum()) for im in truth)
     assert result["count_mae"] > 0
+
+
+def test_predicted_images_outside_the_truth_are_ignored_with_a_warning(caplog):
+    truth = Dataset(["a"], [image("1", [0])])
+    pred = Dataset(["a"], [image("1", [0]), image("elsewhere", [0, 0])])
+    with caplog.at_level("WARNING", logger="cytolens.metrics.pairing"):
+        result = count_metrics(pred, truth)
+    assert result["count_mae"] == 0.0 and [row["image_id"] for row in result["per_image"]] == ["1"]
+    assert "1 predicted images are not in the ground truth" in caplog.text
