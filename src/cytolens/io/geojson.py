@@ -177,6 +177,8 @@ def read_file(path: Path, names: ClassNames, skipped: Counter[str]) -> Annotated
             raise DataError(path, f"a feature is not an object: {str(feature)[:40]!r}")
         geometry = feature.get("geometry") or {}
         properties = feature.get("properties") or {}
+        if not isinstance(geometry, Mapping) or not isinstance(properties, Mapping):
+            raise DataError(path, f"feature {feature.get('id', '')!r} has a malformed geometry or properties")
         kind = geometry.get("type")
         name = _class_name(properties)
         if kind in ("Point", "MultiPoint"):
@@ -187,8 +189,10 @@ def read_file(path: Path, names: ClassNames, skipped: Counter[str]) -> Annotated
         elif kind in ("Polygon", "MultiPolygon") and name is not None:
             xy = _vertices(geometry, path)
             objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], names.index(name, path), _score(properties, path))
+        elif kind in ("Polygon", "MultiPolygon"):
+            skipped["polygons without a class"] += 1
         else:
-            skipped["polygons without a class" if kind in ("Polygon", "MultiPolygon") else f"{kind} geometries"] += 1
+            skipped[f"{kind or 'empty'} geometries"] += 1
     image_path = _find_image(path)
     width, height = image_size(image_path)
     return objects.to_image(image_path, width, height, path.stem)

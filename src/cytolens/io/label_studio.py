@@ -60,6 +60,8 @@ POINT_WIDTH = 0.5
 """Drawn size of a written keypoint, in percent of the image width."""
 TASKS_FILE = "tasks.json"
 """The task file written into (and read from) a folder."""
+_LABELLED = ("rectanglelabels", "keypointlabels", "polygonlabels")
+"""Region types read; each holds its labels under its own type name."""
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,23 @@ def _rectangle(value: Mapping[str, Any], width: int, height: int, source: Path) 
     return [*xy.min(axis=0), *xy.max(axis=0)]
 
 
+def _polygon_box(value: Mapping[str, Any], width: int, height: int, source: Path) -> list[float]:
+    """The pixel bounding box of a polygon region."""
+    try:
+        xy = np.asarray(value.get("points"), dtype=np.float64).reshape(-1, 2) / 100.0 * [width, height]
+        return [*xy.min(axis=0), *xy.max(axis=0)]
+    except (TypeError, ValueError):
+        raise DataError(source, f"polygon region without points: {dict(value)}") from None
+
+
+def _region_score(region: Mapping[str, Any], source: Path) -> float | None:
+    score = region.get("score")
+    try:
+        return None if score is None else float(score)
+    except (TypeError, ValueError):
+        raise DataError(source, f"region score is not a number: {score!r}") from None
+
+
 def read_task(task: Mapping[str, Any], source: Path, names: ClassNames, skipped: Counter[str]) -> AnnotatedImage:
     """Read one task of the task file ``source``, counting skipped region types in ``skipped``."""
     image_path = _find_image(_image_reference(task, source), source.parent)
@@ -197,22 +216,18 @@ def read_task(task: Mapping[str, Any], source: Path, names: ClassNames, skipped:
         raise DataError(source, f"image {image_path} not found and its size is not stated")
     objects = ObjectList(source)
     for region in regions:
-        kind, value, score = region.get("type"), region.get("value") or {}, region.get("score")
-        labels = value.get(kind) if kind in ("rectanglelabels", "keypointlabels", "polygonlabels") else None
-        if not labels:
-            skipped[f"{kind} regions" if labels is None else f"{kind} regions without a label"] += 1
+        kind, value = region.get("type"), region.get("value")
+        labels = value.get(kind) if kind in _LABELLED and isinstance(value, Mapping) else None
+        if not labels or not isinstance(labels, list):
+            skipped[f"{kind} regions" if kind not in _LABELLED else f"{kind} regions without a label"] += 1
             continue
-        label = names.index(labels[0], source)
+        label, score = names.index(labels[0], source), _region_score(region, source)
         if kind == "rectanglelabels":
             objects.add_box(_rectangle(value, width, height, source), label, score)
         elif kind == "keypointlabels":
             objects.add_point(_percent(value, ("x", "y"), source) * [width, height], label, score)
         else:
-            try:
-                xy = np.asarray(value.get("points"), dtype=np.float64).reshape(-1, 2) / 100.0 * [width, height]
-            except (TypeError, ValueError):
-                raise DataError(source, f"polygon region without points: {dict(value)}") from None
-            objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], label, score)
+            objects.add_box(_polygon_box(value, width, height, source), label, score)
     return objects.to_image(image_path, width, height)
 
 
