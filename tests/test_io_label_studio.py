@@ -126,6 +126,10 @@ def test_reads_label_studio_export(tmp_path: Path, caplog: pytest.LogCaptureFixt
         ('[{"data": {}}]', "task \\? has no data.image"),
         ('[{"data": {"image": "missing.png"}}]', "image .*missing.png not found and its size is not stated"),
         ('[{"data": {"image": "a.png"}}, {"data": {"image": "sub/a.png"}}]', "several tasks name images a"),
+        ('[{"data": {"image": "a.png"}, "annotations": [{"result": [{"type": "polygonlabels", '
+         '"value": {"points": [], "polygonlabels": ["a"]}}]}]}]', "polygon region without points"),
+        ('[{"data": {"image": "a.png"}, "predictions": [{"result": [{"type": "keypointlabels", "score": "hi", '
+         '"value": {"x": 1, "y": 2, "keypointlabels": ["a"]}}]}]}]', "region score is not a number"),
     ],
 )
 def test_malformed_files_name_the_file(tmp_path: Path, content: str, problem: str) -> None:
