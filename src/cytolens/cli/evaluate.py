@@ -7,28 +7,38 @@ from typing import Annotated, Any
 
 import typer
 
-from cytolens.cli.options import DataOption, FormatName, FormatOption, JsonOption, SplitOption
+from cytolens.cli.options import DataOption, DeviceOption, FormatName, FormatOption, JsonOption, SplitOption
 from cytolens.cli.output import json_text, print_json, print_table
 from cytolens.data.annotations import Dataset
 
 
-def predictions_for(truth: Dataset, predictions: Path | None, pred_format: str | None) -> Dataset:
-    """The predictions to score against ``truth``, from the source the command line names.
-
-    Args:
-        truth: The ground truth; its images are those a model would predict on.
-        predictions: A predictions file or folder (or spec) to read.
-        pred_format: The annotation format of ``predictions``.
+def _score(
+    truth: Dataset,
+    predictions: Path | None,
+    pred_format: str | None,
+    model: str | None,
+    radius: float | None,
+    device: str,
+    batch_size: int,
+) -> tuple[dict[str, Any], Dataset]:
+    """The figures and the predictions: read from ``--predictions``, or made by running ``--model`` on ``truth``.
 
     Raises:
-        typer.BadParameter: If no source of predictions was given.
+        typer.BadParameter: If neither or both sources of predictions were given.
 
     """
     from cytolens.data.spec import load_data
+    from cytolens.metrics import evaluate_datasets
 
-    if predictions is None:
-        raise typer.BadParameter("give the predictions to evaluate", param_hint="'--predictions'")
-    return load_data(predictions, fmt=pred_format)
+    if (predictions is None) == (model is None):
+        raise typer.BadParameter("give either --predictions or --model", param_hint="'--predictions' / '--model'")
+    if model is not None:
+        from cytolens.inference.evaluate import evaluate_model
+        from cytolens.inference.model import load_model
+
+        return evaluate_model(load_model(model, device=device), truth, radius, batch_size)
+    predicted = load_data(predictions, fmt=pred_format)
+    return evaluate_datasets(predicted, truth, radius), predicted
 
 
 def write_report(result: dict[str, Any], folder: Path) -> None:
@@ -61,6 +71,9 @@ def evaluate(
     predictions: Annotated[
         Path | None, typer.Option("--predictions", "-p", help="Predictions: a spec file, or a folder or file.")
     ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Evaluate this model (bundled name or checkpoint) instead.")
+    ] = None,
     pred_format: Annotated[
         FormatName | None, typer.Option("--pred-format", help="Annotation format of the predictions.")
     ] = None,
@@ -69,21 +82,22 @@ def evaluate(
     radius: Annotated[
         float | None, typer.Option("--radius", "-r", help="Matching radius in pixels for point detections.")
     ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass (--model).")] = 1,
+    device: DeviceOption = "auto",
     as_json: JsonOption = False,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write a report (JSON, plots) to this folder.")
     ] = None,
 ) -> None:
-    """Score predictions against the ground truth given by --data.
+    """Score predictions, or a model's predictions, against the ground truth given by --data.
 
     Boxes are scored by average precision, points by precision, recall and F1 within --radius
     pixels, image labels by accuracy; counts per class are compared too.
     """
     from cytolens.data.spec import load_data
-    from cytolens.metrics import evaluate_datasets
 
     truth = load_data(data, fmt=fmt, split=split)
-    result = evaluate_datasets(predictions_for(truth, predictions, pred_format), truth, radius)
+    result, _ = _score(truth, predictions, pred_format, model, radius, device, batch_size)
     if report is not None:
         write_report(result, report)
     if as_json:

@@ -32,10 +32,13 @@ from cytolens.cli.config import with_config
 from cytolens.cli.convert import convert
 from cytolens.cli.evaluate import evaluate
 from cytolens.cli.examples import examples
+from cytolens.cli.models import models
+from cytolens.cli.predict import predict
 from cytolens.cli.stats import stats
+from cytolens.cli.train import train
 from cytolens.errors import CytolensError
 
-VERBS = [examples, stats, convert, evaluate]
+VERBS = [predict, train, evaluate, models, stats, convert, examples]
 """The verb functions, in the order ``cytolens --help`` lists them."""
 
 USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cytolens.data.annotations import Dataset
@@ -21,7 +22,29 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
 """Figures lifted to the top of :func:`evaluate_datasets`' result, by the part that computes them."""
 
 
-def evaluate_datasets(predictions: Dataset, truth: Dataset, radius: float | None = None) -> dict[str, Any]:
+def _scoring_at_least(predictions: Dataset, threshold: float) -> Dataset:
+    """The predictions whose boxes and points score at least ``threshold`` (unscored objects are kept)."""
+    kept = []
+    for image in predictions.images:
+        box_keep = image.box_scores >= threshold if image.box_scores is not None else slice(None)
+        point_keep = image.point_scores >= threshold if image.point_scores is not None else slice(None)
+        kept.append(
+            replace(
+                image,
+                boxes=image.boxes[box_keep],
+                box_labels=image.box_labels[box_keep],
+                box_scores=None if image.box_scores is None else image.box_scores[box_keep],
+                points=image.points[point_keep],
+                point_labels=image.point_labels[point_keep],
+                point_scores=None if image.point_scores is None else image.point_scores[point_keep],
+            )
+        )
+    return replace(predictions, images=kept)
+
+
+def evaluate_datasets(
+    predictions: Dataset, truth: Dataset, radius: float | None = None, count_threshold: float | None = None
+) -> dict[str, Any]:
     """Evaluate predictions with every metric the ground truth allows, merged into one JSON-ready dict.
 
     - Boxes in the truth: COCO AP (:func:`~cytolens.metrics.boxes.box_ap`) and counting.
@@ -37,6 +60,8 @@ def evaluate_datasets(predictions: Dataset, truth: Dataset, radius: float | None
         predictions: The predictions (objects with scores and/or image scores).
         truth: The ground truth.
         radius: Matching radius in pixels for point annotations.
+        count_threshold: Count only objects scoring at least this (a model's operating threshold), while
+            average precision uses every prediction. ``None`` counts every prediction.
 
     Returns:
         The figures of :data:`TOP_LEVEL_KEYS` that apply; ``per_class`` mapping each class name to
@@ -65,7 +90,8 @@ def evaluate_datasets(predictions: Dataset, truth: Dataset, radius: float | None
     if has_labels and has_scores:
         details["classification"] = image_classification_metrics(predictions, truth)
     if has_boxes or has_points:
-        details["counting"] = count_metrics(predictions, truth)
+        counted = predictions if count_threshold is None else _scoring_at_least(predictions, count_threshold)
+        details["counting"] = count_metrics(counted, truth)
     if not details:
         raise CytolensError(
             "nothing to evaluate: the ground truth holds no boxes, points or image labels "

@@ -49,7 +49,7 @@ class DetectionModule(pl.LightningModule):
         self.warmup_steps = warmup_steps
         self.pretrained_lr_factor = pretrained_lr_factor
         self.val_map = MeanAveragePrecision(
-            iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, 10, 300]
+            iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, 100, 300]
         )
 
     def set_input_size(self, max_size: int) -> None:

@@ -1,0 +1,60 @@
+"""Evaluating a trained model on an annotated dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import track
+
+from cytolens.data.annotations import Dataset
+from cytolens.errors import DataError
+from cytolens.inference.model import CellModel
+from cytolens.metrics import evaluate_datasets
+
+
+def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progress: bool = True) -> Dataset:
+    """Run ``model`` on every image of ``truth`` keeping every detection (score threshold 0).
+
+    Returns:
+        The predictions as a dataset with the model's classes and the truth's image ids.
+
+    Raises:
+        DataError: If an image cannot be read (evaluation needs all of them).
+
+    """
+    ids = {str(image.path): image.image_id for image in truth.images}
+    images = []
+    items = model.predict_iter([image.path for image in truth.images], batch_size=batch_size, score_threshold=0.0)
+    for item in track(items, total=len(truth), description="evaluating", disable=not progress or len(truth) < 2):
+        if isinstance(item, DataError):
+            raise item
+        annotated = item.to_annotated()
+        annotated.image_id = ids.get(str(item.path), annotated.image_id)
+        images.append(annotated)
+    return Dataset(model.classes, images, name=f"{model.source} on {truth.name}")
+
+
+def evaluate_model(
+    model: CellModel, truth: Dataset, radius: float | None = None, batch_size: int = 1, progress: bool = True
+) -> tuple[dict[str, Any], Dataset]:
+    """Score ``model`` on ``truth``: AP or point matching over every detection, counts at the model's threshold.
+
+    Args:
+        model: The model.
+        truth: Annotated images.
+        radius: Point-matching radius in pixels (default: the one stored with a point model).
+        batch_size: Images per forward pass.
+        progress: Show a progress bar.
+
+    Returns:
+        The figures (see :func:`cytolens.metrics.evaluate_datasets`) and the predictions.
+
+    """
+    predictions = predict_dataset(model, truth, batch_size, progress)
+    if radius is None:
+        radius = model.thresholds.get("radius")
+    threshold = model.thresholds.get("score")
+    figures = evaluate_datasets(predictions, truth, radius, count_threshold=threshold)
+    figures["model"] = model.source
+    figures["score_threshold"] = threshold
+    return figures, predictions
