@@ -38,6 +38,19 @@ class Recipe:
         seed: Random seed.
         score_threshold: Default score threshold stored with the model for prediction.
         num_workers: Data-loading worker processes.
+        aux_data: Auxiliary training data (spec or folder) mixed into every step (``None``: none).
+        aux_format: Annotation format of ``aux_data`` when it is not a spec file.
+        aux_split: Split of ``aux_data`` to use (``None``: all its images).
+        aux_classes: Classes of ``aux_data`` to keep (``None``: all); boxes count by their centres.
+        aux_scale: Resize factor of the auxiliary images, so that their cells match the target's size.
+        aux_weight: ``γ`` of the loss ``γ·L_target + L_aux`` (used only with ``aux_data``).
+        proximity_d: Points: distance (pixels) at which the proximity target reaches 0.
+        proximity_a: Points: sharpness ``a`` of the proximity target.
+        loss_lambda: Points: background weight ``λ`` of the proximity loss.
+        crop_size: Points: side of the square training crops.
+        class_weight: Points: weight of the class cross-entropy next to the proximity loss.
+        match_radius: Points: radius (pixels) at which a found centre matches a true one (for tuning ``ξ``).
+        min_distance: Points: smallest distance (pixels) between two found centres.
 
     """
 
@@ -62,6 +75,19 @@ class Recipe:
     seed: int = 0
     score_threshold: float = 0.3
     num_workers: int = 0
+    aux_data: str | None = None
+    aux_format: str | None = None
+    aux_split: str | None = None
+    aux_classes: list[str] | None = None
+    aux_scale: float = 1.0
+    aux_weight: float = 1.0
+    proximity_d: float = 16.0
+    proximity_a: float = 3.0
+    loss_lambda: float = 5.0
+    crop_size: int = 256
+    class_weight: float = 1.0
+    match_radius: float = 12.0
+    min_distance: int = 6
 
     @property
     def epochs(self) -> int:
@@ -86,7 +112,7 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
-        """Load a recipe YAML file; relative ``data`` paths are taken relative to the file."""
+        """Load a recipe YAML file; relative ``data`` and ``aux_data`` paths are taken relative to the file."""
         path = Path(path)
         if not path.is_file():
             raise DataError(path, "recipe file not found")
@@ -94,6 +120,7 @@ class Recipe:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise DataError(path, f"invalid YAML ({str(error).splitlines()[0]})") from None
-        if values.get("data") and not Path(values["data"]).is_absolute():
-            values["data"] = str((path.parent / values["data"]).resolve())
+        for key in ("data", "aux_data"):
+            if values.get(key) and not Path(values[key]).is_absolute():
+                values[key] = str((path.parent / values[key]).resolve())
         return cls.from_dict(values, path)

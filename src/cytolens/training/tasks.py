@@ -68,7 +68,48 @@ def _box_components() -> TaskComponents:
     return TaskComponents(module, dataset, collate, describe, final_kwargs, "val/map50")
 
 
-_TASKS: dict[str, Callable[[], TaskComponents]] = {"boxes": _box_components}
+def _point_components() -> TaskComponents:
+    from cytolens.data.transforms import boxes_to_points
+    from cytolens.training.point_data import PointDataset, WithAuxiliary, auxiliary_data, collate
+    from cytolens.training.point_module import PointModule
+
+    def module(model: nn.Module, recipe: Recipe, data: Dataset) -> pl.LightningModule:
+        return PointModule(
+            model,
+            data.classes,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            warmup_steps=recipe.warmup_steps,
+            pretrained_lr_factor=recipe.pretrained_lr_factor,
+            loss_lambda=recipe.loss_lambda,
+            class_weight=recipe.class_weight,
+            aux_weight=recipe.aux_weight,
+            match_radius=recipe.match_radius,
+            min_distance=recipe.min_distance,
+        )
+
+    def dataset(data: Dataset, recipe: Recipe, module: pl.LightningModule, train: bool) -> TorchDataset:
+        def points(source: Dataset, scale: float = 1.0) -> PointDataset:
+            return PointDataset(source, recipe.proximity_d, recipe.proximity_a, recipe.crop_size, train, scale)
+
+        target = points(boxes_to_points(data))  # box data (e.g. BCCD) trains on the box centres
+        if not (train and recipe.aux_data):
+            return target
+        return WithAuxiliary(target, points(auxiliary_data(recipe, data.classes), recipe.aux_scale))
+
+    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe) -> dict[str, Any]:
+        mpps = {image.mpp for image in data.images}
+        return {
+            "input_size": [recipe.crop_size, recipe.crop_size],
+            "mpp": mpps.pop() if len(mpps) == 1 else None,
+            "thresholds": module.tuned_thresholds(),
+            "proximity": {"d": recipe.proximity_d, "a": recipe.proximity_a},
+        }
+
+    return TaskComponents(module, dataset, collate, describe, lambda recipe: {}, "val/f1")
+
+
+_TASKS: dict[str, Callable[[], TaskComponents]] = {"boxes": _box_components, "points": _point_components}
 
 
 def task_components(task: str) -> TaskComponents:

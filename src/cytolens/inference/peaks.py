@@ -1,0 +1,165 @@
+"""Decoding a proximity map into cell centres, and running a point detector on an image of any size.
+
+Peaks are found as scikit-image's :func:`~skimage.feature.peak_local_max` finds them: pixels equal to
+the maximum of their ``(2 * min_distance + 1)`` square neighbourhood, above
+``max(threshold_abs, threshold_rel * max)``, kept greedily from the highest so that no two are closer
+than ``min_distance`` (Chebyshev distance). Because that greedy pass never lets a lower peak remove a
+higher one, the peaks above a higher threshold are exactly the peaks above a lower one filtered by
+value; :func:`peak_candidates` plus :func:`above` use this both to tune ``threshold_rel`` cheaply and to
+decode tiles against the maximum of the whole image.
+
+A peak at pixel ``(row, col)`` is the centre ``(col + 0.5, row + 0.5)`` in cytolens coordinates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.feature import peak_local_max
+from torch import nn
+
+from cytolens.inference.tiles import tiles
+from cytolens.results.result import Result
+
+DEFAULT_THRESHOLDS = {"threshold_rel": 0.4, "threshold_abs": 0.1, "min_distance": 6}
+"""Decoding thresholds used when a checkpoint lacks some."""
+
+
+def peak_candidates(proximity: np.ndarray, min_distance: int, threshold_abs: float = 0.0) -> np.ndarray:
+    """Local maxima above ``threshold_abs``, highest first, at least ``min_distance`` apart.
+
+    Args:
+        proximity: ``(H, W)`` proximity map.
+        min_distance: Smallest distance (pixels, Chebyshev) between two peaks.
+        threshold_abs: Peaks must exceed this value.
+
+    Returns:
+        ``(N, 2)`` int ``row, col`` indices.
+
+    """
+    return peak_local_max(
+        np.asarray(proximity, dtype=np.float32), min_distance=min_distance, threshold_abs=threshold_abs,
+        exclude_border=False,
+    ).reshape(-1, 2)
+
+
+def above(values: np.ndarray, image_max: float, threshold_rel: float, threshold_abs: float = 0.0) -> np.ndarray:
+    """Which peak ``values`` pass ``max(threshold_abs, threshold_rel * image_max)`` (strictly, like scikit-image)."""
+    return np.asarray(values) > max(threshold_abs, threshold_rel * image_max)
+
+
+def to_xy(rows_cols: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` ``row, col`` pixel indices as cytolens ``x, y`` (pixel centres)."""
+    return np.asarray(rows_cols, dtype=np.float64).reshape(-1, 2)[:, ::-1] + 0.5
+
+
+def find_peaks(
+    proximity: np.ndarray, threshold_rel: float, min_distance: int, threshold_abs: float = 0.0
+) -> np.ndarray:
+    """Cell centres in a proximity map.
+
+    Args:
+        proximity: ``(H, W)`` map.
+        threshold_rel: Suppress values at or below ``threshold_rel`` times the map's maximum (``ξ``).
+        min_distance: Smallest distance (pixels, Chebyshev) between two centres.
+        threshold_abs: Also suppress values at or below this.
+
+    Returns:
+        ``(N, 2)`` centres ``x, y``, highest peak first.
+
+    Examples:
+        >>> prox = np.zeros((5, 6), dtype=np.float32)
+        >>> prox[1, 4] = 1.0
+        >>> find_peaks(prox, threshold_rel=0.5, min_distance=1)
+        array([[4.5, 1.5]])
+
+    """
+    found = peak_candidates(proximity, min_distance, threshold_abs)
+    if not len(found):
+        return np.zeros((0, 2))
+    keep = above(proximity[found[:, 0], found[:, 1]], float(np.max(proximity)), threshold_rel, threshold_abs)
+    return to_xy(found[keep])
+
+
+@torch.inference_mode()
+def _run_tile(model: nn.Module, pixels: np.ndarray, device: torch.device | str) -> tuple[np.ndarray, torch.Tensor]:
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(2, 0, 1)[None].float().div_(255)
+    out = model(tensor)
+    return out["proximity"][0, 0].float().cpu().numpy(), out["logits"][0].float().cpu()
+
+
+def predict_points(
+    model: nn.Module,
+    image: np.ndarray,
+    meta: dict[str, Any],
+    tile_size: int = 512,
+    overlap: int = 64,
+    device: torch.device | str = "cpu",
+    path: str | Path = "",
+) -> Result:
+    """Find and classify the cells of an RGB image with a point model.
+
+    The image is cut into overlapping tiles (one tile when it fits); each tile's proximity map is
+    searched for peaks, and a peak is kept only from the tile whose core holds it, so a cell on a
+    tile border is found once. Peaks are then thresholded against the maximum over the whole image,
+    so the result equals decoding the stitched map, while memory stays bounded by one tile (a
+    4096 x 4096 image needs the image itself plus a few hundred MB).
+
+    Args:
+        model: A point model (takes 0-1 RGB ``(B, 3, H, W)`` and normalises it itself; returns
+            ``proximity`` and ``logits``), in eval mode.
+        image: ``(H, W, 3)`` uint8 RGB.
+        meta: Checkpoint metadata: ``classes`` and ``thresholds`` (``threshold_rel``, ``min_distance``,
+            ``threshold_abs``; missing ones from :data:`DEFAULT_THRESHOLDS`).
+        tile_size: Tile side (pixels).
+        overlap: Overlap of neighbouring tiles (pixels); at least ``2 * min_distance``.
+        device: Where to run the model.
+        path: The image file, for the result.
+
+    Returns:
+        One cell per peak: centre, class (argmax of the class probabilities at the centre), score
+        (the proximity value there) and the class probabilities.
+
+    Raises:
+        ValueError: If ``overlap`` is smaller than ``2 * min_distance``, or not smaller than ``tile_size``.
+
+    """
+    thresholds = {**DEFAULT_THRESHOLDS, **meta.get("thresholds", {})}
+    min_distance = int(thresholds["min_distance"])
+    floor = float(thresholds["threshold_abs"])
+    if overlap < 2 * min_distance:
+        raise ValueError(f"tile overlap {overlap} must be at least 2 * min_distance ({2 * min_distance})")
+    height, width = image.shape[:2]
+    found_rc, values, probabilities = [], [], []
+    image_max = 0.0
+    for rows, cols in tiles(height, width, tile_size, overlap):
+        proximity, logits = _run_tile(model, image[rows.start : rows.stop, cols.start : cols.stop], device)
+        core = (slice(rows.core_start - rows.start, rows.core_stop - rows.start),
+                slice(cols.core_start - cols.start, cols.core_stop - cols.start))
+        image_max = max(image_max, float(proximity[core].max()))
+        peaks = peak_candidates(proximity, min_distance, floor)
+        inside = (
+            (peaks[:, 0] >= core[0].start) & (peaks[:, 0] < core[0].stop)
+            & (peaks[:, 1] >= core[1].start) & (peaks[:, 1] < core[1].stop)
+        )
+        peaks = peaks[inside]
+        found_rc.append(peaks + [rows.start, cols.start])
+        values.append(proximity[peaks[:, 0], peaks[:, 1]])
+        probabilities.append(torch.softmax(logits[:, peaks[:, 0], peaks[:, 1]].T, dim=1).numpy())
+    found_rc, values = np.concatenate(found_rc), np.concatenate(values)
+    probabilities = np.concatenate(probabilities).astype(np.float64)
+    kept = np.flatnonzero(above(values, image_max, float(thresholds["threshold_rel"]), floor))
+    kept = kept[np.argsort(-values[kept], kind="stable")]
+    return Result(
+        Path(path),
+        width,
+        height,
+        list(meta["classes"]),
+        labels=probabilities[kept].argmax(axis=1),
+        scores=values[kept],
+        points=to_xy(found_rc[kept]),
+        probabilities=probabilities[kept],
+    )

@@ -1,0 +1,228 @@
+"""Point detectors: an encoder-decoder FCN that regresses a proximity map and a per-pixel class map.
+
+The network takes RGB images scaled to 0-1 (it normalises them itself, with the mean and std its
+encoder's weights expect) of any size: it pads them to a multiple of 32 and crops its outputs back,
+so both outputs have the input's height and width. It returns a dict:
+
+- ``"proximity"``: ``(B, 1, H, W)`` sigmoid map, high at cell centres (the regression target of
+  :func:`cytolens.training.proximity.proximity_map`);
+- ``"logits"``: ``(B, C, H, W)`` class logits, meaningful near cell centres.
+
+Shape of the network: an encoder (strides 2-32), a decoder that upsamples level by level and
+concatenates the encoder's skip features (a residual block at each level), a full-resolution stem
+whose features join the last decoder level, and a multi-context aggregation that projects several
+decoder levels, upsamples them to full resolution and fuses them with the full-resolution features
+before the two 1x1 heads. Parameters of the targets (``d``, ``a``) are not part of the model; the
+checkpoint metadata holds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cytolens.models.backbones import create_backbone, mean_std
+from cytolens.models.blocks import backbone_blocks
+from cytolens.models.registry import register_architecture
+
+STRIDE = 32
+"""Inputs are padded to a multiple of this (the encoder's coarsest stride)."""
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution, batch norm and ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class ResidualBlock(nn.Module):
+    """A residual block: ``depth`` 3x3 convolutions (the first may be strided) plus a shortcut, then ReLU.
+
+    Args:
+        cin: Input channels.
+        cout: Output channels.
+        stride: Stride of the first convolution (and of the shortcut's 1x1 projection).
+        depth: Number of 3x3 convolutions on the residual branch (2: the basic ResNet block).
+
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, depth: int = 2) -> None:
+        super().__init__()
+        layers = [conv_bn_relu(cin if i == 0 else cout, cout, 3, stride if i == 0 else 1) for i in range(depth - 1)]
+        last_in = cin if depth == 1 else cout
+        last_stride = stride if depth == 1 else 1
+        layers.append(nn.Sequential(nn.Conv2d(last_in, cout, 3, last_stride, 1, bias=False), nn.BatchNorm2d(cout)))
+        self.residual = nn.Sequential(*layers)
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.residual(x) + self.shortcut(x))
+
+
+class DecoderLevel(nn.Module):
+    """Upsample the coarser level, concatenate the skip features, reduce (1x1) and refine (one-conv residual block)."""
+
+    def __init__(self, coarse: int, skip: int, cout: int) -> None:
+        super().__init__()
+        self.reduce = conv_bn_relu(coarse + skip, cout, 1)
+        self.refine = ResidualBlock(cout, cout, depth=1)
+
+    def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine(self.reduce(torch.cat([up, skip], dim=1)))
+
+
+class SmallEncoder(nn.Module):
+    """A small from-scratch residual encoder: five stages, each a strided residual block (strides 2-32).
+
+    Args:
+        channels: Output channels of the five stages.
+
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 96, 128)) -> None:
+        super().__init__()
+        ins = (3, *channels[:-1])
+        self.stages = nn.ModuleList(ResidualBlock(cin, cout, stride=2) for cin, cout in zip(ins, channels, strict=True))
+        self.out_channels = list(channels)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """The stages in order, named ``backbone.stage<i>``."""
+        return [(f"backbone.stage{i}", stage) for i, stage in enumerate(self.stages)]
+
+
+class PointFCN(nn.Module):
+    """Encoder-decoder FCN with multi-context aggregation; see the module docstring.
+
+    Args:
+        encoder: Returns five feature maps at strides 2, 4, 8, 16, 32.
+        encoder_channels: Their channels.
+        encoder_blocks: The encoder's blocks in order from input to output (for freezing).
+        num_classes: Number of cell classes.
+        mean: Input normalisation mean (0-1 units).
+        std: Input normalisation std.
+        decoder_channels: Channels of the decoder levels at strides 16, 8, 4, 2.
+        stem_channels: Channels of the full-resolution stem and of the fused features.
+        context_channels: Channels each aggregated decoder level is projected to.
+        context_levels: How many of the finest decoder levels join the aggregation (1-4).
+
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        encoder_channels: list[int],
+        encoder_blocks: list[tuple[str, nn.Module]],
+        num_classes: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        decoder_channels: tuple[int, ...] = (96, 64, 48, 32),
+        stem_channels: int = 16,
+        context_channels: int = 8,
+        context_levels: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(encoder_channels) != 5 or len(decoder_channels) != 4:
+            raise ValueError("PointFCN needs 5 encoder levels (strides 2-32) and 4 decoder levels (strides 16-2)")
+        if not 1 <= context_levels <= len(decoder_channels):
+            raise ValueError(f"context_levels must be 1..{len(decoder_channels)}, got {context_levels}")
+        self.encoder = encoder
+        self._encoder_blocks = encoder_blocks
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.stem = conv_bn_relu(3, stem_channels)
+        coarse = [encoder_channels[-1], *decoder_channels[:-1]]
+        skips = encoder_channels[-2::-1]
+        self.decoder = nn.ModuleList(
+            DecoderLevel(c, s, out) for c, s, out in zip(coarse, skips, decoder_channels, strict=True)
+        )
+        self.full = conv_bn_relu(decoder_channels[-1] + stem_channels, stem_channels, 1)
+        self.context = nn.ModuleList(
+            conv_bn_relu(channels, context_channels, 1) for channels in decoder_channels[-context_levels:]
+        )
+        self.fuse = conv_bn_relu(stem_channels + context_levels * context_channels, stem_channels, 1)
+        self.proximity_head = nn.Conv2d(stem_channels, 1, 1)
+        self.class_head = nn.Conv2d(stem_channels, num_classes, 1)
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """Blocks from input to output: encoder stages, full-resolution stem, decoder levels, fusion, heads."""
+        return [
+            *self._encoder_blocks,
+            ("stem", self.stem),
+            *((f"decoder.level{i}", level) for i, level in enumerate(self.decoder)),
+            ("aggregation", nn.ModuleList([self.full, self.context, self.fuse])),
+            ("proximity_head", self.proximity_head),
+            ("class_head", self.class_head),
+        ]
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
+        height, width = images.shape[-2:]
+        x = (images - self.mean) / self.std
+        x = F.pad(x, (0, -width % STRIDE, 0, -height % STRIDE))
+        features = self.encoder(x)
+        level = features[-1]
+        levels = []
+        for block, skip in zip(self.decoder, features[-2::-1], strict=True):
+            level = block(level, skip)
+            levels.append(level)
+        full_size = x.shape[-2:]
+        up = F.interpolate(level, size=full_size, mode="bilinear", align_corners=False)
+        fused = [self.full(torch.cat([up, self.stem(x)], dim=1))]
+        for project, context in zip(self.context, levels[-len(self.context):], strict=True):
+            fused.append(F.interpolate(project(context), size=full_size, mode="bilinear", align_corners=False))
+        head_input = self.fuse(torch.cat(fused, dim=1))[..., :height, :width]
+        return {"proximity": torch.sigmoid(self.proximity_head(head_input)), "logits": self.class_head(head_input)}
+
+
+@register_architecture("fcn-lite0", task="points")
+def fcn_lite0(
+    num_classes: int,
+    weights: str | Path | None = "imagenet",
+    decoder_channels: tuple[int, ...] = (96, 64, 48, 32),
+    stem_channels: int = 16,
+    context_channels: int = 8,
+    context_levels: int = 3,
+) -> PointFCN:
+    """Point FCN on an EfficientNet-Lite0 encoder (ImageNet weights), about 3.4 M parameters."""
+    backbone = "tf_efficientnet_lite0"
+    encoder = create_backbone(backbone, weights, out_indices=(0, 1, 2, 3, 4))
+    mean, std = mean_std(backbone)
+    return PointFCN(
+        encoder, encoder.feature_info.channels(), backbone_blocks(encoder), num_classes, mean, std,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels,
+    )
+
+
+@register_architecture("fcn-small", task="points")
+def fcn_small(
+    num_classes: int,
+    weights: str | Path | None = None,
+    encoder_channels: tuple[int, ...] = (16, 32, 64, 96, 128),
+    decoder_channels: tuple[int, ...] = (96, 64, 48, 32),
+    stem_channels: int = 16,
+    context_channels: int = 8,
+    context_levels: int = 3,
+) -> PointFCN:
+    """Point FCN on a small residual encoder trained from scratch (``weights`` is ignored: nothing pretrained)."""
+    encoder = SmallEncoder(tuple(encoder_channels))
+    mean, std = mean_std("fcn-small")
+    return PointFCN(
+        encoder, encoder.out_channels, encoder.blocks(), num_classes, mean, std,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels,
+    )

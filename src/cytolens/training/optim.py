@@ -1,0 +1,26 @@
+"""The optimiser of every task: AdamW on the model's blocks with warm-up then cosine decay, stepped per batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cytolens.training.detection_module import warmup_cosine
+from cytolens.training.transfer import param_groups
+
+
+def adamw_warmup_cosine(
+    model: nn.Module, lr: float, weight_decay: float, pretrained_lr_factor: float, warmup_steps: int, total_steps: int
+) -> dict:
+    """Lightning's ``configure_optimizers`` answer for ``model``.
+
+    The ``backbone.*`` blocks learn at ``lr * pretrained_lr_factor``, the others at ``lr``; norms and
+    biases get no weight decay; the rate warms up linearly over ``warmup_steps`` then follows a cosine
+    to 1% at ``total_steps``.
+    """
+    pretrained = len([name for name, _ in model.blocks() if name.startswith("backbone")])
+    optimizer = torch.optim.AdamW(param_groups(model, lr, weight_decay, pretrained_lr_factor, pretrained), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

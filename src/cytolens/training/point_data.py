@@ -1,0 +1,169 @@
+"""Torch datasets that turn point-annotated images into point-detector inputs and targets.
+
+Training samples are random square crops (padded when the image is smaller) whose targets are built
+from *all* the image's centres, so cells just outside a crop still shape the proximity near its edge;
+the crop and its target maps then go through the same D4 view and the crop through colour jitter
+(:func:`cytolens.training.augment.point_pipeline`). Validation samples are whole images with their
+true centres. :func:`collate` pads a batch to a common size, a multiple of 32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.spec import load_data
+from cytolens.data.transforms import boxes_to_points
+from cytolens.io.images import read_image
+from cytolens.metrics.pairing import class_index_map, relabel
+from cytolens.models.point_fcn import STRIDE
+from cytolens.training.augment import point_pipeline
+from cytolens.training.proximity import IGNORE, class_target, proximity_map
+from cytolens.training.recipe import Recipe
+
+Sample = dict[str, object]
+"""One sample: ``image`` (3, H, W) float 0-1, ``proximity`` (H, W), ``classes`` (H, W) int64, ``points``
+(N, 2) and ``labels`` (N,) (validation only: the true centres), ``size`` (H, W) before padding."""
+
+
+@lru_cache(maxsize=1024)
+def _pixels(path: str, scale: float) -> np.ndarray:
+    """The RGB pixels of an image, resized by ``scale`` (cached: every epoch reads the same images)."""
+    pixels = read_image(path)
+    if scale == 1.0:
+        return pixels
+    return cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255)
+
+
+class PointDataset(TorchDataset):
+    """Point-annotated images as samples with proximity and class targets.
+
+    Args:
+        dataset: Images with points (labels index the model's classes; unclassified train detection only).
+        d: Proximity distance (pixels, after ``scale``); pixels within ``d`` of a centre also take its class.
+        a: Proximity sharpness.
+        crop_size: Side of the square training crops (may be changed between epochs).
+        train: Random crops with augmentation; otherwise whole images.
+        scale: Resize factor applied to the images and their points first (1: as they are).
+
+    """
+
+    def __init__(
+        self, dataset: Dataset, d: float, a: float = 3.0, crop_size: int = 256, train: bool = True, scale: float = 1.0
+    ) -> None:
+        self.images: list[AnnotatedImage] = list(dataset.images)
+        self.d = d
+        self.a = a
+        self.crop_size = crop_size
+        self.train = train
+        self.scale = scale
+        self.pipeline = point_pipeline(train=True)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _crop(self, pixels: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A random ``crop_size`` square of ``pixels`` (zero-padded at the bottom right if smaller), points moved."""
+        size = self.crop_size
+        height, width = pixels.shape[:2]
+        top = int(torch.randint(0, max(height - size, 0) + 1, ()).item())
+        left = int(torch.randint(0, max(width - size, 0) + 1, ()).item())
+        window = np.zeros((size, size, 3), dtype=np.uint8)
+        part = pixels[top : top + size, left : left + size]
+        window[: part.shape[0], : part.shape[1]] = part
+        return window, points - [left, top]
+
+    def __getitem__(self, index: int) -> Sample:
+        image = self.images[index]
+        pixels = _pixels(str(image.path), self.scale)
+        points = image.points * self.scale
+        if self.train:
+            pixels, points = self._crop(pixels, points)
+        shape = pixels.shape[:2]
+        proximity = proximity_map(points, shape, self.d, self.a)
+        classes = class_target(points, image.point_labels, shape, self.d)
+        sample: Sample = {"size": shape}
+        if self.train:
+            out = self.pipeline(image=pixels, mask=classes, masks=[proximity], keypoints=np.zeros((0, 2)), labels=[])
+            pixels, classes, proximity = out["image"], out["mask"].astype(np.int64), out["masks"][0].astype(np.float32)
+        else:
+            sample["points"] = torch.as_tensor(points, dtype=torch.float32)
+            sample["labels"] = torch.as_tensor(image.point_labels)
+        sample["image"] = _to_tensor(pixels)
+        sample["proximity"] = torch.from_numpy(np.ascontiguousarray(proximity))
+        sample["classes"] = torch.from_numpy(np.ascontiguousarray(classes))
+        return sample
+
+
+class WithAuxiliary(TorchDataset):
+    """Each target sample paired with a random auxiliary sample: items are ``(target, auxiliary)``."""
+
+    def __init__(self, target: PointDataset, auxiliary: PointDataset) -> None:
+        self.target = target
+        self.auxiliary = auxiliary
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @property
+    def crop_size(self) -> int:
+        """Crop side of both datasets."""
+        return self.target.crop_size
+
+    @crop_size.setter
+    def crop_size(self, size: int) -> None:
+        self.target.crop_size = self.auxiliary.crop_size = size
+
+    def __getitem__(self, index: int) -> tuple[Sample, Sample]:
+        other = int(torch.randint(0, len(self.auxiliary), ()).item())
+        return self.target[index], self.auxiliary[other]
+
+
+def auxiliary_data(recipe: Recipe, classes: list[str]) -> Dataset:
+    """The recipe's auxiliary data as points whose labels index ``classes`` (the target's).
+
+    Boxes become their centres; only the ``aux_classes`` of the recipe are kept (all when unset);
+    auxiliary classes that the target lacks become unclassified (they train detection only).
+    """
+    data = boxes_to_points(load_data(recipe.aux_data, recipe.aux_format, recipe.aux_split), recipe.aux_classes)
+    mapping = class_index_map(data.classes, classes)
+    images = [dataclasses.replace(image, point_labels=relabel(image.point_labels, mapping)) for image in data.images]
+    return Dataset(list(classes), images, data.splits, data.name, data.licence)
+
+
+def _pad(tensor: torch.Tensor, height: int, width: int, value: float) -> torch.Tensor:
+    return torch.nn.functional.pad(tensor, (0, width - tensor.shape[-1], 0, height - tensor.shape[-2]), value=value)
+
+
+def _stack(samples: list[Sample]) -> dict[str, object]:
+    """Pad samples to a common size (a multiple of 32) and stack them; points and labels stay lists."""
+    height = max(s["image"].shape[-2] for s in samples)
+    width = max(s["image"].shape[-1] for s in samples)
+    height, width = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    batch: dict[str, object] = {
+        "image": torch.stack([_pad(s["image"], height, width, 0.0) for s in samples]),
+        "proximity": torch.stack([_pad(s["proximity"], height, width, 0.0) for s in samples]),
+        "classes": torch.stack([_pad(s["classes"], height, width, IGNORE) for s in samples]),
+        "size": [s["size"] for s in samples],
+    }
+    if "points" in samples[0]:
+        batch["points"] = [s["points"] for s in samples]
+        batch["labels"] = [s["labels"] for s in samples]
+    return batch
+
+
+def collate(batch: list[Sample] | list[tuple[Sample, ...]]) -> tuple[dict[str, object], ...]:
+    """Batches of samples: ``(target,)``, or ``(target, auxiliary)`` for :class:`WithAuxiliary` items."""
+    if isinstance(batch[0], tuple):
+        return tuple(_stack(list(part)) for part in zip(*batch, strict=True))
+    return (_stack(batch),)

@@ -1,0 +1,171 @@
+"""The Lightning module that trains point detectors (proximity regression plus per-pixel classes).
+
+Training loss per batch: ``L = proximity_loss + class_weight * class_loss``; with auxiliary data each
+step also sees an auxiliary batch and minimises ``aux_weight * L_target + L_aux``. At the end of each
+validation the decoding threshold ``ξ`` (``threshold_rel``) is chosen from :data:`THRESHOLD_GRID` to
+maximise detection F1 on the validation images at the matching radius; ``val/f1`` and the other
+figures are logged at that ``ξ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.inference.peaks import DEFAULT_THRESHOLDS, above, peak_candidates, to_xy
+from cytolens.metrics.points import point_metrics
+from cytolens.models.blocks import keep_frozen_norms_in_eval
+from cytolens.training.optim import adamw_warmup_cosine
+from cytolens.training.proximity import class_loss, proximity_loss
+
+THRESHOLD_GRID = tuple(np.round(np.arange(0.2, 0.71, 0.05), 2).tolist())
+"""Candidate values of ``threshold_rel`` (``ξ``) tried at each validation."""
+
+Batch = dict[str, Any]
+
+
+class PointModule(pl.LightningModule):
+    """Trains a point FCN; validates by detection F1 after tuning ``ξ``.
+
+    Args:
+        model: A registered point model (``blocks()`` exposed; returns ``proximity`` and ``logits``).
+        classes: The model's class names.
+        lr: Base learning rate (AdamW).
+        weight_decay: Weight decay, not applied to norms and biases.
+        warmup_steps: Linear warm-up steps.
+        pretrained_lr_factor: Learning-rate factor of the encoder blocks.
+        loss_lambda: Background weight ``λ`` of the proximity loss.
+        class_weight: Weight of the class cross-entropy.
+        aux_weight: ``γ`` in ``γ·L_target + L_aux`` (used when batches come with auxiliary data).
+        match_radius: Radius (pixels) at which a found centre matches a true one.
+        min_distance: Smallest distance (pixels) between two found centres.
+        threshold_abs: Peaks must also exceed this absolute proximity.
+
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: list[str],
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 150,
+        pretrained_lr_factor: float = 1.0,
+        loss_lambda: float = 5.0,
+        class_weight: float = 1.0,
+        aux_weight: float = 1.0,
+        match_radius: float = 12.0,
+        min_distance: int = 6,
+        threshold_abs: float = DEFAULT_THRESHOLDS["threshold_abs"],
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.classes = list(classes)
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
+        self.pretrained_lr_factor = pretrained_lr_factor
+        self.loss_lambda = loss_lambda
+        self.class_weight = class_weight
+        self.aux_weight = aux_weight
+        self.match_radius = match_radius
+        self.min_distance = min_distance
+        self.threshold_abs = threshold_abs
+        self.threshold_rel = DEFAULT_THRESHOLDS["threshold_rel"]
+        self._truth: list[AnnotatedImage] = []
+        self._candidates: list[tuple[AnnotatedImage, float]] = []
+
+    def tuned_thresholds(self) -> dict[str, float]:
+        """Decoding thresholds for the checkpoint: ``ξ`` as last tuned, and the fixed ones."""
+        return {
+            "threshold_rel": self.threshold_rel,
+            "threshold_abs": self.threshold_abs,
+            "min_distance": self.min_distance,
+            "radius": self.match_radius,
+        }
+
+    def set_input_size(self, size: int) -> None:
+        """Change the side of the training crops (from a training stage's ``max_size``)."""
+        self.input_max_size = size
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        if loader is not None:
+            loader.dataset.crop_size = size
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``proximity``, ``class`` and their weighted sum ``loss`` on one batch."""
+        out = self.model(batch["image"])
+        proximity = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda)
+        classes = class_loss(out["logits"], batch["classes"])
+        return {"proximity": proximity, "class": classes, "loss": proximity + self.class_weight * classes}
+
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        keep_frozen_norms_in_eval(self.model)
+
+    def training_step(self, batches: tuple[Batch, ...], batch_idx: int) -> torch.Tensor:
+        size = len(batches[0]["image"])
+        target = self.losses(batches[0])
+        loss = target["loss"]
+        if len(batches) > 1:
+            auxiliary = self.losses(batches[1])
+            loss = self.aux_weight * loss + auxiliary["loss"]
+            self.log("train/aux_loss", auxiliary["loss"], batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/proximity", target["proximity"], batch_size=size)
+        self.log("train/class", target["class"], batch_size=size)
+        return loss
+
+    def validation_step(self, batches: tuple[Batch, ...], batch_idx: int) -> None:
+        batch = batches[0]
+        out = self.model(batch["image"])
+        loss = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda)
+        self.log("val/proximity", loss, batch_size=len(batch["image"]))
+        for index, (height, width) in enumerate(batch["size"]):
+            proximity = out["proximity"][index, 0, :height, :width].float().cpu().numpy()
+            peaks = peak_candidates(proximity, self.min_distance, self.threshold_abs)
+            labels = out["logits"][index, :, peaks[:, 0], peaks[:, 1]].argmax(dim=0).cpu().numpy()
+            key = f"{batch_idx}-{index}"
+            self._truth.append(
+                AnnotatedImage(Path(key), width, height, key, points=batch["points"][index].cpu().numpy(),
+                               point_labels=batch["labels"][index].cpu().numpy())
+            )
+            found = AnnotatedImage(Path(key), width, height, key, points=to_xy(peaks), point_labels=labels,
+                                   point_scores=proximity[peaks[:, 0], peaks[:, 1]])
+            self._candidates.append((found, float(proximity.max())))
+
+    def _predictions(self, threshold_rel: float) -> Dataset:
+        """The validation candidates that pass ``threshold_rel``."""
+        images = []
+        for found, image_max in self._candidates:
+            keep = above(found.point_scores, image_max, threshold_rel, self.threshold_abs)
+            images.append(
+                dataclasses.replace(found, points=found.points[keep], point_labels=found.point_labels[keep],
+                                    point_scores=found.point_scores[keep])
+            )
+        return Dataset(self.classes, images)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._truth:
+            return
+        truth = Dataset(self.classes, self._truth)
+        figures = [point_metrics(self._predictions(xi), truth, self.match_radius) for xi in THRESHOLD_GRID]
+        best = int(np.argmax([figure["f1"] or 0.0 for figure in figures]))
+        self.threshold_rel = THRESHOLD_GRID[best]
+        chosen = figures[best]
+        self.log("val/f1", float(chosen["f1"] or 0.0), prog_bar=True)
+        for name in ("precision", "recall", "class_accuracy", "macro_f1"):
+            self.log(f"val/{name}", float(chosen[name] or 0.0))
+        self.log("val/threshold_rel", self.threshold_rel)
+        self._truth, self._candidates = [], []
+
+    def configure_optimizers(self) -> dict:
+        return adamw_warmup_cosine(
+            self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, self.warmup_steps,
+            int(self.trainer.estimated_stepping_batches),
+        )

@@ -1,0 +1,92 @@
+"""Peak decoding and tiled prediction of point models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cytolens.inference.peaks import find_peaks, peak_candidates, predict_points
+from cytolens.inference.tiles import spans
+from cytolens.training.proximity import proximity_map
+
+
+def sorted_xy(points: np.ndarray) -> np.ndarray:
+    return points[np.lexsort((points[:, 0], points[:, 1]))]
+
+
+def test_find_peaks_recovers_centres_exactly():
+    centres = np.array([[10.5, 12.5], [30.5, 12.5], [20.5, 40.5], [0.5, 47.5], [59.5, 0.5]])
+    prox = proximity_map(centres, (48, 60), d=6.0)
+    found = find_peaks(prox, threshold_rel=0.4, min_distance=3)
+    np.testing.assert_array_equal(sorted_xy(found), sorted_xy(centres))
+
+
+def test_find_peaks_thresholds_relative_to_the_maximum():
+    prox = np.zeros((20, 20), dtype=np.float32)
+    prox[5, 5], prox[15, 15], prox[5, 15] = 1.0, 0.5, 0.2
+    assert len(find_peaks(prox, threshold_rel=0.3, min_distance=2)) == 2
+    assert len(find_peaks(prox, threshold_rel=0.1, min_distance=2)) == 3
+    assert len(find_peaks(prox, threshold_rel=0.1, min_distance=2, threshold_abs=0.3)) == 2
+
+
+def test_higher_threshold_is_a_filter_of_lower_candidates():
+    rng = np.random.default_rng(1)
+    prox = proximity_map(rng.uniform(0, 64, (40, 2)), (64, 64), d=7.0) * rng.uniform(0.3, 1, (64, 64))
+    candidates = peak_candidates(prox, 3, 0.05)
+    values = prox[candidates[:, 0], candidates[:, 1]]
+    for xi in (0.2, 0.5, 0.7):
+        direct = find_peaks(prox, xi, 3, threshold_abs=0.05)
+        filtered = candidates[values > max(0.05, xi * prox.max())][:, ::-1] + 0.5
+        np.testing.assert_array_equal(sorted_xy(direct), sorted_xy(filtered))
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(200, 64, 16), (64, 64, 16), (30, 64, 16), (513, 512, 64)])
+def test_tile_cores_partition_the_axis(length, tile, overlap):
+    parts = spans(length, tile, overlap)
+    assert parts[0].core_start == 0 and parts[-1].core_stop == length
+    for before, after in zip(parts, parts[1:], strict=False):
+        assert before.core_stop == after.core_start
+        assert after.start <= before.stop - overlap
+    for part in parts:
+        assert part.stop - part.start <= tile and part.start >= 0 and part.stop <= length
+        if part.start > 0:
+            assert part.core_start - part.start >= overlap // 2
+        if part.stop < length:
+            assert part.stop - part.core_stop >= overlap // 2
+
+
+class EchoModel(nn.Module):
+    """A stand-in point model: proximity is the red channel, class logits the green and blue channels."""
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"proximity": images[:, :1], "logits": images[:, 1:] * 10}
+
+
+def test_tiled_prediction_finds_border_cells_once():
+    # spans(200, 64, 16): tiles start at 0, 48, 96, 136 and cores meet at 56, 104, 148.
+    centres = np.array([[56.5, 20.5], [55.5, 80.5], [104.5, 104.5], [56.5, 56.5], [147.5, 150.5], [10.5, 190.5]])
+    prox = proximity_map(centres, (200, 200), d=6.0)
+    image = np.zeros((200, 200, 3), dtype=np.uint8)
+    image[..., 0] = np.round(prox * 255)
+    image[..., 1] = 255 * (image[..., 0] > 0) * (np.arange(200)[None, :] < 100)  # class 0 on the left half
+    image[..., 2] = 255 * (image[..., 0] > 0) * (np.arange(200)[None, :] >= 100)  # class 1 on the right half
+    meta = {"classes": ["left", "right"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3, "threshold_abs": 0.1}}
+    tiled = predict_points(EchoModel(), image, meta, tile_size=64, overlap=16)
+    whole = predict_points(EchoModel(), image, meta, tile_size=256, overlap=16)
+    assert len(tiled) == len(whole) == len(centres)
+    np.testing.assert_array_equal(sorted_xy(tiled.points), sorted_xy(centres))
+    np.testing.assert_array_equal(sorted_xy(tiled.points), sorted_xy(whole.points))
+    np.testing.assert_array_equal(tiled.labels, (tiled.points[:, 0] >= 100).astype(int))
+    np.testing.assert_allclose(tiled.scores, 1.0)
+    np.testing.assert_allclose(tiled.probabilities.sum(axis=1), 1.0)
+    assert tiled.classes == ["left", "right"] and (tiled.width, tiled.height) == (200, 200)
+
+
+def test_tiled_prediction_of_an_empty_image_and_bad_overlap():
+    meta = {"classes": ["a", "b"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3}}
+    empty = predict_points(EchoModel(), np.zeros((100, 90, 3), dtype=np.uint8), meta, tile_size=64, overlap=16)
+    assert len(empty) == 0 and empty.probabilities.shape == (0, 2)
+    with pytest.raises(ValueError, match="min_distance"):
+        predict_points(EchoModel(), np.zeros((10, 10, 3), dtype=np.uint8), meta, tile_size=64, overlap=4)
