@@ -42,15 +42,20 @@ def test_higher_threshold_is_a_filter_of_lower_candidates():
         np.testing.assert_array_equal(sorted_xy(direct), sorted_xy(filtered))
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(200, 64, 16), (64, 64, 16), (30, 64, 16), (513, 512, 64)])
-def test_tile_cores_partition_the_axis(length, tile, overlap):
-    parts = spans(length, tile, overlap)
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "multiple"),
+    [(200, 64, 16, 1), (200, 64, 16, 32), (64, 64, 16, 1), (30, 64, 16, 32), (513, 512, 64, 1), (4096, 768, 64, 32)],
+)
+def test_tile_cores_partition_the_axis(length, tile, overlap, multiple):
+    parts = spans(length, tile, overlap, multiple)
     assert parts[0].core_start == 0 and parts[-1].core_stop == length
+    assert len(parts) == max(1, -(-(length - overlap) // (tile - overlap)))  # as few tiles as the size allows
     for before, after in zip(parts, parts[1:], strict=False):
         assert before.core_stop == after.core_start
         assert after.start <= before.stop - overlap
     for part in parts:
         assert part.stop - part.start <= tile and part.start >= 0 and part.stop <= length
+        assert len(parts) == 1 or (part.stop - part.start) % multiple == 0
         if part.start > 0:
             assert part.core_start - part.start >= overlap // 2
         if part.stop < length:
@@ -65,8 +70,11 @@ class EchoModel(nn.Module):
 
 
 def test_tiled_prediction_finds_border_cells_once():
-    # spans(200, 64, 16): tiles start at 0, 48, 96, 136 and cores meet at 56, 104, 148.
-    centres = np.array([[56.5, 20.5], [55.5, 80.5], [104.5, 104.5], [56.5, 56.5], [147.5, 150.5], [10.5, 190.5]])
+    first, second, third = (part.core_start for part in spans(200, 64, 16, multiple=32)[1:])  # 4 x 4 tiles
+    centres = np.array(
+        [[first + 0.5, 20.5], [first - 0.5, 80.5], [second + 0.5, second + 0.5], [first + 0.5, first + 0.5],
+         [third - 0.5, 150.5], [10.5, 190.5]]
+    )
     prox = proximity_map(centres, (200, 200), d=6.0)
     image = np.zeros((200, 200, 3), dtype=np.uint8)
     image[..., 0] = np.round(prox * 255)

@@ -3,11 +3,13 @@
 A tile is processed with its surrounding overlap as context, but only what falls in its core is kept:
 every pixel lies in exactly one core, so nothing found on a tile border is counted twice. Core
 boundaries run through the middle of each overlap, so a core is at least ``overlap // 2`` pixels away
-from its tile's inner edges.
+from its tile's inner edges. Tiles along an axis are as few as the maximum size allows, of equal size
+and evenly spread, so that little is computed twice.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -23,8 +25,14 @@ class Span:
     core_stop: int
 
 
-def spans(length: int, tile: int, overlap: int) -> list[Span]:
+def spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[Span]:
     """Tiles of at most ``tile`` pixels covering ``[0, length)``, consecutive tiles sharing at least ``overlap``.
+
+    Args:
+        length: Size of the axis.
+        tile: Largest tile size.
+        overlap: Smallest overlap of consecutive tiles.
+        multiple: Round tile sizes up to a multiple of this (when that stays within ``tile``).
 
     Raises:
         ValueError: If ``overlap`` is negative or not smaller than ``tile``.
@@ -34,14 +42,17 @@ def spans(length: int, tile: int, overlap: int) -> list[Span]:
         raise ValueError(f"need 0 <= overlap < tile, got overlap {overlap} and tile {tile}")
     if length <= tile:
         return [Span(0, length, 0, length)]
-    starts = [*range(0, length - tile, tile - overlap), length - tile]
-    bounds = [0, *((previous + tile + start) // 2 for previous, start in pairwise(starts)), length]
-    return [Span(start, start + tile, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    size = min(tile, -(-size // multiple) * multiple)
+    starts = [i * (length - size) // (count - 1) for i in range(count)]
+    bounds = [0, *((previous + size + start) // 2 for previous, start in pairwise(starts)), length]
+    return [Span(start, start + size, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
-def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[Span, Span]]:
-    """``(row span, column span)`` of every tile of a ``height`` x ``width`` image, row by row."""
-    columns = spans(width, tile, overlap)
-    for rows in spans(height, tile, overlap):
+def tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> Iterator[tuple[Span, Span]]:
+    """``(row span, column span)`` of every tile of a ``height`` x ``width`` image, row by row (see :func:`spans`)."""
+    columns = spans(width, tile, overlap, multiple)
+    for rows in spans(height, tile, overlap, multiple):
         for cols in columns:
             yield rows, cols
