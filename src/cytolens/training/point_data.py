@@ -67,7 +67,7 @@ class PointDataset(TorchDataset):
         self.crop_size = crop_size
         self.train = train
         self.scale = scale
-        self.pipeline = point_pipeline(train=True)
+        self.pipeline = point_pipeline(train=True)  # D4 views and colour jitter of training crops
 
     def __len__(self) -> int:
         return len(self.images)

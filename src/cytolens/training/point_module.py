@@ -164,6 +164,12 @@ class PointModule(pl.LightningModule):
         self.log("val/threshold_rel", self.threshold_rel)
         self._truth, self._candidates = [], []
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["threshold_rel"] = self.threshold_rel  # so that a resumed run exports the tuned ξ
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.threshold_rel = checkpoint.get("threshold_rel", self.threshold_rel)
+
     def configure_optimizers(self) -> dict:
         return adamw_warmup_cosine(
             self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, self.warmup_steps,

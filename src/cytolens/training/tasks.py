@@ -99,8 +99,9 @@ def _point_components() -> TaskComponents:
 
     def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe) -> dict[str, Any]:
         mpps = {image.mpp for image in data.images}
+        crop = ([stage.max_size for stage in recipe.stages if stage.max_size] or [recipe.crop_size])[-1]
         return {
-            "input_size": [recipe.crop_size, recipe.crop_size],
+            "input_size": [crop, crop],  # training crops (a stage's max_size changes the crop size)
             "mpp": mpps.pop() if len(mpps) == 1 else None,
             "thresholds": module.tuned_thresholds(),
             "proximity": {"d": recipe.proximity_d, "a": recipe.proximity_a},
