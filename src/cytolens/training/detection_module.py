@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as pl
 import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from cytolens.models.blocks import keep_frozen_norms_in_eval
-from cytolens.training.transfer import param_groups
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 1% at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+from cytolens.training.optim import adamw_warmup_cosine
 
 
 class DetectionModule(pl.LightningModule):
@@ -93,11 +83,11 @@ class DetectionModule(pl.LightningModule):
         self.log("val/map50_95", figures["map"])
 
     def configure_optimizers(self) -> dict:
-        pretrained = len([name for name, _ in self.model.blocks() if name.startswith("backbone")])
-        groups = param_groups(self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, pretrained)
-        optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, total)
+        return adamw_warmup_cosine(
+            self.model,
+            self.lr,
+            self.weight_decay,
+            self.pretrained_lr_factor,
+            self.warmup_steps,
+            int(self.trainer.estimated_stepping_batches),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from cytolens.training.detection_module import warmup_cosine
 from cytolens.training.transfer import param_groups
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 1% at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def adamw_warmup_cosine(

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -37,18 +37,27 @@ class ExportModel(pl.Callback):
         self.meta = meta
         self.metrics: dict[str, Any] = {}
 
-    def export(self, module: pl.LightningModule) -> None:
-        """Save the module's model with the metadata, the latest validation figures and tuned thresholds."""
+    def export(self, module: pl.LightningModule, network: torch.nn.Module | None = None) -> None:
+        """Save ``network`` (default: the module's model) with the metadata, latest figures and tuned thresholds."""
         meta = {**self.meta, "metrics": dict(self.metrics)}
         meta["thresholds"] = {**meta.get("thresholds", {}), **module.tuned_thresholds()}
-        save_checkpoint(self.path, module.model, meta)
+        save_checkpoint(self.path, network if network is not None else module.model, meta)
+
+    @staticmethod
+    def _validated_network(trainer: pl.Trainer, module: pl.LightningModule) -> torch.nn.Module:
+        """The weights that were validated: the moving average when EMA is on (it is swapped out again by now)."""
+        for callback in trainer.callbacks:
+            average = getattr(callback, "_average_model", None) if isinstance(callback, WeightAveraging) else None
+            if average is not None:
+                return average.module.model
+        return module.model
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         figures = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self.metrics["validation"] = {**figures, "epoch": trainer.current_epoch}
-        self.export(module)
+        self.export(module, self._validated_network(trainer, module))
 
 
 def _describe(dataset: Dataset, split: str | None) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def train(
     monitor = components.monitor
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages),
-        ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_epochs=1, save_top_k=0),
+        ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch}", save_last=True, every_n_epochs=1),
         exporter,
     ]
     if recipe.ema_decay:
@@ -140,7 +149,7 @@ def train(
         accelerator=_device_accelerator(device),
         devices=1,
         callbacks=callbacks,
-        logger=CSVLogger(out, name="logs", version=0),
+        logger=CSVLogger(out, name="logs"),
         gradient_clip_val=recipe.grad_clip,
         check_val_every_n_epoch=recipe.val_every,
         num_sanity_val_steps=0,
