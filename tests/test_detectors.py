@@ -17,7 +17,8 @@ def test_two_detector_families_registered():
 def test_build_forward_backward(name):
     torch.manual_seed(0)
     model = build_architecture(name, num_classes=3, weights=None, min_size=96, max_size=128)
-    target = {"boxes": torch.tensor([[10.0, 12.0, 40.0, 44.0], [50.0, 20.0, 70.0, 40.0]]), "labels": torch.tensor([1, 3])}
+    boxes = torch.tensor([[10.0, 12.0, 40.0, 44.0], [50.0, 20.0, 70.0, 40.0]])
+    target = {"boxes": boxes, "labels": torch.tensor([1, 3])}
     model.train()
     losses = model([torch.rand(3, 96, 128)], [target])
     loss = sum(losses.values())

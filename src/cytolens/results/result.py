@@ -100,26 +100,10 @@ class Result:
     def to_annotated(self) -> AnnotatedImage:
         """The predictions as an annotated image with scores (for metrics and format writers)."""
         if self.boxes is not None:
-            return AnnotatedImage(
-                self.path,
-                self.width,
-                self.height,
-                self.image_id,
-                self.mpp,
-                boxes=self.boxes,
-                box_labels=self.labels,
-                box_scores=self.scores,
-            )
-        return AnnotatedImage(
-            self.path,
-            self.width,
-            self.height,
-            self.image_id,
-            self.mpp,
-            points=self.points,
-            point_labels=self.labels,
-            point_scores=self.scores,
-        )
+            objects = {"boxes": self.boxes, "box_labels": self.labels, "box_scores": self.scores}
+        else:
+            objects = {"points": self.points, "point_labels": self.labels, "point_scores": self.scores}
+        return AnnotatedImage(self.path, self.width, self.height, self.image_id, self.mpp, **objects)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per cell: image, x, y (centre), class, score, box corners, probabilities, uncertainty."""

@@ -8,6 +8,7 @@ refreshed at every validation and at the end.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,8 @@ def train(
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise CytolensError(f"{last}: nothing to resume from")
+    started = time.monotonic()
     trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None)
+    exporter.meta["training_minutes"] = round((time.monotonic() - started) / 60, 1)
     exporter.export(module)
     return out / "model.pt"
