@@ -7,8 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cytolens.cli.options import DataOption, DeviceOption, FormatName, FormatOption, JsonOption, SplitOption
-from cytolens.cli.output import json_text, print_json, print_table
+from cytolens.cli.options import (
+    BackendOption,
+    DataOption,
+    DeviceOption,
+    FormatName,
+    FormatOption,
+    JsonOption,
+    SplitOption,
+)
+from cytolens.cli.output import print_json, print_table
 from cytolens.data.annotations import Dataset
 
 
@@ -20,8 +28,10 @@ def _score(
     radius: float | None,
     device: str,
     batch_size: int,
-) -> tuple[dict[str, Any], Dataset]:
-    """The figures and the predictions: read from ``--predictions``, or made by running ``--model`` on ``truth``.
+    backend: str = "auto",
+) -> tuple[dict[str, Any], Dataset, float | None]:
+    """The figures, the predictions (read from ``--predictions``, or made by running ``--model`` on
+    ``truth``) and the point-matching radius used (``--radius``, else the one stored with the model).
 
     Raises:
         typer.BadParameter: If neither or both sources of predictions were given.
@@ -36,20 +46,11 @@ def _score(
         from cytolens.inference.evaluate import evaluate_model
         from cytolens.inference.model import load_model
 
-        return evaluate_model(load_model(model, device=device), truth, radius, batch_size)
+        cell_model = load_model(model, device=device, backend=backend)
+        radius = cell_model.thresholds.get("radius") if radius is None else radius
+        return (*evaluate_model(cell_model, truth, radius, batch_size), radius)
     predicted = load_data(predictions, fmt=pred_format)
-    return evaluate_datasets(predicted, truth, radius), predicted
-
-
-def write_report(result: dict[str, Any], folder: Path) -> None:
-    """Write ``metrics.json`` (the whole result) and, when boxes were scored, ``pr_curves.png`` to ``folder``."""
-    from cytolens.io.atomic import write_text
-    from cytolens.metrics import plot_pr_curves
-
-    write_text(folder / "metrics.json", json_text(result) + "\n")
-    curves = result.get("details", {}).get("boxes", {}).get("pr_curves")
-    if curves:
-        plot_pr_curves(curves, folder / "pr_curves.png")
+    return evaluate_datasets(predicted, truth, radius), predicted, radius
 
 
 def _is_figure(value: Any) -> bool:
@@ -86,8 +87,10 @@ def evaluate(
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Also write a report (JSON, plots) to this folder.")
+        Path | None,
+        typer.Option("--report", help="Also write a report (HTML page, metrics.json, plots) to this folder."),
     ] = None,
+    backend: BackendOption = "auto",
 ) -> None:
     """Score predictions, or a model's predictions, against the ground truth given by --data.
 
@@ -95,12 +98,14 @@ def evaluate(
     pixels, image labels by accuracy; counts per class are compared too.
     """
     from cytolens.data.spec import load_data
+    from cytolens.metrics.report import write_report
 
     truth = load_data(data, fmt=fmt, split=split)
-    result, _ = _score(truth, predictions, pred_format, model, radius, device, batch_size)
-    if report is not None:
-        write_report(result, report)
+    result, predicted, radius = _score(truth, predictions, pred_format, model, radius, device, batch_size, backend)
+    page = None if report is None else write_report(result, predicted, truth, report, radius)
     if as_json:
         print_json(result)
     else:
         _print_tables(result)
+        if page is not None:
+            typer.echo(f"Report: {page}")

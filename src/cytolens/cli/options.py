@@ -26,4 +26,8 @@ FormatOption = Annotated[
 SplitOption = Annotated[str | None, typer.Option("--split", "-s", help="Use only this split (e.g. train, val, test).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps.")]
+BackendOption = Annotated[
+    Literal["auto", "torch", "onnx"],
+    typer.Option("--backend", help="Run box detectors with torch, onnx (ONNX Runtime, CPU), or auto (onnx if it can)."),
+]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder or file.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytolens.cli.options import DeviceOption, JsonOption
+from cytolens.cli.options import BackendOption, DeviceOption, JsonOption
 
 DEFAULT_MODEL = "blood-cells"
 
@@ -31,6 +31,7 @@ def predict(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
     device: DeviceOption = "auto",
+    backend: BackendOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON and overlays.
@@ -50,7 +51,7 @@ def predict(
     from cytolens.results.writers import PredictionWriter
 
     log = logging.getLogger("cytolens")
-    cell_model = load_model(model, device=device)
+    cell_model = load_model(model, device=device, backend=backend)
     ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
     if not ratios:
         ratios = [tuple(pair) for pair in cell_model.meta.get("report", {}).get("ratios", [])]

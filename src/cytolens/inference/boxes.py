@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
-from torch import nn
 
 
 @torch.inference_mode()
 def detect_boxes(
-    network: nn.Module, images: list[np.ndarray], device: torch.device
+    network: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]],
+    images: list[np.ndarray],
+    device: torch.device,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Detect boxes in a batch of RGB uint8 images.
 
-    The detector resizes internally to its input size and maps boxes back to image pixels.
+    The detector (a torchvision detection model in eval mode, or anything called like one, such as
+    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS`) resizes internally to its input size and maps boxes
+    back to image pixels.
 
     Returns:
         Per image: ``(boxes (N, 4) xyxy, labels (N,) 0-based, scores (N,))``.

@@ -12,7 +12,7 @@ Examples:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,29 @@ class CellModel:
         meta: The checkpoint metadata (task, classes, thresholds, input size, mpp...).
         device: Where to run.
         source: Where the model came from (name or path), for messages.
+        detector: Runs box detection instead of ``network`` (e.g. an
+            :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` for ONNX Runtime).
 
     """
 
-    def __init__(self, network: torch.nn.Module, meta: dict[str, Any], device: torch.device, source: str) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        meta: dict[str, Any],
+        device: torch.device,
+        source: str,
+        detector: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]] | None = None,
+    ) -> None:
         self.network = network.to(device).eval()
         self.meta = meta
         self.device = device
         self.source = source
+        self.detector = detector
+
+    @property
+    def backend(self) -> str:
+        """``onnx`` when box detection runs in ONNX Runtime, else ``torch``."""
+        return "torch" if self.detector is None else "onnx"
 
     @property
     def task(self) -> str:
@@ -84,7 +99,7 @@ class CellModel:
         if self.task == "boxes":
             from cytolens.inference.boxes import detect_boxes
 
-            found = detect_boxes(self.network, [pixels for _, pixels in batch], self.device)
+            found = detect_boxes(self.detector or self.network, [pixels for _, pixels in batch], self.device)
             for (path, pixels), (boxes, labels, scores) in zip(batch, found, strict=True):
                 height, width = pixels.shape[:2]
                 results.append(Result(path, width, height, self.classes, labels, scores, boxes=boxes, mpp=mpp))
@@ -162,20 +177,30 @@ class CellModel:
         return results
 
 
-def load_model(name_or_path: str | Path, device: str = "auto") -> CellModel:
+def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto") -> CellModel:
     """Load a bundled model by name (see ``cytolens models``) or a checkpoint file.
 
+    Args:
+        name_or_path: Bundled model name or checkpoint file.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        backend: ``torch``, ``onnx`` (ONNX Runtime, for FCOS box models on the CPU), or ``auto``
+            (``onnx`` where it applies and is installed, else ``torch``); see
+            :func:`cytolens.inference.onnx_boxes.box_backend`.
+
     Raises:
-        ModelError: If the model cannot be found or loaded.
-        CytolensError: If the device is not available.
+        ModelError: If the model cannot be found or loaded, or the backend cannot run it.
+        CytolensError: If the device or backend is unknown or not available.
 
     """
+    from cytolens.inference.onnx_boxes import box_backend
+
     path = resolve_model(name_or_path)
     torch_device = resolve_device(device)
     network, meta = build_from_checkpoint(path)
     if torch_device.type == "cpu" and torch.get_num_threads() > 1:
         network = network.to(memory_format=torch.channels_last)
-    return CellModel(network, meta, torch_device, str(name_or_path))
+    detector = box_backend(backend, network, meta["task"], torch_device, path)
+    return CellModel(network, meta, torch_device, str(name_or_path), detector)
 
 
 __all__ = ["CellModel", "load_model"]
