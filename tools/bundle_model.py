@@ -1,0 +1,67 @@
+r"""Turn a training run's ``model.pt`` into a bundled model: half-precision weights, held-out figures in the metadata.
+
+The figures stored in the bundled checkpoint are measured here on the half-precision weights that ship,
+so ``cytolens evaluate --model NAME`` on the same split reproduces them.
+
+Usage::
+
+    python tools/bundle_model.py runs/blood-cells/model.pt blood-cells \\
+        --data ../shared/datasets/bccd --format voc --split test --ratio RBC:WBC --ratio Platelets:RBC \\
+        --mpp 0.075 --mpp-source "estimated: median RBC box ~100 px for a 7.5 µm red cell"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from cytolens.data.spec import load_data
+from cytolens.inference.evaluate import evaluate_model
+from cytolens.inference.model import load_model
+from cytolens.models.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from cytolens.models.registry import BUNDLED_DIR
+
+NOTICE = "For research use only, not for diagnosis."
+
+
+def main() -> None:
+    """Bundle the run's model as the command line says."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("run_model", type=Path, help="the run's model.pt")
+    parser.add_argument("name", help="bundled model name (file stem)")
+    parser.add_argument("--data", required=True, help="held-out data (spec or folder)")
+    parser.add_argument("--format", default=None)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--radius", type=float, default=None, help="point matching radius")
+    parser.add_argument("--ratio", action="append", default=[], help="count ratio A:B for counts.csv")
+    parser.add_argument("--mpp", type=float, default=None, help="µm/px of the training images")
+    parser.add_argument("--mpp-source", default=None, help="how --mpp was obtained")
+    args = parser.parse_args()
+
+    torch.set_num_threads(2)
+    out = BUNDLED_DIR / f"{args.name}.pt"
+    meta, _ = read_checkpoint(args.run_model)
+    network, _ = build_from_checkpoint(args.run_model)
+    meta["notice"] = NOTICE
+    if args.ratio:
+        meta["report"] = {"ratios": [ratio.split(":") for ratio in args.ratio]}
+    if args.mpp is not None:
+        meta["mpp"], meta["mpp_source"] = args.mpp, args.mpp_source
+    with tempfile.TemporaryDirectory() as scratch:
+        half = Path(scratch) / "half.pt"
+        save_checkpoint(half, network, meta, half=True)
+        truth = load_data(args.data, args.format, args.split)
+        figures, _ = evaluate_model(load_model(half, device="cpu"), truth, args.radius)
+    figures.pop("details", None)
+    meta["metrics"] = {**meta.get("metrics", {}), args.split: {"data": truth.name, **figures}}
+    save_checkpoint(out, network, meta, half=True)  # the same float16 weights that were just evaluated
+    print(json.dumps(meta["metrics"][args.split], indent=2, default=str))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
