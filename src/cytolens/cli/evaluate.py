@@ -29,6 +29,7 @@ def _score(
     device: str,
     batch_size: int,
     backend: str = "auto",
+    progress: bool = True,
 ) -> tuple[dict[str, Any], Dataset, float | None]:
     """The figures, the predictions (read from ``--predictions``, or made by running ``--model`` on
     ``truth``) and the point-matching radius used (``--radius``, else the one stored with the model).
@@ -48,7 +49,7 @@ def _score(
 
         cell_model = load_model(model, device=device, backend=backend)
         radius = cell_model.thresholds.get("radius") if radius is None else radius
-        return (*evaluate_model(cell_model, truth, radius, batch_size), radius)
+        return (*evaluate_model(cell_model, truth, radius, batch_size, progress), radius)
     predicted = load_data(predictions, fmt=pred_format)
     return evaluate_datasets(predicted, truth, radius), predicted, radius
 
@@ -101,7 +102,9 @@ def evaluate(
     from cytolens.metrics.report import write_report
 
     truth = load_data(data, fmt=fmt, split=split)
-    result, predicted, radius = _score(truth, predictions, pred_format, model, radius, device, batch_size, backend)
+    result, predicted, radius = _score(
+        truth, predictions, pred_format, model, radius, device, batch_size, backend, progress=not as_json
+    )
     page = None if report is None else write_report(result, predicted, truth, report, radius)
     if as_json:
         print_json(result)
