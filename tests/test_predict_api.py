@@ -1,0 +1,73 @@
+"""The Python API: ``cytolens.load_model(...).predict(...)`` and the result objects' conversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cytolens
+from cytolens.examples import path as examples_path
+from cytolens.io.images import read_image
+from cytolens.results.result import Result
+from tiny_detector import CLASSES, tiny_detector
+
+EXAMPLES = examples_path() / "JPEGImages"
+
+
+@pytest.fixture(autouse=True)
+def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.set_num_threads(1)
+    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # an exported ONNX model goes here
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> object:
+    return cytolens.load_model(tiny_detector(tmp_path_factory.mktemp("model") / "tiny.pt"), device="cpu")
+
+
+def test_predict_returns_results_that_convert_to_every_output(model: object) -> None:
+    results = model.predict(EXAMPLES, score_threshold=0.0)
+    assert [result.path.name for result in results] == sorted(path.name for path in EXAMPLES.glob("*.jpg"))
+    for result in results:
+        assert isinstance(result, Result) and len(result) > 0
+        assert (result.width, result.height) == (640, 480)
+
+        table = result.to_dataframe()
+        assert len(table) == len(result)
+        assert {"image", "x", "y", "class", "score", "x1", "y1", "x2", "y2"} <= set(table.columns)
+        assert set(table["class"]) <= {*CLASSES, ""}  # "" for a box without a class
+
+        coco = result.to_coco(image_id=7)
+        assert len(coco) == len(result)
+        assert all(entry["image_id"] == 7 and len(entry["bbox"]) == 4 and "score" in entry for entry in coco)
+        classified = [entry["category_id"] for entry, label in zip(coco, result.labels, strict=True) if label >= 0]
+        assert set(classified) <= {1, 2, 3}
+
+        collection = result.to_geojson()
+        assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(result)
+
+        picture = result.plot()
+        original = read_image(result.path)
+        assert picture.shape == original.shape and picture.dtype == np.uint8
+        assert not np.array_equal(picture, original)
+
+
+def test_predict_takes_arrays_and_applies_the_score_threshold(model: object) -> None:
+    pixels = read_image(next(EXAMPLES.glob("*.jpg")))
+    (everything,) = model.predict([pixels], score_threshold=0.0)
+    (some,) = model.predict([pixels], score_threshold=0.2)
+    assert 0 < len(some) < len(everything) and (some.scores >= 0.2).all()
+    assert len(model.predict([pixels])[0]) == 0  # the stored threshold 0.3 is above every score
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="inference/boxes.py keeps detections of FCOS's never-trained background column 0, which come out "
+    "with label -1 (unclassified), COCO category 0 and a blank class; an untrained model makes many",
+)
+def test_a_box_detector_gives_every_cell_a_class(model: object) -> None:
+    (result,) = model.predict([read_image(next(EXAMPLES.glob("*.jpg")))], score_threshold=0.0)
+    assert (result.labels >= 0).all()
