@@ -85,7 +85,9 @@ def test_onnx_detections_equal_torch(checkpoint, images, batch_size, tmp_path):
     # one ONNX file per padded input size: each image alone, or both padded to the larger of each side
     sizes = ["192x256", "256x192"] if batch_size == 1 else ["256x256"]
     digest = onnx_boxes.file_digest(checkpoint)
-    assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == [f"{digest}-{size}.onnx" for size in sizes]
+    assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == [
+        f"{digest}-{size}-opset{onnx_boxes.OPSET}.onnx" for size in sizes
+    ]
 
 
 def test_network_outputs_match_and_batch_is_free(checkpoint):

@@ -5,7 +5,7 @@ post-processing (torchvision FCOS ``postprocess_detections`` and ``transform.pos
 boxes back to image pixels) are torchvision's own code, so the only difference from the PyTorch path is
 the network's arithmetic (outputs within about 1e-5). The network part (backbone + FPN + head) is exported
 with ``torch.onnx.export(..., dynamo=False)`` for one padded input size (height x width; the batch size is
-free) and cached as ``<sha256 of the checkpoint>-<height>x<width>.onnx`` in :func:`cache_dir`: built on
+free) and cached as ``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on
 first use, never downloaded. Exporting needs the ``onnx`` package; running needs ``onnxruntime``.
 """
 
@@ -118,7 +118,7 @@ class OnnxFCOS:
     def _load(self, height: int, width: int) -> Any:
         import onnxruntime as ort
 
-        path = cache_dir() / f"{self.key}-{height}x{width}.onnx"
+        path = cache_dir() / f"{self.key}-{height}x{width}-opset{OPSET}.onnx"
         if path.is_file():
             model: bytes | str = str(path)
         else:
