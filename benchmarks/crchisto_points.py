@@ -1,0 +1,427 @@
+"""CRCHistoPhenotypes nucleus detection and classification with a point FCN (GitHub issue 4).
+
+    python benchmarks/crchisto_points.py --out DIR [--minutes 25] [--analyse] [--smoke]
+
+Trains ``fcn-lite0`` on ``train/`` minus a seeded 10-image part kept out for choosing ξ (the dataset
+spec with the lists ``train``/``tune``/``validation`` is written to ``DIR/crchisto.yaml``), with its
+checkpoint in ``DIR/train/`` (never in the repository: the data are for research use only), then
+reports on ``validation/`` at r = 6 px: detection precision, recall, F1 and mean distance, and the
+classification of matched nuclei (accuracy, weighted F1 over the 4 classes). The schedule is sized
+to ``--minutes`` of training from a measured step time (``DIR/plan.json``). ``--analyse`` also looks
+at the false positives on the kept-out part (``--analyse-split validation`` for the report split):
+for each, its proximity value, the distance to the nearest true nucleus, whether that nucleus is
+already matched, and the proximity valley towards the nearest other detection; with a CSV, a
+picture gallery of false positives and an F1 grid over ξ and ``min_distance``
+(``DIR/analysis/<split>/``).
+
+Run again with the same arguments after an interruption: finished parts are skipped and training
+resumes from its last checkpoint. Results: ``benchmarks/results/crchisto_points.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import common
+from cytolens.data.annotations import Dataset
+from cytolens.data.spec import DatasetSpec, SplitSpec, load_data, write_spec
+from cytolens.data.splits import ratio_split
+from cytolens.inference.model import CellModel, load_model
+from cytolens.inference.peaks import DEFAULT_THRESHOLDS, find_peaks
+from cytolens.io.atomic import write_bytes, write_text
+from cytolens.io.images import read_image
+from cytolens.metrics.numbers import f1_from_counts
+from cytolens.metrics.points import match_points
+from cytolens.training.point_module import THRESHOLD_GRID
+from cytolens.training.recipe import Recipe
+from cytolens.training.transfer import Stage
+
+NAME = "crchisto_points"
+DATA = common.REPO.parent / "shared" / "datasets" / "crchisto"
+RADIUS = 6.0
+"""Matching radius of the SC-CNN evaluation (pixels)."""
+TUNE_IMAGES = 10
+SEED = 0
+ENCODER_BLOCKS = 8
+"""``fcn-lite0``'s encoder blocks (stem + 7 stages): frozen while the decoder warms up."""
+TRAIN_SHARE = 0.9
+"""Share of ``--minutes`` given to training steps (the rest: validations, checkpoints, start-up)."""
+PUBLISHED = {
+    "method": "SC-CNN (Sirinukunwattana et al., IEEE TMI 2016)",
+    "precision": 0.781,
+    "recall": 0.823,
+    "f1": 0.802,
+}
+
+
+def base_recipe(spec: Path) -> Recipe:
+    """The recipe before its schedule is sized: d = 6 px, a = 3, λ = 5, 256-pixel crops, ξ tuned at r = 6."""
+    return Recipe(
+        task="points",
+        architecture="fcn-lite0",
+        data=str(spec),
+        train_split="train",
+        val_split="tune",
+        init="imagenet",
+        batch_size=4,
+        lr=0.003,
+        pretrained_lr_factor=0.33,
+        weight_decay=0.05,
+        warmup_steps=150,
+        ema_decay=0.998,
+        seed=SEED,
+        proximity_d=6.0,
+        proximity_a=3.0,
+        loss_lambda=5.0,
+        crop_size=256,
+        class_weight=1.0,
+        match_radius=RADIUS,
+        min_distance=4,
+        stages=[Stage(freeze_blocks=ENCODER_BLOCKS, epochs=1), Stage(freeze_blocks=0, epochs=1)],
+    )
+
+
+def write_data_spec(out: Path, root: Path, smoke: bool) -> Path:
+    """``out/crchisto.yaml``: ``train`` (60 images), ``tune`` (10 seeded images of ``train/``), ``validation``."""
+    path = out / "crchisto.yaml"
+    if path.is_file():
+        return path
+    data = load_data(root, "crchisto")
+    parts = ratio_split(
+        data.splits["train"], {"train": len(data.splits["train"]) - TUNE_IMAGES, "tune": TUNE_IMAGES}, SEED
+    )
+    lists = {name: sorted(ids, key=data.splits["train"].index) for name, ids in parts.items()}
+    lists["validation"] = list(data.splits["validation"])
+    if smoke:
+        lists = {"train": lists["train"][:4], "tune": lists["tune"][:2], "validation": lists["validation"][:2]}
+    write_spec(path, DatasetSpec("crchisto", root, name="crchisto", splits=SplitSpec(lists=lists)))
+    return path
+
+
+def make_plan(spec: Path, minutes: float, smoke: bool) -> dict[str, Any]:
+    """The recipe with a schedule sized to ``minutes`` of training from a measured step time."""
+    recipe = common.smoke_recipe(base_recipe(spec)) if smoke else base_recipe(spec)
+    images = len(load_data(spec, split="train"))
+    steps_per_epoch = images // recipe.batch_size if images > recipe.batch_size else 1
+    if smoke:
+        return {"smoke": True, "steps_per_epoch": steps_per_epoch, "recipe": recipe.to_dict()}
+    step = common.seconds_per_step(recipe)
+    epochs = max(2, int(minutes * 60 * TRAIN_SHARE / step / steps_per_epoch))
+    recipe.val_every = max(1, epochs // 5)
+    epochs = max(recipe.val_every, epochs // recipe.val_every * recipe.val_every)  # the last epoch validates
+    # An epoch is one crop per image (15 steps): the encoder stays frozen through the warm-up instead.
+    frozen = min(math.ceil(recipe.warmup_steps / steps_per_epoch), epochs // 4)
+    recipe.stages = [Stage(freeze_blocks=ENCODER_BLOCKS, epochs=frozen), Stage(freeze_blocks=0, epochs=epochs - frozen)]
+    common.log.info(
+        "%.2f s per step, %d steps per epoch: %d epochs (%d with the encoder frozen), validating every %d",
+        step,
+        steps_per_epoch,
+        epochs,
+        frozen,
+        recipe.val_every,
+    )
+    return {
+        "minutes": minutes,
+        "seconds_per_step": round(step, 3),
+        "steps_per_epoch": steps_per_epoch,
+        "steps": epochs * steps_per_epoch,
+        "recipe": recipe.to_dict(),
+    }
+
+
+@torch.inference_mode()
+def proximity_of(model: CellModel, pixels: np.ndarray) -> np.ndarray:
+    """The model's proximity map of a whole image (CRCHisto images are 500 px: one pass, no tiling)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255)
+    return model.network(tensor)["proximity"][0, 0].numpy()
+
+
+def at(proximity: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Map values at cytolens ``x, y`` positions (the pixels holding them)."""
+    cols = np.clip(np.floor(xy[..., 0]).astype(int), 0, proximity.shape[1] - 1)
+    rows = np.clip(np.floor(xy[..., 1]).astype(int), 0, proximity.shape[0] - 1)
+    return proximity[rows, cols]
+
+
+def valley(proximity: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Lowest proximity on the segment ``a``-``b`` over the lower of its two ends (1: no dip, one blob)."""
+    steps = max(2, int(np.ceil(np.linalg.norm(b - a))) + 1)
+    line = a + np.linspace(0, 1, steps)[:, None] * (b - a)
+    ends = min(at(proximity, a[None])[0], at(proximity, b[None])[0])
+    return float(at(proximity, line).min() / ends) if ends > 0 else 0.0
+
+
+def classify_false_positive(distance: float, matched: bool, radius: float) -> str:
+    """``duplicate`` (nearest true nucleus within 2r and already matched: a split nucleus or an unannotated
+    neighbour), ``displaced`` (within 2r, unmatched: a localisation miss) or ``isolated`` (no true nucleus
+    within 2r: an unannotated nucleus or a false alarm)."""
+    if distance > 2 * radius:
+        return "isolated"
+    return "duplicate" if matched else "displaced"
+
+
+def false_positives(
+    truth: Dataset, maps: dict[str, np.ndarray], thresholds: dict[str, float], radius: float
+) -> tuple[list[dict[str, Any]], list[float], dict[str, np.ndarray]]:
+    """One row per false positive at the model's thresholds, the proximity values of the true positives,
+    and every detection by image id."""
+    from scipy.spatial import cKDTree
+
+    rows, tp_scores, detections = [], [], {}
+    for image in truth.images:
+        proximity = maps[image.image_id]
+        found = detections[image.image_id] = find_peaks(
+            proximity, thresholds["threshold_rel"], int(thresholds["min_distance"]), thresholds["threshold_abs"]
+        )
+        scores = at(proximity, found)
+        pairs, _ = match_points(found, image.points, radius)
+        tp_scores += scores[pairs[:, 0]].tolist()
+        matched_true = set(pairs[:, 1].tolist())
+        true_tree = cKDTree(image.points) if len(image.points) else None
+        found_tree = cKDTree(found)
+        for index in np.setdiff1d(np.arange(len(found)), pairs[:, 0]):
+            distance, nearest = true_tree.query(found[index]) if true_tree else (np.inf, -1)
+            neighbour_distance, neighbour = (
+                found_tree.query(found[index], k=2) if len(found) > 1 else ([0, np.inf], [0, -1])
+            )
+            rows.append(
+                {
+                    "image_id": image.image_id,
+                    "x": float(found[index][0]),
+                    "y": float(found[index][1]),
+                    "proximity": round(float(scores[index]), 4),
+                    "nearest_true_distance": round(float(distance), 2),
+                    "nearest_true_matched": bool(nearest in matched_true),
+                    "nearest_detection_distance": round(float(neighbour_distance[1]), 2),
+                    "valley_to_nearest_detection": round(valley(proximity, found[index], found[neighbour[1]]), 3)
+                    if np.isfinite(neighbour_distance[1])
+                    else None,
+                    "category": classify_false_positive(float(distance), nearest in matched_true, radius),
+                }
+            )
+    return rows, tp_scores, detections
+
+
+def decoding_grid(truth: Dataset, maps: dict[str, np.ndarray], floor: float, radius: float) -> list[dict[str, Any]]:
+    """Detection precision, recall and F1 for every ξ of the tuning grid and ``min_distance`` 2-6."""
+    grid = []
+    for min_distance in range(2, 7):
+        for xi in THRESHOLD_GRID:
+            tp = fp = fn = 0
+            for image in truth.images:
+                found = find_peaks(maps[image.image_id], xi, min_distance, floor)
+                pairs, _ = match_points(found, image.points, radius)
+                tp, fp, fn = tp + len(pairs), fp + len(found) - len(pairs), fn + len(image.points) - len(pairs)
+            grid.append(
+                {
+                    "threshold_rel": xi,
+                    "min_distance": min_distance,
+                    "precision": round(tp / max(tp + fp, 1), 4),
+                    "recall": round(tp / max(tp + fn, 1), 4),
+                    "f1": round(f1_from_counts(tp, fp, fn) or 0.0, 4),
+                }
+            )
+    return grid
+
+
+def gallery(
+    truth: Dataset,
+    rows: list[dict[str, Any]],
+    detections: dict[str, np.ndarray],
+    path: Path,
+    per_category: int = 10,
+    half: int = 20,
+) -> None:
+    """A PNG of the highest-scoring false positives of each category: the false positive in a red circle,
+    other detections as cyan x, true nuclei as green +, the false positive's proximity in yellow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = ("duplicate", "displaced", "isolated")
+    by_id = {image.image_id: image for image in truth.images}
+    figure, axes = plt.subplots(
+        len(categories), per_category, figsize=(1.6 * per_category, 1.8 * len(categories)), squeeze=False
+    )
+    for axis in axes.ravel():
+        axis.axis("off")
+    for row, category in enumerate(categories):
+        chosen = sorted((r for r in rows if r["category"] == category), key=lambda r: -r["proximity"])[:per_category]
+        axes[row, 0].set_title(category, loc="left", fontsize=8)
+        for column, fp in enumerate(chosen):
+            image = by_id[fp["image_id"]]
+            pixels = read_image(image.path)
+            x0, y0 = int(fp["x"]) - half, int(fp["y"]) - half
+            padded = np.pad(pixels, ((half, half), (half, half), (0, 0)))
+            axis = axes[row, column]
+            axis.imshow(padded[y0 + half : y0 + 3 * half, x0 + half : x0 + 3 * half])
+            for points, marker, colour in ((detections[image.image_id], "x", "cyan"), (image.points, "+", "lime")):
+                near = np.abs(points - [fp["x"], fp["y"]]).max(axis=1) < half
+                axis.plot(points[near, 0] - x0 - 0.5, points[near, 1] - y0 - 0.5, marker, color=colour, ms=6)
+            axis.plot(fp["x"] - x0 - 0.5, fp["y"] - y0 - 0.5, "o", mfc="none", color="red", ms=8)
+            axis.text(1, 5, f"{fp['proximity']:.2f}", color="yellow", fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_bytes(path, buffer.getvalue())
+
+
+def analyse(model_path: Path, truth: Dataset, radius: float, folder: Path) -> dict[str, Any]:
+    """Where the false positives are; writes ``false_positives.csv``, ``gallery.png`` and returns a summary."""
+    import pandas as pd
+
+    model = load_model(model_path, device="cpu")
+    thresholds = {**DEFAULT_THRESHOLDS, **model.thresholds}
+    maps = {image.image_id: proximity_of(model, read_image(image.path)) for image in truth.images}
+    rows, tp_scores, detections = false_positives(truth, maps, thresholds, radius)
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "image_id",
+            "x",
+            "y",
+            "proximity",
+            "nearest_true_distance",
+            "nearest_true_matched",
+            "nearest_detection_distance",
+            "valley_to_nearest_detection",
+            "category",
+        ],
+    )
+    write_text(folder / "false_positives.csv", table.to_csv(index=False))
+    gallery(truth, rows, detections, folder / "gallery.png")
+    tp, fp = len(tp_scores), len(rows)
+    isolated = int((table["category"] == "isolated").sum())
+    grid = decoding_grid(truth, maps, thresholds["threshold_abs"], radius)
+    return {
+        "split": truth.name,
+        "radius": radius,
+        "thresholds": thresholds,
+        "true_nuclei": int(sum(len(image.points) for image in truth)),
+        "true_positives": tp,
+        "false_positives": fp,
+        "true_positive_proximity_median": round(float(np.median(tp_scores)), 3) if tp_scores else None,
+        "categories": {
+            name: {
+                "count": int(len(part)),
+                "share": round(len(part) / fp, 3) if fp else None,
+                "proximity_median": round(float(part["proximity"].median()), 3) if len(part) else None,
+                "nearest_true_distance_median": round(float(part["nearest_true_distance"].median()), 2)
+                if len(part)
+                else None,
+                "valley_median": round(float(part["valley_to_nearest_detection"].median()), 3) if len(part) else None,
+            }
+            for name, part in table.groupby("category")
+        },
+        "precision_if_isolated_were_nuclei": round((tp + isolated) / (tp + fp), 4) if tp + fp else None,
+        "best_decoding": max(grid, key=lambda entry: entry["f1"]),
+        "decoding_grid": grid,
+        "files": [str(folder / "false_positives.csv"), str(folder / "gallery.png")],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the spec, checkpoint and run state")
+    parser.add_argument("--minutes", type=float, default=25.0, help="training time budget (default 25)")
+    parser.add_argument("--analyse", action="store_true", help="also analyse the false positives")
+    parser.add_argument("--analyse-split", default="tune", choices=("tune", "validation"))
+    parser.add_argument("--data", type=Path, default=DATA, help="the CRCHistoPhenotypes folder")
+    parser.add_argument("--smoke", action="store_true", help="a few steps on a few images (checks the script)")
+    args = parser.parse_args()
+    common.setup()
+    out = args.out.resolve()
+    spec = write_data_spec(out, args.data.resolve(), args.smoke)
+    plan = common.once(out / "plan.json", lambda: make_plan(spec, args.minutes, args.smoke))
+    if not args.smoke and plan["minutes"] != args.minutes:
+        common.log.warning(
+            "keeping the schedule of %s (%s minutes); use a new --out to change it", out / "plan.json", plan["minutes"]
+        )
+    recipe = Recipe.from_dict(plan["recipe"])
+    model_path = common.train_resumable(recipe, out / "train")
+    evaluations = {
+        split: common.once(
+            out / f"evaluation-{split}.json",
+            lambda split=split: common.evaluate_points(model_path, load_data(spec, split=split), RADIUS),
+        )
+        for split in ("validation", "tune")
+    }
+    analysis = None
+    if args.analyse:
+        folder = out / "analysis" / args.analyse_split
+        analysis = common.once(
+            folder / "summary.json",
+            lambda: analyse(model_path, load_data(spec, split=args.analyse_split), RADIUS, folder),
+        )
+        categories = {name: part["count"] for name, part in analysis["categories"].items()}
+        common.log.info(
+            "false positives on %s: %d of %d detections %s; best decoding %s",
+            args.analyse_split,
+            analysis["false_positives"],
+            analysis["false_positives"] + analysis["true_positives"],
+            categories,
+            analysis["best_decoding"],
+        )
+    validation = evaluations["validation"]
+    figures = {
+        key: validation[key]
+        for key in (
+            "precision",
+            "recall",
+            "f1",
+            "mean_distance",
+            "class_accuracy",
+            "weighted_f1",
+            "macro_f1",
+            "tp",
+            "fp",
+            "fn",
+        )
+    }
+    figures.update(
+        radius=RADIUS,
+        split="validation",
+        images=validation["images"],
+        thresholds=validation["thresholds"],
+        per_class=validation["per_class"],
+        per_image=validation["per_image"],
+        kept_out_train_part={k: evaluations["tune"][k] for k in ("precision", "recall", "f1")},
+    )
+    targets = {
+        "detection_f1": common.target(validation["f1"], 0.80),
+        "detection_f1_stretch": common.target(validation["f1"], 0.83),
+        "classification_weighted_f1": common.target(validation["weighted_f1"], 0.78),
+    }
+    common.write_result(
+        NAME,
+        figures,
+        targets,
+        folder=out if args.smoke else common.RESULTS,
+        published=PUBLISHED,
+        plan=plan,
+        training=common.read_json(out / "train" / "trained.json"),
+        model=str(model_path),
+        analysis=analysis,
+    )
+    common.log.info(
+        "validation r=%g: P %.3f R %.3f F1 %.3f, class accuracy %s, weighted F1 %s",
+        RADIUS,
+        figures["precision"],
+        figures["recall"],
+        figures["f1"],
+        figures["class_accuracy"],
+        figures["weighted_f1"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Prediction speed and peak memory of a point model on 2 CPU cores (GitHub issue 4).
+
+    python benchmarks/point_speed.py [--model PATH] [--smoke] [--out DIR]
+
+Measures megapixels per second of ``CellModel.predict`` (network, tiling, peak decoding; images
+given as arrays, so file decoding is not counted) on a few 640x480 Chula RBC-12 test images and on a
+2048x2048 image (a Chula image repeated, so it holds real cells; predicted in 768-pixel tiles), and
+the peak resident memory of predicting a 4096x4096 image. Each case runs in its own subprocess
+(this script with ``--child CASE``) with 2 torch threads; its peak resident set size is the
+``ru_maxrss`` of its own rusage, from ``os.wait4`` (the per-child form of
+``getrusage(RUSAGE_CHILDREN)``). A ``baseline`` case (load the model, predict a 64x64 image) shows
+the memory of the process before any large image.
+
+The model is ``--model`` (a checkpoint or bundled name), else the bundled ``rbc-morphology`` if
+present, else an untrained ``fcn-lite0`` with 13 classes (same network and cost; its decoding
+may find more peaks). Results: ``benchmarks/results/point_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import common
+
+NAME = "point_speed"
+CHULA_SPEC = common.REPO / "configs" / "chula-split.yaml"
+THREADS = 2
+SIZES = {"tiled": 2048, "large": 4096}
+SMOKE_SIZES = {"tiled": 512, "large": 1024}
+CHULA_IMAGES = 4
+
+
+def chula_images(count: int) -> list[np.ndarray]:
+    """The first ``count`` images of the Chula test split."""
+    from cytolens.data.spec import load_data
+    from cytolens.io.images import read_image
+
+    return [read_image(image.path) for image in load_data(CHULA_SPEC, split="test").images[:count]]
+
+
+def synthetic(size: int) -> np.ndarray:
+    """A ``size`` x ``size`` RGB image made by repeating a Chula test image."""
+    tile = chula_images(1)[0]
+    reps = (-(-size // tile.shape[0]), -(-size // tile.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(tile, reps)[:size, :size])
+
+
+def timed_predict(model: Any, images: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """Megapixels per second over ``repeats`` passes on ``images``, after one warm-up prediction."""
+    model.predict(images[:1])
+    start = time.perf_counter()
+    cells = 0
+    for _ in range(repeats):
+        cells += sum(len(result) for result in model.predict(images))
+    seconds = time.perf_counter() - start
+    megapixels = repeats * sum(image.shape[0] * image.shape[1] for image in images) / 1e6
+    return {
+        "megapixels": round(megapixels, 3),
+        "seconds": round(seconds, 3),
+        "mp_per_s": round(megapixels / seconds, 3),
+        "cells_per_pass": cells // repeats,
+    }
+
+
+def child(case: str, model_path: str, smoke: bool) -> dict[str, Any]:
+    """Run one case in this (child) process."""
+    import torch
+
+    from cytolens.inference.model import load_model
+
+    torch.set_num_threads(THREADS)
+    model = load_model(model_path, device="cpu")
+    sizes = SMOKE_SIZES if smoke else SIZES
+    if case == "baseline":
+        return timed_predict(model, [synthetic(64)], 1)
+    if case == "chula":
+        return timed_predict(model, chula_images(1 if smoke else CHULA_IMAGES), 1 if smoke else 3)
+    image = synthetic(sizes[case])
+    if case == "tiled":
+        return timed_predict(model, [image], 1 if smoke else 2)
+    start = time.perf_counter()  # large: one prediction, no warm-up (its memory is the point)
+    cells = len(model.predict([image])[0])
+    seconds = time.perf_counter() - start
+    return {
+        "megapixels": image.shape[0] * image.shape[1] / 1e6,
+        "seconds": round(seconds, 3),
+        "mp_per_s": round(image.shape[0] * image.shape[1] / 1e6 / seconds, 3),
+        "cells_per_pass": cells,
+    }
+
+
+def run_case(case: str, model_path: str, smoke: bool) -> dict[str, Any]:
+    """Run a case in a subprocess; its figures plus its peak resident memory."""
+    arguments = [sys.executable, __file__, "--child", case, "--model", model_path, *(["--smoke"] if smoke else [])]
+    figures, peak = common.run_child(arguments)
+    figures["peak_rss_gb"] = round(peak, 3)
+    common.log.info("%s: %s", case, figures)
+    return figures
+
+
+def stand_in_model(folder: Path) -> Path:
+    """An untrained ``fcn-lite0`` checkpoint with the 13 Chula classes (when no trained model is at hand)."""
+    from cytolens.io.chula import CLASSES
+    from cytolens.models.checkpoint import save_checkpoint
+    from cytolens.models.registry import build_architecture
+
+    path = folder / "untrained-fcn-lite0.pt"
+    network = build_architecture("fcn-lite0", len(CLASSES), weights=None)
+    meta = {"task": "points", "architecture": "fcn-lite0", "kwargs": {}, "classes": list(CLASSES)}
+    save_checkpoint(path, network, meta)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a point model checkpoint or bundled name (default: rbc-morphology)")
+    parser.add_argument("--smoke", action="store_true", help="small images (checks the script)")
+    parser.add_argument("--out", type=Path, help="folder for a smoke result and a stand-in model (default: temporary)")
+    parser.add_argument("--child", choices=("baseline", "chula", "tiled", "large"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.model, args.smoke)))
+        return
+    common.setup(THREADS)
+    from cytolens.models.registry import bundled_models
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out.resolve() if args.out else Path(scratch)
+        model = args.model or ("rbc-morphology" if "rbc-morphology" in bundled_models() else None)
+        note = None
+        if model is None:
+            model, note = str(stand_in_model(out)), "no trained point model given or bundled: untrained fcn-lite0"
+        cases = {case: run_case(case, model, args.smoke) for case in ("baseline", "chula", "tiled", "large")}
+    sizes = SMOKE_SIZES if args.smoke else SIZES
+    figures = {
+        "chula_640x480_mp_per_s": cases["chula"]["mp_per_s"],
+        f"tiled_{sizes['tiled']}_mp_per_s": cases["tiled"]["mp_per_s"],
+        f"large_{sizes['large']}_peak_rss_gb": cases["large"]["peak_rss_gb"],
+        f"large_{sizes['large']}_mp_per_s": cases["large"]["mp_per_s"],
+        "baseline_peak_rss_gb": cases["baseline"]["peak_rss_gb"],
+        "cases": cases,
+    }
+    targets = {
+        "chula_mp_per_s": common.target(cases["chula"]["mp_per_s"], 1.0),
+        "tiled_mp_per_s": common.target(cases["tiled"]["mp_per_s"], 1.0),
+        "large_peak_rss_gb": common.target(cases["large"]["peak_rss_gb"], 2.0, higher_is_better=False),
+    }
+    common.write_result(
+        NAME,
+        figures,
+        targets,
+        folder=(args.out or Path(tempfile.gettempdir())) if args.smoke else common.RESULTS,
+        model=model if note is None else "untrained fcn-lite0",
+        note=note,
+        threads=THREADS,
+        units={"mp_per_s": "10^6 pixels per second", "peak_rss_gb": "10^9 bytes (peak resident set size)"},
+    )
+
+
+if __name__ == "__main__":
+    main()
