@@ -187,7 +187,7 @@ def false_positives(
         true_tree = cKDTree(image.points) if len(image.points) else None
         found_tree = cKDTree(found)
         for index in np.setdiff1d(np.arange(len(found)), pairs[:, 0]):
-            distance, nearest = true_tree.query(found[index]) if true_tree else (np.inf, -1)
+            distance, nearest = true_tree.query(found[index]) if true_tree is not None else (np.inf, -1)
             neighbour_distance, neighbour = (
                 found_tree.query(found[index], k=2) if len(found) > 1 else ([0, np.inf], [0, -1])
             )
