@@ -29,6 +29,12 @@ def dataset_path(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _private_model_cache(tmp_path_factory, monkeypatch):
+    """Keep ONNX exports made by tests out of the user's cache."""
+    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "model-cache"))
+
+
 @pytest.fixture
 def bccd() -> Path:
     return dataset_path("bccd")

@@ -41,12 +41,11 @@ def predict(
     """
     import logging
 
-    from rich.progress import track
-
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import DataError
     from cytolens.inference.model import load_model
     from cytolens.inference.sources import expand_inputs
+    from cytolens.progress import progress
     from cytolens.results.counts import parse_ratio
     from cytolens.results.writers import PredictionWriter
 
@@ -61,7 +60,7 @@ def predict(
     )
     failed: list[str] = []
     items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=score_threshold, mpp=mpp)
-    for item in track(items, total=len(files), description="predicting", disable=as_json or len(files) < 2):
+    for item in progress(items, len(files), "predicting", enabled=not as_json):
         if isinstance(item, DataError):
             log.error("%s", item)
             failed.append(str(item.path))

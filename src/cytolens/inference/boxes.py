@@ -21,16 +21,19 @@ def detect_boxes(
     back to image pixels.
 
     Returns:
-        Per image: ``(boxes (N, 4) xyxy, labels (N,) 0-based, scores (N,))``.
+        Per image: ``(boxes (N, 4) xyxy, labels (N,) 0-based, scores (N,))``. Detections of the background
+        column (label 0 inside torchvision's models; FCOS scores it like any class) are dropped.
 
     """
     tensors = [torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255) for image in images]
-    outputs = network(tensors)
-    return [
-        (
-            out["boxes"].cpu().numpy().astype(np.float64),
-            out["labels"].cpu().numpy().astype(np.int64) - 1,
-            out["scores"].cpu().numpy().astype(np.float64),
+    found = []
+    for out in network(tensors):
+        keep = out["labels"] > 0
+        found.append(
+            (
+                out["boxes"][keep].cpu().numpy().astype(np.float64),
+                out["labels"][keep].cpu().numpy().astype(np.int64) - 1,
+                out["scores"][keep].cpu().numpy().astype(np.float64),
+            )
         )
-        for out in outputs
-    ]
+    return found

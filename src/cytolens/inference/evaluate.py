@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.progress import track
-
 from cytolens.data.annotations import Dataset
 from cytolens.errors import DataError
 from cytolens.inference.model import CellModel
 from cytolens.metrics import evaluate_datasets
+from cytolens.progress import progress as show_progress
 
 
 def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progress: bool = True) -> Dataset:
@@ -25,7 +24,7 @@ def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progr
     ids = {str(image.path): image.image_id for image in truth.images}
     images = []
     items = model.predict_iter([image.path for image in truth.images], batch_size=batch_size, score_threshold=0.0)
-    for item in track(items, total=len(truth), description="evaluating", disable=not progress or len(truth) < 2):
+    for item in show_progress(items, len(truth), "evaluating", progress):
         if isinstance(item, DataError):
             raise item
         annotated = item.to_annotated()

@@ -22,7 +22,7 @@ from cytolens.metrics.box_matching import match_boxes
 from cytolens.metrics.numbers import f1_from_counts
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import match_points
-from cytolens.results.overlay import _font
+from cytolens.results.overlay import font
 
 IOU_THRESHOLD = 0.5
 """IoU at which a predicted box matches a true box in the gallery."""
@@ -166,7 +166,7 @@ def draw_outcome(outcome: ImageOutcome, class_names: list[str], max_size: int = 
     canvas = Image.fromarray(read_image(outcome.truth.path)).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     scale = max(1.0, max(canvas.size) / 640)
-    width, radius, font = max(1, round(2 * scale)), 4 * scale, _font(int(11 * scale))
+    width, radius, text_font = max(1, round(2 * scale)), 4 * scale, font(int(11 * scale))
     for name in ("matched", "false", "missed"):  # errors drawn last, on top
         colour = OUTCOME_COLORS[name]
         for where, label in zip(*outcome.cells(name), strict=True):
@@ -174,7 +174,7 @@ def draw_outcome(outcome: ImageOutcome, class_names: list[str], max_size: int = 
                 draw.rectangle(where.tolist(), outline=colour, width=width)
                 if name != "matched":
                     text = class_names[label] if label >= 0 else "?"
-                    draw.text((where[0] + 2, where[1] + 1), text, fill=colour, font=font)
+                    draw.text((where[0] + 2, where[1] + 1), text, fill=colour, font=text_font)
             else:
                 x, y = where
                 draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255))

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from cytolens.results.result import Result
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.ImageFont:
+    """Pillow's default font at ``size`` pixels (unsized on old Pillow)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has no sized default font
@@ -37,7 +38,7 @@ def draw_result(result: Result, image: np.ndarray | None = None, labels: bool = 
     canvas = Image.fromarray(pixels).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     scale = max(1.0, max(canvas.size) / 640)
-    font = _font(int(11 * scale))
+    text_font = font(int(11 * scale))
     width = max(1, int(round(2 * scale)))
     for index, (label, score) in enumerate(zip(result.labels, result.scores, strict=True)):
         colour = class_color(int(label))
@@ -46,14 +47,14 @@ def draw_result(result: Result, image: np.ndarray | None = None, labels: bool = 
             draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
             if labels:
                 name = result.classes[label] if label >= 0 else "?"
-                draw.text((x1 + 2, y1 + 1), f"{name} {score:.2f}", fill=colour, font=font)
+                draw.text((x1 + 2, y1 + 1), f"{name} {score:.2f}", fill=colour, font=text_font)
         else:
             x, y = result.points[index]
             radius = 3 * scale
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255))
     counts = [f"{name}: {count}" for name, count in result.counts().items() if count]
     legend = "  ".join(counts) or "no cells found"
-    box = draw.textbbox((4, 4), legend, font=font)
+    box = draw.textbbox((4, 4), legend, font=text_font)
     draw.rectangle([box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3], fill=(255, 255, 255))
-    draw.text((4, 4), legend, fill=(0, 0, 0), font=font)
+    draw.text((4, 4), legend, fill=(0, 0, 0), font=text_font)
     return np.asarray(canvas)

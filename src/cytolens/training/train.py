@@ -137,7 +137,7 @@ def train(
     monitor = components.monitor
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages),
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch}", save_last=True, every_n_epochs=1),
+        ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}", save_last=True, every_n_epochs=1),
         exporter,
     ]
     if recipe.ema_decay:
