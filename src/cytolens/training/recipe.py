@@ -38,6 +38,7 @@ class Recipe:
         seed: Random seed.
         score_threshold: Default score threshold stored with the model for prediction.
         num_workers: Data-loading worker processes.
+        keep: ``last`` (the final weights) or ``best`` (the weights scoring highest on the validation figure).
         aux_data: Auxiliary training data (spec or folder) mixed into every step (``None``: none).
         aux_format: Annotation format of ``aux_data`` when it is not a spec file.
         aux_split: Split of ``aux_data`` to use (``None``: all its images).
@@ -75,6 +76,7 @@ class Recipe:
     seed: int = 0
     score_threshold: float = 0.3
     num_workers: int = 0
+    keep: str = "last"
     aux_data: str | None = None
     aux_format: str | None = None
     aux_split: str | None = None

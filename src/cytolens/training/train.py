@@ -31,11 +31,23 @@ log = logging.getLogger(__name__)
 
 
 class ExportModel(pl.Callback):
-    """Write the self-describing ``model.pt`` after every validation (weights as validated, EMA included)."""
+    """Write the self-describing ``model.pt`` after validations (weights as validated, EMA included).
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    Args:
+        path: The checkpoint file.
+        meta: Its metadata (metrics and tuned thresholds are added at each export).
+        monitor: The validation figure that says which weights are best (higher is better).
+        keep_best: Export only when ``monitor`` improves, and keep that file at the end of training;
+            otherwise export after every validation and at the end.
+
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], monitor: str, keep_best: bool = False) -> None:
         self.path = path
         self.meta = meta
+        self.monitor = monitor
+        self.keep_best = keep_best
+        self.best: float | None = None
         self.metrics: dict[str, Any] = {}
 
     def export(self, module: pl.LightningModule, network: torch.nn.Module | None = None) -> None:
@@ -57,8 +69,17 @@ class ExportModel(pl.Callback):
         if trainer.sanity_checking:
             return
         figures = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        score = figures.get(self.monitor)
+        if self.keep_best and score is not None and self.best is not None and score <= self.best:
+            return
+        self.best = score if score is not None else self.best
         self.metrics["validation"] = {**figures, "epoch": trainer.current_epoch}
         self.export(module, self._validated_network(trainer, module))
+
+    def finish(self, module: pl.LightningModule) -> None:
+        """Export the final weights, unless the best validated ones are to be kept and exist."""
+        if not (self.keep_best and self.best is not None):
+            self.export(module)
 
 
 def _describe(dataset: Dataset, split: str | None) -> dict[str, Any]:
@@ -94,6 +115,8 @@ def train(
 
     """
     out = Path(out)
+    if recipe.keep not in ("last", "best"):
+        raise CytolensError(f"recipe keep={recipe.keep!r}: use 'last' or 'best'")
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     train_data = load_data(recipe.data, recipe.format, recipe.train_split)
     val_data = load_data(recipe.data, recipe.format, recipe.val_split) if recipe.val_split else None
@@ -133,8 +156,8 @@ def train(
         },
         "metrics": {},
     }
-    exporter = ExportModel(out / "model.pt", meta)
     monitor = components.monitor
+    exporter = ExportModel(out / "model.pt", meta, monitor, keep_best=recipe.keep == "best")
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages),
         ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}", save_last=True, every_n_epochs=1),
@@ -164,5 +187,5 @@ def train(
     started = time.monotonic()
     trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None)
     exporter.meta["training_minutes"] = round((time.monotonic() - started) / 60, 1)
-    exporter.export(module)
+    exporter.finish(module)
     return out / "model.pt"
