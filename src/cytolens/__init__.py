@@ -3,14 +3,19 @@
 For research use only; not for diagnosis.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cytolens.inference.model import CellModel
+
 __version__ = "0.1.0"
 
 
-def load_model(name_or_path: str, device: str = "auto"):  # noqa: ANN201 - returns CellModel (imported lazily)
+def load_model(name_or_path: str, device: str = "auto", backend: str = "auto") -> "CellModel":
     """Load a bundled model by name or a checkpoint file; see :func:`cytolens.inference.model.load_model`."""
     from cytolens.inference.model import load_model as _load
 
-    return _load(name_or_path, device)
+    return _load(name_or_path, device=device, backend=backend)
 
 
 __all__ = ["__version__", "load_model"]

@@ -40,8 +40,8 @@ def train(
 ) -> None:
     """Train a model; writes OUT/model.pt (self-describing), OUT/checkpoints (for --resume) and OUT/logs.
 
-    Options override the recipe. --freeze-blocks and --epochs together replace the recipe's stages
-    by one stage; alone, --epochs scales a one-stage recipe.
+    Options override the recipe. --freeze-blocks (with --epochs for a multi-stage recipe) replaces the
+    recipe's stages by one stage; --epochs alone scales every stage of the recipe in proportion.
     """
     from cytolens.cli.output import print_json
     from cytolens.models.checkpoint import read_checkpoint
@@ -66,14 +66,14 @@ def train(
         "aux_weight": aux_weight,
     }
     values.update({key: value for key, value in given.items() if value is not None})
-    if freeze_blocks is not None or epochs is not None:
-        stages = base.stages
+    if freeze_blocks is not None:
+        if epochs is None and len(base.stages) > 1:
+            raise typer.BadParameter("with a multi-stage recipe, give --epochs too", param_hint="'--freeze-blocks'")
+        values["stages"] = [Stage(freeze_blocks, epochs or base.epochs, base.stages[-1].max_size)]
+    elif epochs is not None:
+        scale = epochs / base.epochs
         values["stages"] = [
-            Stage(
-                freeze_blocks if freeze_blocks is not None else stages[0].freeze_blocks,
-                epochs if epochs is not None else base.epochs,
-                stages[-1].max_size,
-            )
+            Stage(stage.freeze_blocks, max(1, round(stage.epochs * scale)), stage.max_size) for stage in base.stages
         ]
     if not values.get("data"):
         raise typer.BadParameter("give --data or a --recipe that names its data", param_hint="'--data'")

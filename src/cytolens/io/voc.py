@@ -18,6 +18,7 @@ from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.licence import read_licence
 from cytolens.io.registry import Capabilities
 from cytolens.io.validation import ClassNames, clean_boxes
 
@@ -85,13 +86,11 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         raise DataError(annotations, "no .xml annotation files")
     splits = {}
     for split_file in sorted((path / "ImageSets" / "Main").glob("*.txt")):
-        ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
-        if "_" in split_file.stem and all(len(line.split()) == 2 for line in ids[:1]):
-            continue  # per-class lists (``<class>_<split>.txt``) are not splits
-        splits[split_file.stem] = ids
-    licence_file = next((p for p in (path / "LICENSE", path / "LICENSE.txt") if p.is_file()), None)
-    licence = licence_file.read_text().splitlines()[0].strip() if licence_file else ""
-    return Dataset(names.names, images, splits, path.name, licence)
+        lines = [line.split() for line in split_file.read_text().splitlines() if line.strip()]
+        if "_" in split_file.stem and lines and len(lines[0]) == 2:
+            continue  # per-class lists (``<class>_<split>.txt``: id and flag) are not splits
+        splits[split_file.stem] = [fields[0] for fields in lines]
+    return Dataset(names.names, images, splits, path.name, read_licence(path))
 
 
 def _coord(value: float) -> str:

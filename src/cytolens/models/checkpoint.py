@@ -63,6 +63,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], ha
         torch.save({"cytolens": FORMAT_VERSION, "meta": meta, "state_dict": state}, handle)
 
 
+def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
+    """Rewrite a checkpoint's metadata with ``changes`` merged in, keeping its weights as stored."""
+    meta, state = read_checkpoint(path)
+    meta = {**meta, **changes}
+    _check_plain(meta)
+    with atomic_write(path, "wb") as handle:
+        torch.save({"cytolens": FORMAT_VERSION, "meta": meta, "state_dict": state}, handle)
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a checkpoint's metadata and weights without running any code from it.
 

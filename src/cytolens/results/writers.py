@@ -22,6 +22,7 @@ from PIL import Image
 from cytolens.data.annotations import Dataset
 from cytolens.io.atomic import atomic_write, write_text
 from cytolens.io.coco import to_coco_dict, to_results
+from cytolens.io.points_csv import write_napari
 from cytolens.results.counts import counts_table
 from cytolens.results.result import Result
 
@@ -73,14 +74,14 @@ class PredictionWriter:
     def add(self, result: Result, image: np.ndarray | None = None) -> None:
         """Write the per-image outputs of ``result`` and refresh the run-level files."""
         stem = _unique_stem(result, self._stems)
+        result.image_id = stem  # keys COCO image ids: two images named alike in different folders stay apart
         if "overlay" in self.outputs:
             with atomic_write(self.out / "overlays" / f"{stem}.png", "wb") as handle:
                 Image.fromarray(result.plot(image)).save(handle, format="PNG")
         if "geojson" in self.outputs:
             write_text(self.out / "geojson" / f"{stem}.geojson", json.dumps(result.to_geojson()))
         if "napari" in self.outputs and result.kind == "points":
-            table = pd.DataFrame({"axis-0": result.points[:, 1] - 0.5, "axis-1": result.points[:, 0] - 0.5})
-            write_text(self.out / "napari" / f"{stem}.csv", table.to_csv(index_label="index"))
+            write_napari(Dataset(self.classes, [result.to_annotated()]), self.out / "napari")
         self.results.append(result)
         self.flush()
 

@@ -45,7 +45,7 @@ class BoxDataset(TorchDataset):
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
         labels = torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)) + 1
         tensor = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float().div_(255)
-        return tensor, {"boxes": boxes, "labels": labels, "scale": torch.tensor(tensor.shape[-1] / image.width)}
+        return tensor, {"boxes": boxes, "labels": labels}
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

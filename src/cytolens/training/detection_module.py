@@ -47,9 +47,13 @@ class DetectionModule(pl.LightningModule):
         self.input_max_size = max_size
         self.model.transform.max_size = max_size
         self.model.transform.min_size = (max_size * 3 // 4,)
-        loader = self.trainer.train_dataloader if self._trainer is not None else None
-        if loader is not None:
-            loader.dataset.max_size = max_size
+        if self._trainer is None:
+            return
+        loaders = [self.trainer.train_dataloader, self.trainer.val_dataloaders]
+        for loader in loaders:
+            for each in loader if isinstance(loader, list | tuple) else [loader]:
+                if each is not None:
+                    each.dataset.max_size = max_size
 
     def tuned_thresholds(self) -> dict[str, float]:
         """Thresholds tuned during validation (none for box detectors: score and NMS come from the recipe)."""

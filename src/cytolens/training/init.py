@@ -7,10 +7,23 @@ from typing import Any
 
 from torch import nn
 
+from cytolens.errors import ModelError
 from cytolens.models.checkpoint import read_checkpoint
-from cytolens.models.registry import build_architecture, bundled_models, resolve_model
+from cytolens.models.registry import architectures, build_architecture, bundled_models, resolve_model
 
 log = logging.getLogger(__name__)
+
+
+def _task_of(architecture: str) -> str:
+    return architectures()[architecture].task
+
+
+def _class_dependent_keys(meta: dict[str, Any], num_classes: int) -> set[str]:
+    """Tensors whose shape depends on the number of classes (the class heads): they start fresh when classes change."""
+    kwargs = {**meta["kwargs"], "weights": None}
+    one = build_architecture(meta["architecture"], num_classes, **kwargs).state_dict()
+    other = build_architecture(meta["architecture"], num_classes + 1, **kwargs).state_dict()
+    return {key for key, value in one.items() if value.shape != other[key].shape}
 
 
 def initial_model(
@@ -20,8 +33,8 @@ def initial_model(
 
     Args:
         init: ``imagenet`` (pretrained backbone), ``none`` (random), a bundled model name or a checkpoint path.
-            A base model's weights are loaded wherever their shapes fit; layers that depend on the class list
-            (when it differs) start fresh.
+            A base model's weights are loaded wherever their shapes fit; when its classes differ from
+            ``classes``, the class-dependent layers (class heads) start fresh, even if their shapes fit.
         architecture: Registered architecture name (a base model's own architecture and kwargs win).
         classes: Class names of the training data.
         kwargs: Builder arguments.
@@ -36,15 +49,20 @@ def initial_model(
         return model, architecture, kwargs, {"init": init}
     path = resolve_model(init)
     meta, state = read_checkpoint(path)
+    if meta["task"] != _task_of(architecture):
+        raise ModelError(f"{path}: a {meta['task']} model cannot initialise a {_task_of(architecture)} model")
     model = build_architecture(meta["architecture"], len(classes), **{**meta["kwargs"], "weights": None})
     own = model.state_dict()
+    class_dependent = set() if list(meta["classes"]) == list(classes) else _class_dependent_keys(meta, len(classes))
     fitting = {
-        k: v.float() if v.is_floating_point() else v for k, v in state.items() if k in own and own[k].shape == v.shape
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape and k not in class_dependent
     }
     model.load_state_dict(fitting, strict=False)
     fresh = sorted(set(own) - set(fitting))
     if fresh:
-        log.warning("%s: %d tensors do not fit the new classes and start fresh (%s...)", path, len(fresh), fresh[0])
+        log.warning("%s: %d tensors depend on the classes and start fresh (%s...)", path, len(fresh), fresh[0])
     name = init if init in bundled_models() else str(path)
     info = {"init": name, "base_classes": meta["classes"], "base_task": meta["task"]}
     return model, meta["architecture"], dict(meta["kwargs"]), info

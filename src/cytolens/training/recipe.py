@@ -108,8 +108,18 @@ class Recipe:
         if unknown:
             raise DataError(source, f"unknown recipe keys: {', '.join(unknown)}")
         values = dict(values)
+        for item in fields(cls):
+            value = values.get(item.name)
+            if isinstance(value, str) and item.type in ("float", "float | None"):
+                try:
+                    values[item.name] = float(value)  # YAML reads 1e-3 as a string
+                except ValueError:
+                    raise DataError(source, f"{item.name} must be a number, not {value!r}") from None
         if "stages" in values:
-            values["stages"] = [Stage(**stage) if isinstance(stage, dict) else stage for stage in values["stages"]]
+            try:
+                values["stages"] = [Stage(**stage) if isinstance(stage, dict) else stage for stage in values["stages"]]
+            except TypeError as error:
+                raise DataError(source, f"bad stage ({error}); a stage has freeze_blocks, epochs, max_size") from None
         return cls(**values)
 
     @classmethod
@@ -122,6 +132,8 @@ class Recipe:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise DataError(path, f"invalid YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise DataError(path, "a recipe must be a mapping of recipe keys to values")
         for key in ("data", "aux_data"):
             if values.get(key) and not Path(values[key]).is_absolute():
                 values[key] = str((path.parent / values[key]).resolve())

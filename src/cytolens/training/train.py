@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader
 from cytolens.data.annotations import Dataset
 from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError
-from cytolens.models.checkpoint import save_checkpoint
+from cytolens.inference.device import resolve_device
+from cytolens.models.checkpoint import save_checkpoint, update_metadata
+from cytolens.models.registry import architectures
 from cytolens.training.init import initial_model
 from cytolens.training.recipe import Recipe
 from cytolens.training.tasks import task_components
@@ -76,20 +78,30 @@ class ExportModel(pl.Callback):
         self.metrics["validation"] = {**figures, "epoch": trainer.current_epoch}
         self.export(module, self._validated_network(trainer, module))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "metrics": self.metrics}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.metrics = state_dict["best"], state_dict["metrics"]
+
     def finish(self, module: pl.LightningModule) -> None:
         """Export the final weights, unless the best validated ones are to be kept and exist."""
         if not (self.keep_best and self.best is not None):
             self.export(module)
+        elif self.path.is_file():  # keep the best weights; record the whole run's training time
+            update_metadata(self.path, {"training_minutes": self.meta.get("training_minutes")})
 
 
 def _describe(dataset: Dataset, split: str | None) -> dict[str, Any]:
     return {"name": dataset.name, "licence": dataset.licence, "split": split, "images": len(dataset)}
 
 
-def _device_accelerator(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return {"cuda": "gpu"}.get(device, device)
+def _accelerator(device: str) -> tuple[str, list[int] | int]:
+    """Lightning's ``accelerator`` and ``devices`` for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    chosen = resolve_device(device)
+    if chosen.type == "cuda":
+        return "gpu", [chosen.index or 0]
+    return chosen.type, 1
 
 
 def train(
@@ -117,6 +129,11 @@ def train(
     out = Path(out)
     if recipe.keep not in ("last", "best"):
         raise CytolensError(f"recipe keep={recipe.keep!r}: use 'last' or 'best'")
+    known = architectures(recipe.task)
+    if recipe.architecture not in known:
+        raise CytolensError(
+            f"architecture {recipe.architecture!r} does not serve task {recipe.task!r} (choose: {', '.join(known)})"
+        )
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     train_data = load_data(recipe.data, recipe.format, recipe.train_split)
     val_data = load_data(recipe.data, recipe.format, recipe.val_split) if recipe.val_split else None
@@ -167,11 +184,12 @@ def train(
         callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
     if recipe.patience and val_loader is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=recipe.patience))
+    accelerator, devices = _accelerator(device)
     trainer = pl.Trainer(
         max_epochs=recipe.epochs,
         max_steps=max_steps,
-        accelerator=_device_accelerator(device),
-        devices=1,
+        accelerator=accelerator,
+        devices=devices,
         callbacks=callbacks,
         logger=CSVLogger(out, name="logs"),
         gradient_clip_val=recipe.grad_clip,
@@ -185,7 +203,8 @@ def train(
     if resume and not last.is_file():
         raise CytolensError(f"{last}: nothing to resume from")
     started = time.monotonic()
-    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None)
+    # Resuming reads this run's own Lightning checkpoint (optimizer and loop state), not a model from elsewhere.
+    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=False)
     exporter.meta["training_minutes"] = round((time.monotonic() - started) / 60, 1)
     exporter.finish(module)
     return out / "model.pt"

@@ -1,0 +1,53 @@
+"""The bundled `blood-cells` model: listed, describes itself, counts the example cells, reproduces its figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import cytolens
+from cytolens.cli.main import app
+from cytolens.examples import path as examples_path
+from cytolens.io import read_dataset
+from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.registry import bundled_models
+
+pytestmark = pytest.mark.skipif("blood-cells" not in bundled_models(), reason="bundled model not built yet")
+
+
+def test_listed_with_its_metadata():
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert models["blood-cells"]["classes"] == ["WBC", "RBC", "Platelets"]
+    assert models["blood-cells"]["licence"].startswith("MIT")
+    meta, _ = read_checkpoint(bundled_models()["blood-cells"])
+    assert meta["task"] == "boxes" and meta["input_size"] and meta["thresholds"]["score"] > 0
+    assert bundled_models()["blood-cells"].stat().st_size <= 25e6
+
+
+def test_example_counts_match_the_annotations():
+    truth = read_dataset(examples_path(), "voc")
+    model = cytolens.load_model("blood-cells", device="cpu")
+    results = {r.image_id: r for r in model.predict(examples_path() / "JPEGImages")}
+    for image in truth:
+        true = {name: int((image.box_labels == i).sum()) for i, name in enumerate(truth.classes)}
+        found = results[image.image_id].counts()
+        assert found["WBC"] == true["WBC"], image.image_id
+        assert abs(found["RBC"] - true["RBC"]) <= 0.15 * true["RBC"], (image.image_id, found, true)
+
+
+def test_evaluate_reproduces_the_stored_test_figures(bccd):
+    meta, _ = read_checkpoint(bundled_models()["blood-cells"])
+    stored = meta["metrics"]["test"]
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model", "blood-cells", "--data", str(bccd), "--format", "voc", "--split", "test", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["map50"] == pytest.approx(stored["map50"], abs=1e-6)
+    assert figures["map50_95"] == pytest.approx(stored["map50_95"], abs=1e-6)
+    for name in ("WBC", "RBC", "Platelets"):
+        assert figures["per_class"][name]["ap50"] == pytest.approx(stored["per_class"][name]["ap50"], abs=1e-6)
