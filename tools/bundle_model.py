@@ -7,7 +7,8 @@ Usage::
 
     python tools/bundle_model.py runs/blood-cells/model.pt blood-cells \\
         --data ../shared/datasets/bccd --format voc --split test --ratio RBC:WBC --ratio Platelets:RBC \\
-        --mpp 0.075 --mpp-source "estimated: median RBC box ~100 px for a 7.5 µm red cell" --tune-split val
+        --mpp 0.075 --mpp-source "estimated: median RBC box ~100 px for a 7.5 µm red cell" \\
+        --tune-split val --tune-nms 0.4 0.5 0.6
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cytolens.data.annotations import Dataset
 from cytolens.data.spec import load_data
 from cytolens.inference.evaluate import evaluate_model, predict_dataset
 from cytolens.inference.model import load_model
@@ -30,16 +32,31 @@ from cytolens.models.registry import BUNDLED_DIR
 NOTICE = "For research use only, not for diagnosis."
 
 
-def tune_count_threshold(model_file: Path, data: str, fmt: str | None, split: str) -> float:
-    """The score threshold (0.05 steps) whose counts come closest to the truth on ``split`` (mean count MAE)."""
-    truth = load_data(data, fmt, split)
+def tune_count_thresholds(model_file: Path, truth: Dataset) -> tuple[dict[str, float], float]:
+    """Per class, the score threshold (0.05 steps) whose counts come closest to ``truth``; and the summed error."""
     predictions = predict_dataset(load_model(model_file, device="cpu"), truth)
-    errors = {
-        round(t, 2): evaluate_datasets(predictions, truth, count_threshold=t)["count_mae"]
-        for t in np.arange(0.15, 0.8, 0.05)
-    }
-    print("count MAE by score threshold:", json.dumps(errors))
-    return min(errors, key=errors.get)
+    grid = [round(float(t), 2) for t in np.arange(0.15, 0.8, 0.05)]
+    errors = {t: evaluate_datasets(predictions, truth, count_threshold=t)["per_class"] for t in grid}
+    chosen = {name: min(grid, key=lambda t: errors[t][name]["count_mae"]) for name in truth.classes}
+    for name in truth.classes:
+        print(name, "count MAE by threshold:", {t: round(errors[t][name]["count_mae"], 3) for t in grid})
+    return chosen, sum(errors[chosen[name]][name]["count_mae"] for name in truth.classes)
+
+
+def tune_operating_point(
+    network: torch.nn.Module, meta: dict, scratch: Path, truth: Dataset, nms_values: list[float]
+) -> dict:
+    """Choose the NMS IoU (box models) and per-class score thresholds that count best on ``truth``."""
+    best: tuple[float, float, dict[str, float]] | None = None
+    for nms in nms_values or [meta["kwargs"].get("nms_thresh", 0.6)]:
+        candidate = scratch / f"nms{nms}.pt"
+        save_checkpoint(candidate, network, {**meta, "kwargs": {**meta["kwargs"], "nms_thresh": nms}}, half=True)
+        scores, error = tune_count_thresholds(candidate, truth)
+        print(f"NMS {nms}: summed count MAE {error:.3f} with thresholds {scores}")
+        if best is None or error < best[0]:
+            best = (error, nms, scores)
+    _, nms, scores = best
+    return {"nms": nms, "score": scores}
 
 
 def main() -> None:
@@ -54,7 +71,8 @@ def main() -> None:
     parser.add_argument("--ratio", action="append", default=[], help="count ratio A:B for counts.csv")
     parser.add_argument("--mpp", type=float, default=None, help="µm/px of the training images")
     parser.add_argument("--mpp-source", default=None, help="how --mpp was obtained")
-    parser.add_argument("--tune-split", default=None, help="split on which to choose the counting score threshold")
+    parser.add_argument("--tune-split", default=None, help="split on which to choose the counting thresholds")
+    parser.add_argument("--tune-nms", type=float, nargs="*", default=[], help="NMS IoU values to choose from")
     args = parser.parse_args()
 
     torch.set_num_threads(2)
@@ -70,12 +88,15 @@ def main() -> None:
         half = Path(scratch) / "half.pt"
         save_checkpoint(half, network, meta, half=True)
         if args.tune_split:
-            meta["thresholds"]["score"] = tune_count_threshold(half, args.data, args.format, args.tune_split)
-            meta["thresholds"]["score_tuned_on"] = f"{args.tune_split} split: lowest mean count error"
+            tuning = load_data(args.data, args.format, args.tune_split)
+            point = tune_operating_point(network, meta, Path(scratch), tuning, args.tune_nms)
+            meta["thresholds"].update(point, tuned_on=f"{args.tune_split} split: lowest count error per class")
+            meta["kwargs"]["nms_thresh"] = point["nms"]
             save_checkpoint(half, network, meta, half=True)
         truth = load_data(args.data, args.format, args.split)
         figures, _ = evaluate_model(load_model(half, device="cpu"), truth, args.radius)
     figures.pop("details", None)
+    figures["model"] = args.name
     meta["metrics"] = {**meta.get("metrics", {}), args.split: {"data": truth.name, **figures}}
     save_checkpoint(out, network, meta, half=True)  # the same float16 weights that were just evaluated
     print(json.dumps(meta["metrics"][args.split], indent=2, default=str))

@@ -26,6 +26,7 @@ from cytolens.io.images import read_image
 from cytolens.models.checkpoint import build_from_checkpoint
 from cytolens.models.registry import resolve_model
 from cytolens.results.result import Result
+from cytolens.results.thresholds import ScoreThreshold
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class CellModel:
                 int(MPP_TOLERANCE * 100),
             )
 
-    def _run(self, batch: list[tuple[Path, np.ndarray]], score_threshold: float, mpp: float | None) -> list[Result]:
+    def _run(
+        self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
+    ) -> list[Result]:
         results = []
         if self.task == "boxes":
             from cytolens.inference.boxes import detect_boxes
@@ -126,7 +129,8 @@ class CellModel:
         Args:
             images: Image files, folders, glob patterns, or RGB arrays.
             batch_size: Images per forward pass.
-            score_threshold: Keep cells scoring at least this (default: the model's stored threshold).
+            score_threshold: Keep cells scoring at least this (default: the model's stored threshold, which
+                may be one per class).
             mpp: µm/px of the images, if known (checked against the model's).
 
         """

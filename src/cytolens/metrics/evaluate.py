@@ -12,6 +12,7 @@ from cytolens.metrics.classification import image_classification_metrics
 from cytolens.metrics.counting import count_metrics
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import point_metrics
+from cytolens.results.thresholds import ScoreThreshold, scoring_at_least
 
 TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
     "boxes": ("map50", "map50_95"),
@@ -22,28 +23,14 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
 """Figures lifted to the top of :func:`evaluate_datasets`' result, by the part that computes them."""
 
 
-def _scoring_at_least(predictions: Dataset, threshold: float) -> Dataset:
+def _scoring_at_least(predictions: Dataset, threshold: ScoreThreshold) -> Dataset:
     """The predictions whose boxes and points score at least ``threshold`` (unscored objects are kept)."""
-    kept = []
-    for image in predictions.images:
-        box_keep = image.box_scores >= threshold if image.box_scores is not None else slice(None)
-        point_keep = image.point_scores >= threshold if image.point_scores is not None else slice(None)
-        kept.append(
-            replace(
-                image,
-                boxes=image.boxes[box_keep],
-                box_labels=image.box_labels[box_keep],
-                box_scores=None if image.box_scores is None else image.box_scores[box_keep],
-                points=image.points[point_keep],
-                point_labels=image.point_labels[point_keep],
-                point_scores=None if image.point_scores is None else image.point_scores[point_keep],
-            )
-        )
+    kept = [scoring_at_least(image, threshold, predictions.classes) for image in predictions.images]
     return replace(predictions, images=kept)
 
 
 def evaluate_datasets(
-    predictions: Dataset, truth: Dataset, radius: float | None = None, count_threshold: float | None = None
+    predictions: Dataset, truth: Dataset, radius: float | None = None, count_threshold: ScoreThreshold | None = None
 ) -> dict[str, Any]:
     """Evaluate predictions with every metric the ground truth allows, merged into one JSON-ready dict.
 
@@ -60,7 +47,8 @@ def evaluate_datasets(
         predictions: The predictions (objects with scores and/or image scores).
         truth: The ground truth.
         radius: Matching radius in pixels for point annotations.
-        count_threshold: Count only objects scoring at least this (a model's operating threshold), while
+        count_threshold: Count only objects scoring at least this (a model's operating threshold, one value or
+            one per class name), while
             average precision uses every prediction. ``None`` counts every prediction.
 
     Returns:

@@ -23,6 +23,7 @@ from cytolens.metrics.numbers import f1_from_counts
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import match_points
 from cytolens.results.overlay import font
+from cytolens.results.thresholds import ScoreThreshold, scoring_at_least
 
 IOU_THRESHOLD = 0.5
 """IoU at which a predicted box matches a true box in the gallery."""
@@ -91,32 +92,15 @@ class ImageOutcome:
         return self._coordinates(image)[chosen], labels[chosen]
 
 
-def _above(image: AnnotatedImage, threshold: float | None) -> AnnotatedImage:
-    """The image's predicted boxes scoring at least ``threshold`` (all of them when it is ``None``)."""
-    if threshold is None or image.box_scores is None:
-        return image
-    keep = image.box_scores >= threshold
-    return AnnotatedImage(
-        image.path,
-        image.width,
-        image.height,
-        image.image_id,
-        image.mpp,
-        boxes=image.boxes[keep],
-        box_labels=image.box_labels[keep],
-        box_scores=image.box_scores[keep],
-    )
-
-
 def image_outcomes(
-    predictions: Dataset, truth: Dataset, score_threshold: float | None = None, radius: float | None = None
+    predictions: Dataset, truth: Dataset, score_threshold: ScoreThreshold | None = None, radius: float | None = None
 ) -> list[ImageOutcome]:
     """Match predictions with the truth on every image (see the module docstring).
 
     Args:
         predictions: Predicted boxes or points (images matched by ``image_id``, classes by name).
         truth: The truth; boxes are compared when it holds any, else points.
-        score_threshold: Boxes scoring below this are left out (``None``: none are).
+        score_threshold: Boxes scoring below this (one value or one per class) are left out (``None``: none are).
         radius: Matching radius in pixels for points.
 
     Returns:
@@ -131,7 +115,7 @@ def image_outcomes(
     if any(len(image.boxes) for image in truth):
         outcomes = []
         for true, predicted in pairs:
-            kept = _above(predicted, score_threshold)
+            kept = scoring_at_least(predicted, score_threshold, predictions.classes)
             matched = match_boxes(
                 kept.boxes, kept.box_labels, kept.box_scores, true.boxes, true.box_labels, IOU_THRESHOLD
             )

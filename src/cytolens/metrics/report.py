@@ -41,6 +41,7 @@ from cytolens.metrics.gallery import (
     worst_images,
 )
 from cytolens.metrics.numbers import json_safe
+from cytolens.results.thresholds import describe as describe_threshold
 
 RESEARCH_ONLY = "For research use only, not for diagnosis."
 
@@ -218,7 +219,7 @@ def write_report(
     summary = {
         "Model": figures.get("model", predictions.name),
         "Data": f"{truth.name} ({len(truth)} images)",
-        "Score threshold (gallery and counts)": "none" if threshold is None else f"{threshold:g}",
+        "Score threshold (gallery and counts)": describe_threshold(threshold),
     }
     if radius is not None:
         summary["Matching radius"] = f"{radius:g} px"

@@ -32,10 +32,15 @@ FORMAT_VERSION = 1
 REQUIRED_META = ("task", "architecture", "kwargs", "classes")
 
 
-def _check_plain(value: Any, where: str = "meta") -> None:
-    """Raise if ``value`` is not JSON-like (so that metadata never needs code to load)."""
+def _plain(value: Any, where: str = "meta") -> Any:
+    """``value`` as plain JSON types (NumPy scalars become floats...), so that metadata never needs code to load.
+
+    Raises:
+        ModelError: If ``value`` holds something JSON cannot represent.
+
+    """
     try:
-        json.dumps(value, allow_nan=True)
+        return json.loads(json.dumps(value, allow_nan=True))
     except TypeError as error:
         raise ModelError(f"checkpoint metadata {where} is not plain JSON-like data: {error}") from None
 
@@ -53,8 +58,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], ha
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise ModelError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
-    meta = {**meta, "cytolens_version": cytolens.__version__, "stored_half": half}
-    _check_plain(meta)
+    meta = _plain({**meta, "cytolens_version": cytolens.__version__, "stored_half": half})
     state = {
         key: (value.half() if half and value.is_floating_point() else value).detach().cpu().clone()
         for key, value in model.state_dict().items()
@@ -66,8 +70,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], ha
 def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
     """Rewrite a checkpoint's metadata with ``changes`` merged in, keeping its weights as stored."""
     meta, state = read_checkpoint(path)
-    meta = {**meta, **changes}
-    _check_plain(meta)
+    meta = _plain({**meta, **changes})
     with atomic_write(path, "wb") as handle:
         torch.save({"cytolens": FORMAT_VERSION, "meta": meta, "state_dict": state}, handle)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.results.thresholds import ScoreThreshold, threshold_per_label
 
 
 @dataclass
@@ -70,9 +71,9 @@ class Result:
         """``"boxes"`` or ``"points"``."""
         return "points" if self.boxes is None else "boxes"
 
-    def filter(self, score_threshold: float) -> Result:
-        """The cells scoring at least ``score_threshold``."""
-        keep = self.scores >= score_threshold
+    def filter(self, score_threshold: ScoreThreshold) -> Result:
+        """The cells scoring at least ``score_threshold`` (one value, or one per class name)."""
+        keep = self.scores >= threshold_per_label(score_threshold, self.classes, self.labels)
 
         def pick(array: np.ndarray | None) -> np.ndarray | None:
             return None if array is None else array[keep]
