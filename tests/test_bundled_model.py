@@ -24,7 +24,8 @@ def test_listed_with_its_metadata():
     assert models["blood-cells"]["classes"] == ["WBC", "RBC", "Platelets"]
     assert models["blood-cells"]["licence"].startswith("MIT")
     meta, _ = read_checkpoint(bundled_models()["blood-cells"])
-    assert meta["task"] == "boxes" and meta["input_size"] and meta["thresholds"]["score"] > 0
+    assert meta["task"] == "boxes" and meta["input_size"]
+    assert set(meta["thresholds"]["score"]) == {"WBC", "RBC", "Platelets"}
     assert bundled_models()["blood-cells"].stat().st_size <= 25e6
 
 
