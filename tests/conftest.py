@@ -36,6 +36,17 @@ def _private_model_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (small models gain nothing from more), restoring the setting after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def bccd() -> Path:
     return dataset_path("bccd")
 

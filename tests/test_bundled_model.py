@@ -29,7 +29,9 @@ def test_listed_with_its_metadata():
     assert bundled_models()["blood-cells"].stat().st_size <= 25e6
 
 
-def _example_counts() -> list[tuple[str, dict[str, int], dict[str, int]]]:
+@pytest.fixture(scope="module")
+def example_counts() -> list[tuple[str, dict[str, int], dict[str, int]]]:
+    """Per example image: its id, the bundled model's counts and the annotated counts (predicted once)."""
     truth = read_dataset(examples_path(), "voc")
     model = cytolens.load_model("blood-cells", device="cpu")
     results = {r.image_id: r for r in model.predict(examples_path() / "JPEGImages")}
@@ -40,8 +42,8 @@ def _example_counts() -> list[tuple[str, dict[str, int], dict[str, int]]]:
     return rows
 
 
-def test_example_wbc_counts_equal_the_annotations():
-    for image_id, found, true in _example_counts():
+def test_example_wbc_counts_equal_the_annotations(example_counts):
+    for image_id, found, true in example_counts:
         assert found["WBC"] == true["WBC"], image_id
 
 
@@ -50,8 +52,8 @@ def test_example_wbc_counts_equal_the_annotations():
     reason="measured 9/17, 7/17 and 11/14 red cells: the model misses overlapping red cells in clumps at its "
     "count threshold (0.55, tuned on val); on the whole BCCD test split its RBC count MAE is 2.7 per image",
 )
-def test_example_rbc_counts_within_15_percent():
-    for image_id, found, true in _example_counts():
+def test_example_rbc_counts_within_15_percent(example_counts):
+    for image_id, found, true in example_counts:
         assert abs(found["RBC"] - true["RBC"]) <= 0.15 * true["RBC"], (image_id, found, true)
 
 

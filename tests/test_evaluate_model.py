@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,10 +20,7 @@ from tiny_detector import CLASSES, tiny_detector
 EXAMPLES = examples_path()
 
 
-@pytest.fixture(autouse=True)
-def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.set_num_threads(1)
-    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # an exported ONNX model goes here
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -87,10 +87,9 @@ def random_case(rng, n_images=4, n_classes=3):
     return Dataset(classes, pred_images), Dataset(classes, truth_images)
 
 
-def test_agrees_with_torchmetrics_on_random_cases():
+def test_agrees_with_torchmetrics_on_random_cases(one_thread):
     from torchmetrics.detection import MeanAveragePrecision
 
-    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     for _ in range(3):
         pred, truth = random_case(rng)

@@ -46,9 +46,8 @@ def _checkpoint(path: Path, architecture: str = "fcos") -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _setup(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
-    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))
+def _setup(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # each test starts with an empty ONNX cache
 
 
 @pytest.fixture(scope="module")

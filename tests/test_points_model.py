@@ -9,13 +9,7 @@ from cytolens.models.blocks import freeze_blocks
 from cytolens.models.checkpoint import build_from_checkpoint, save_checkpoint
 from cytolens.models.registry import architectures, build_architecture
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_point_architectures_are_registered():

@@ -21,12 +21,7 @@ TRAIN_IDS = ["2", "4", "5", "6"]
 VAL_IDS = ["7"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import cytolens
 from cytolens.examples import path as examples_path
@@ -17,10 +16,7 @@ from tiny_detector import CLASSES, tiny_detector
 EXAMPLES = examples_path() / "JPEGImages"
 
 
-@pytest.fixture(autouse=True)
-def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.set_num_threads(1)
-    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # an exported ONNX model goes here
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +62,20 @@ def test_predict_takes_arrays_and_applies_the_score_threshold(model: object) -> 
 def test_a_box_detector_gives_every_cell_a_class(model: object) -> None:
     (result,) = model.predict([read_image(next(EXAMPLES.glob("*.jpg")))], score_threshold=0.0)
     assert (result.labels >= 0).all()
+
+
+def test_a_pixel_size_far_from_the_models_is_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = cytolens.load_model(tiny_detector(tmp_path / "tiny.pt", mpp=0.1), device="cpu", backend="torch")
+    images = sorted((examples_path() / "JPEGImages").glob("*.jpg"))
+    with caplog.at_level("WARNING", logger="cytolens"):
+        model.predict(images, mpp=0.1)
+    assert not [r for r in caplog.records if "µm/px" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="cytolens"):
+        model.predict(images, mpp=0.2)
+    assert len([r for r in caplog.records if "µm/px" in r.getMessage()]) == 1
+
+
+def test_mixed_inputs_keep_their_order(model: object) -> None:
+    path = sorted((examples_path() / "JPEGImages").glob("*.jpg"))[0]
+    results = model.predict([read_image(path), path, read_image(path)])
+    assert [r.path.name for r in results] == ["array0", path.name, "array2"]

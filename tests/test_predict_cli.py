@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from typer.testing import CliRunner
@@ -23,10 +22,7 @@ EXAMPLES = examples_path() / "JPEGImages"
 STEMS = sorted(image.stem for image in EXAMPLES.glob("*.jpg"))
 
 
-@pytest.fixture(autouse=True)
-def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.set_num_threads(1)
-    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # an exported ONNX model goes here
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from cytolens.cli.options import (
 )
 from cytolens.cli.output import print_json, print_table
 from cytolens.data.annotations import Dataset
+from cytolens.metrics.numbers import is_figure
 
 
 def _score(
@@ -54,15 +55,11 @@ def _score(
     return evaluate_datasets(predicted, truth, radius), predicted, radius
 
 
-def _is_figure(value: Any) -> bool:
-    return value is None or isinstance(value, int | float)
-
-
 def _print_tables(result: dict[str, Any]) -> None:
-    overall = [(key, value) for key, value in result.items() if _is_figure(value)]
+    overall = [(key, value) for key, value in result.items() if is_figure(value)]
     print_table("Evaluation", ["metric", "value"], overall)
     per_class = result.get("per_class") or {}
-    columns = sorted({key for figures in per_class.values() for key, value in figures.items() if _is_figure(value)})
+    columns = sorted({key for figures in per_class.values() for key, value in figures.items() if is_figure(value)})
     if columns:
         rows = [[name, *(figures.get(key) for key in columns)] for name, figures in per_class.items()]
         print_table("Per class", ["class", *columns], rows)

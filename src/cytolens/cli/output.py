@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,25 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-
-def jsonable(value: Any) -> Any:
-    """``value`` with NumPy numbers and arrays, paths and tuples made plain JSON; NaN and infinity become ``None``."""
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+from cytolens.metrics.numbers import json_safe
 
 
 def json_text(data: Mapping[str, Any]) -> str:
-    """``data`` as indented JSON text (see :func:`jsonable`)."""
-    return json.dumps(jsonable(data), indent=2, allow_nan=False)
+    """``data`` as indented JSON text (NumPy values made plain, NaN as ``null``; see ``metrics.numbers.json_safe``)."""
+    return json.dumps(json_safe(data), indent=2, allow_nan=False)
 
 
 def print_json(data: Mapping[str, Any]) -> None:

@@ -55,18 +55,19 @@ def predict(
     if not ratios:
         ratios = [tuple(pair) for pair in cell_model.meta.get("report", {}).get("ratios", [])]
     files = expand_inputs(paths, recursive=recursive)
-    writer = PredictionWriter(
-        out, cell_model.classes, [name.strip() for name in outputs.split(",") if name.strip()], ratios
-    )
+    chosen = [name.strip() for name in outputs.split(",") if name.strip()]
     failed: list[str] = []
+    totals = dict.fromkeys(cell_model.classes, 0)
     items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=score_threshold, mpp=mpp)
-    for item in progress(items, len(files), "predicting", enabled=not as_json):
-        if isinstance(item, DataError):
-            log.error("%s", item)
-            failed.append(str(item.path))
-        else:
+    with PredictionWriter(out, cell_model.classes, chosen, ratios) as writer:  # tables are written even on failure
+        for item in progress(items, len(files), "predicting", enabled=not as_json):
+            if isinstance(item, DataError):
+                log.error("%s", item)
+                failed.append(str(item.path))
+                continue
             writer.add(item)
-    totals = {name: sum(r.counts()[name] for r in writer.results) for name in cell_model.classes}
+            for name, count in item.counts().items():
+                totals[name] += count
     summary = {"images": len(writer.results), "failed": failed, "cells": totals, "out": str(out)}
     if as_json:
         print_json(summary)

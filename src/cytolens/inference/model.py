@@ -84,12 +84,11 @@ class CellModel:
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
 
-    def _check_mpp(self, path: Path, mpp: float | None) -> None:
+    def _check_mpp(self, mpp: float | None) -> None:
         model_mpp = self.meta.get("mpp")
         if mpp and model_mpp and abs(mpp - model_mpp) / model_mpp > MPP_TOLERANCE:
             log.warning(
-                "%s: %.3g µm/px differs from the model's %.3g µm/px by more than %d%%; resample it",
-                path,
+                "images at %.3g µm/px differ from the model's %.3g µm/px by more than %d%%; resample them",
                 mpp,
                 model_mpp,
                 int(MPP_TOLERANCE * 100),
@@ -136,14 +135,14 @@ class CellModel:
         """
         threshold = self.thresholds.get("score", 0.0) if score_threshold is None else score_threshold
         items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)
-        arrays = [item for item in items if isinstance(item, np.ndarray)]
-        paths = (
-            expand_inputs([item for item in items if not isinstance(item, np.ndarray)])
-            if len(arrays) < len(items)
-            else []
-        )
+        sources: list[tuple[Path, np.ndarray | None]] = []
+        for index, item in enumerate(items):  # in input order
+            if isinstance(item, np.ndarray):
+                sources.append((Path(f"array{index}"), item))
+            else:
+                sources.extend((path, None) for path in expand_inputs([item]))
+        self._check_mpp(mpp)
         batch: list[tuple[Path, np.ndarray]] = []
-        sources = [(Path(f"array{i}"), a) for i, a in enumerate(arrays)] + [(p, None) for p in paths]
         for path, pixels in sources:
             if pixels is None:
                 try:
@@ -151,7 +150,6 @@ class CellModel:
                 except DataError as error:
                     yield error
                     continue
-            self._check_mpp(path, mpp)
             batch.append((path, pixels))
             if len(batch) == batch_size:
                 yield from self._run(batch, threshold, mpp)

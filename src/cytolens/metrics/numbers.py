@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ def mean_defined(values: Any) -> float:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays made plain Python and NaN (or infinity) made ``None``."""
+    """``value`` with numpy scalars and arrays made plain Python, paths made strings, NaN (or infinity) ``None``."""
     if isinstance(value, Mapping):
         return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, np.ndarray):
@@ -46,7 +47,14 @@ def json_safe(value: Any) -> Any:
         return int(value)
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
+    if isinstance(value, PurePath):
+        return str(value)
     return value
+
+
+def is_figure(value: Any) -> bool:
+    """Whether ``value`` is a single reported figure (a number or a missing one), not a table or a flag."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def concatenated(parts: Iterable[np.ndarray], dtype: type = np.int64) -> np.ndarray:

@@ -40,7 +40,7 @@ from cytolens.metrics.gallery import (
     image_outcomes,
     worst_images,
 )
-from cytolens.metrics.numbers import json_safe
+from cytolens.metrics.numbers import is_figure, json_safe
 from cytolens.results.thresholds import describe as describe_threshold
 
 RESEARCH_ONLY = "For research use only, not for diagnosis."
@@ -98,14 +98,10 @@ $gallery
 """)
 
 
-def _is_figure(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
 def _table(rows: dict[str, dict[str, Any]], index_name: str) -> str:
     """An HTML table of figures, one row per key of ``rows``; undefined figures shown as a dash."""
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame = frame[[column for column in frame.columns if all(_is_figure(value) for value in frame[column])]]
+    frame = frame[[column for column in frame.columns if all(is_figure(value) for value in frame[column])]]
     frame = frame.rename(columns=LABELS).rename_axis(index_name).reset_index()
     return frame.to_html(index=False, na_rep="–", float_format=lambda value: f"{value:.3f}", border=0)
 
@@ -223,7 +219,7 @@ def write_report(
     }
     if radius is not None:
         summary["Matching radius"] = f"{radius:g} px"
-    overall = {name: value for name, value in figures.items() if _is_figure(value) and name != "score_threshold"}
+    overall = {name: value for name, value in figures.items() if is_figure(value) and name != "score_threshold"}
     page = _PAGE.substitute(
         title=html.escape(str(truth.name)),
         notice=RESEARCH_ONLY,

@@ -6,12 +6,14 @@ ratios); for box models ``predictions.coco.json`` (a COCO dataset whose annotati
 readable by COCO tools and by ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain
 COCO results list for ``COCO.loadRes``, image ids as in the former); for point models
 ``napari/<stem>.csv`` (napari Points layer order: row = y, column = x, pixel-centre convention).
-Run-level files are rewritten atomically after every image.
+Run-level files are rewritten atomically at most every :data:`FLUSH_SECONDS` while images come in, and
+when the writer is closed, so that a long run neither loses its tables nor rewrites them after each image.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from cytolens.results.result import Result
 
 OUTPUTS = ("csv", "coco", "geojson", "overlay", "counts", "napari")
 """Names of the outputs ``cytolens predict --outputs`` can choose from."""
+
+FLUSH_SECONDS = 10.0
+"""Longest time between rewrites of the run-level files during a run."""
 
 RESEARCH_NOTICE = "cytolens output: for research use only, not for diagnosis."
 
@@ -69,6 +74,7 @@ class PredictionWriter:
         self.ratios = list(ratios)
         self.results: list[Result] = []
         self._stems: set[str] = set()
+        self._flushed = time.monotonic()
         self.out.mkdir(parents=True, exist_ok=True)
 
     def add(self, result: Result, image: np.ndarray | None = None) -> None:
@@ -83,10 +89,22 @@ class PredictionWriter:
         if "napari" in self.outputs and result.kind == "points":
             write_napari(Dataset(self.classes, [result.to_annotated()]), self.out / "napari")
         self.results.append(result)
+        if time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write the run-level files with every result (call at the end of the run, also after a failure)."""
         self.flush()
 
     def flush(self) -> None:
         """Rewrite the run-level files from all results so far."""
+        self._flushed = time.monotonic()
         if "csv" in self.outputs:
             frames = [result.to_dataframe() for result in self.results]
             table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
