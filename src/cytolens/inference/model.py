@@ -3,9 +3,9 @@
 Examples:
     >>> import cytolens
     >>> model = cytolens.load_model("blood-cells")  # doctest: +SKIP
-    >>> results = model.predict(["smear.jpg"])  # doctest: +SKIP
+    >>> results = model.predict("BloodImage_00015.jpg")  # doctest: +SKIP
     >>> results[0].counts()  # doctest: +SKIP
-    {'WBC': 1, 'RBC': 14, 'Platelets': 2}
+    {'WBC': 1, 'RBC': 11, 'Platelets': 1}
 
 """
 
