@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -24,6 +24,7 @@ from cytolens.errors import CytolensError
 from cytolens.inference.device import resolve_device
 from cytolens.models.checkpoint import save_checkpoint, update_metadata
 from cytolens.models.registry import architectures
+from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
 from cytolens.training.recipe import Recipe
 from cytolens.training.tasks import task_components
@@ -181,7 +182,7 @@ def train(
         exporter,
     ]
     if recipe.ema_decay:
-        callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
+        callbacks.append(WarmEMA(recipe.ema_decay))
     if recipe.patience and val_loader is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=recipe.patience))
     accelerator, devices = _accelerator(device)
