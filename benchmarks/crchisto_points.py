@@ -81,7 +81,7 @@ def base_recipe(spec: Path) -> Recipe:
         proximity_a=3.0,
         loss_lambda=5.0,
         crop_size=256,
-        class_weight=1.0,
+        class_weight=0.2,  # the class CE (~1) would otherwise swamp the proximity loss (~0.005) in the shared decoder
         match_radius=RADIUS,
         min_distance=4,
         stages=[Stage(freeze_blocks=ENCODER_BLOCKS, epochs=1), Stage(freeze_blocks=0, epochs=1)],

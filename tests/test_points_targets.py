@@ -85,3 +85,25 @@ def test_class_loss_ignores_unlabelled_pixels():
     empty = class_loss(logits.requires_grad_(), torch.full((1, 2, 2), IGNORE))
     assert empty.item() == 0.0
     empty.backward()
+
+
+def test_proximity_loss_counts_only_known_pixels():
+    torch.manual_seed(0)
+    output = torch.rand(2, 1, 3, 4)
+    target = torch.rand(2, 1, 3, 4)
+    assert proximity_loss(output, target, 5.0, torch.ones_like(target)).item() == pytest.approx(
+        proximity_loss(output, target, 5.0).item(), rel=1e-6
+    )
+    known = torch.ones_like(target)
+    known[0, 0, :, 2:] = 0  # half of the first image is unknown
+    changed = output.clone()
+    changed[0, 0, :, 2:] = 1 - changed[0, 0, :, 2:]
+    assert proximity_loss(changed, target, 5.0, known).item() == pytest.approx(
+        proximity_loss(output, target, 5.0, known).item(), rel=1e-6
+    )
+    # by hand: both means over the 6 + 12 known pixels
+    expected = 0.0
+    for o, y, k in zip(output, target, known, strict=True):
+        weight = y + 5.0 * (y * k).sum() / k.sum()
+        expected += (k * weight * (o - y) ** 2).sum().item()
+    assert proximity_loss(output, target, 5.0, known).item() == pytest.approx(expected / 18, rel=1e-6)

@@ -31,6 +31,7 @@ def _score(
     batch_size: int,
     backend: str = "auto",
     progress: bool = True,
+    ignore_unlabelled: bool = False,
 ) -> tuple[dict[str, Any], Dataset, float | None]:
     """The figures, the predictions (read from ``--predictions``, or made by running ``--model`` on
     ``truth``) and the point-matching radius used (``--radius``, else the one stored with the model).
@@ -50,9 +51,17 @@ def _score(
 
         cell_model = load_model(model, device=device, backend=backend)
         radius = cell_model.thresholds.get("radius") if radius is None else radius
-        return (*evaluate_model(cell_model, truth, radius, batch_size, progress), radius)
+        return (*evaluate_model(cell_model, truth, radius, batch_size, progress, ignore_unlabelled), radius)
     predicted = load_data(predictions, fmt=pred_format)
-    return evaluate_datasets(predicted, truth, radius), predicted, radius
+    ignored = None
+    if ignore_unlabelled and radius is not None:
+        from cytolens.data.partial_labels import drop_unlabelled_detections
+
+        predicted, ignored = drop_unlabelled_detections(predicted, truth, radius)
+    figures = evaluate_datasets(predicted, truth, radius)
+    if ignored is not None:
+        figures["ignored_detections"] = ignored
+    return figures, predicted, radius
 
 
 def _print_tables(result: dict[str, Any]) -> None:
@@ -89,6 +98,14 @@ def evaluate(
         typer.Option("--report", help="Also write a report (HTML page, metrics.json, plots) to this folder."),
     ] = None,
     backend: BackendOption = "auto",
+    ignore_unlabelled: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unlabelled",
+            help="The ground truth labels only some cells: predicted points on unlabelled (stained) cells count "
+            "neither as right nor as wrong.",
+        ),
+    ] = False,
 ) -> None:
     """Score predictions, or a model's predictions, against the ground truth given by --data.
 
@@ -100,7 +117,8 @@ def evaluate(
 
     truth = load_data(data, fmt=fmt, split=split)
     result, predicted, radius = _score(
-        truth, predictions, pred_format, model, radius, device, batch_size, backend, progress=not as_json
+        truth, predictions, pred_format, model, radius, device, batch_size, backend, progress=not as_json,
+        ignore_unlabelled=ignore_unlabelled,
     )
     page = None if report is None else write_report(result, predicted, truth, report, radius)
     if as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cytolens.data.annotations import Dataset
+from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.errors import DataError
 from cytolens.inference.model import CellModel
 from cytolens.metrics import evaluate_datasets
@@ -34,7 +35,12 @@ def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progr
 
 
 def evaluate_model(
-    model: CellModel, truth: Dataset, radius: float | None = None, batch_size: int = 1, progress: bool = True
+    model: CellModel,
+    truth: Dataset,
+    radius: float | None = None,
+    batch_size: int = 1,
+    progress: bool = True,
+    ignore_unlabelled: bool = False,
 ) -> tuple[dict[str, Any], Dataset]:
     """Score ``model`` on ``truth``: AP or point matching over every detection, counts at the model's threshold.
 
@@ -44,6 +50,9 @@ def evaluate_model(
         radius: Point-matching radius in pixels (default: the one stored with a point model).
         batch_size: Images per forward pass.
         progress: Show a progress bar.
+        ignore_unlabelled: The truth labels only some cells of an image: predicted centres on unlabelled
+            cells count neither as right nor as wrong
+            (:func:`~cytolens.data.partial_labels.drop_unlabelled_detections`; ``ignored_detections`` says how many).
 
     Returns:
         The figures (see :func:`cytolens.metrics.evaluate_datasets`) and the predictions.
@@ -53,7 +62,12 @@ def evaluate_model(
     if radius is None:
         radius = model.thresholds.get("radius")
     threshold = model.thresholds.get("score")
+    ignored = None
+    if ignore_unlabelled and radius is not None:
+        predictions, ignored = drop_unlabelled_detections(predictions, truth, radius)
     figures = evaluate_datasets(predictions, truth, radius, count_threshold=threshold)
+    if ignored is not None:
+        figures["ignored_detections"] = ignored
     figures["model"] = model.source
     figures["score_threshold"] = threshold
     return figures, predictions

@@ -18,18 +18,20 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.partial_labels import REACH, known_pixels, stained_mask
 from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.io.images import read_image
 from cytolens.metrics.pairing import class_index_map, relabel
 from cytolens.models.point_fcn import STRIDE
 from cytolens.training.augment import point_pipeline
-from cytolens.training.proximity import IGNORE, class_target, proximity_map
+from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map
 from cytolens.training.recipe import Recipe
 
 Sample = dict[str, object]
-"""One sample: ``image`` (3, H, W) float 0-1, ``proximity`` (H, W), ``classes`` (H, W) int64, ``points``
-(N, 2) and ``labels`` (N,) (validation only: the true centres), ``size`` (H, W) before padding."""
+"""One sample: ``image`` (3, H, W) float 0-1, ``proximity`` (H, W), ``known`` (H, W) 0/1 (pixels that count in
+the proximity loss), ``classes`` (H, W) int64, ``points`` (N, 2) and ``labels`` (N,) (validation only: the
+true centres), ``size`` (H, W) before padding."""
 
 
 @lru_cache(maxsize=1024)
@@ -39,6 +41,12 @@ def _pixels(path: str, scale: float) -> np.ndarray:
     if scale == 1.0:
         return pixels
     return cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+@lru_cache(maxsize=1024)
+def _stained(path: str, scale: float) -> np.ndarray:
+    """The stained-object mask of an image (cached like its pixels)."""
+    return stained_mask(_pixels(path, scale))
 
 
 def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -55,11 +63,20 @@ class PointDataset(TorchDataset):
         crop_size: Side of the square training crops (may be changed between epochs).
         train: Random crops with augmentation; otherwise whole images.
         scale: Resize factor applied to the images and their points first (1: as they are).
+        ignore_unlabelled: Leave the pixels of unlabelled cells out of the proximity loss (for images in
+            which only some cells are labelled; see :mod:`cytolens.data.partial_labels`).
 
     """
 
     def __init__(
-        self, dataset: Dataset, d: float, a: float = 3.0, crop_size: int = 256, train: bool = True, scale: float = 1.0
+        self,
+        dataset: Dataset,
+        d: float,
+        a: float = 3.0,
+        crop_size: int = 256,
+        train: bool = True,
+        scale: float = 1.0,
+        ignore_unlabelled: bool = False,
     ) -> None:
         self.images: list[AnnotatedImage] = list(dataset.images)
         self.d = d
@@ -67,40 +84,61 @@ class PointDataset(TorchDataset):
         self.crop_size = crop_size
         self.train = train
         self.scale = scale
+        self.ignore_unlabelled = ignore_unlabelled
         self.pipeline = point_pipeline(train=True)  # D4 views and colour jitter of training crops
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def _crop(self, pixels: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A random ``crop_size`` square of ``pixels`` (zero-padded at the bottom right if smaller), points moved."""
+    def _crop(
+        self, pixels: np.ndarray, stained: np.ndarray, points: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A random ``crop_size`` square of ``pixels`` and ``stained`` (zero-padded at the bottom right if smaller),
+        points moved.
+        """
         size = self.crop_size
         height, width = pixels.shape[:2]
         top = int(torch.randint(0, max(height - size, 0) + 1, ()).item())
         left = int(torch.randint(0, max(width - size, 0) + 1, ()).item())
-        window = np.zeros((size, size, 3), dtype=np.uint8)
-        part = pixels[top : top + size, left : left + size]
-        window[: part.shape[0], : part.shape[1]] = part
-        return window, points - [left, top]
+        windows = []
+        for array in (pixels, stained):
+            window = np.zeros((size, size, *array.shape[2:]), dtype=array.dtype)
+            part = array[top : top + size, left : left + size]
+            window[: part.shape[0], : part.shape[1]] = part
+            windows.append(window)
+        return windows[0], windows[1], points - [left, top]
+
+    def _known(self, stained: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Pixels that count in the proximity loss: all, or (``ignore_unlabelled``) all but unlabelled cells'."""
+        if not self.ignore_unlabelled:
+            return np.ones(stained.shape, dtype=np.float32)
+        distance, _ = nearest_centre(points, stained.shape, REACH * self.d)
+        return known_pixels(stained, distance, REACH * self.d)
 
     def __getitem__(self, index: int) -> Sample:
         image = self.images[index]
         pixels = _pixels(str(image.path), self.scale)
+        stained = _stained(str(image.path), self.scale) if self.ignore_unlabelled else np.zeros(pixels.shape[:2], bool)
         points = image.points * self.scale
         if self.train:
-            pixels, points = self._crop(pixels, points)
+            pixels, stained, points = self._crop(pixels, stained, points)
         shape = pixels.shape[:2]
         proximity = proximity_map(points, shape, self.d, self.a)
+        known = self._known(stained, points)
         classes = class_target(points, image.point_labels, shape, self.d)
         sample: Sample = {"size": shape}
         if self.train:
-            out = self.pipeline(image=pixels, mask=classes, masks=[proximity], keypoints=np.zeros((0, 2)), labels=[])
-            pixels, classes, proximity = out["image"], out["mask"].astype(np.int64), out["masks"][0].astype(np.float32)
+            out = self.pipeline(
+                image=pixels, mask=classes, masks=[proximity, known], keypoints=np.zeros((0, 2)), labels=[]
+            )
+            pixels, classes = out["image"], out["mask"].astype(np.int64)
+            proximity, known = (np.asarray(m, dtype=np.float32) for m in out["masks"])
         else:
             sample["points"] = torch.as_tensor(points, dtype=torch.float32)
             sample["labels"] = torch.as_tensor(image.point_labels)
         sample["image"] = _to_tensor(pixels)
         sample["proximity"] = torch.from_numpy(np.ascontiguousarray(proximity))
+        sample["known"] = torch.from_numpy(np.ascontiguousarray(known))
         sample["classes"] = torch.from_numpy(np.ascontiguousarray(classes))
         return sample
 
@@ -153,6 +191,7 @@ def _stack(samples: list[Sample]) -> dict[str, object]:
     batch: dict[str, object] = {
         "image": torch.stack([_pad(s["image"], height, width, 0.0) for s in samples]),
         "proximity": torch.stack([_pad(s["proximity"], height, width, 0.0) for s in samples]),
+        "known": torch.stack([_pad(s["known"], height, width, 1.0) for s in samples]),
         "classes": torch.stack([_pad(s["classes"], height, width, IGNORE) for s in samples]),
         "size": [s["size"] for s in samples],
     }

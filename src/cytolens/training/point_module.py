@@ -4,7 +4,8 @@ Training loss per batch: ``L = proximity_loss + class_weight * class_loss``; wit
 step also sees an auxiliary batch and minimises ``aux_weight * L_target + L_aux``. At the end of each
 validation the decoding threshold ``ξ`` (``threshold_rel``) is chosen from :data:`THRESHOLD_GRID` to
 maximise detection F1 on the validation images at the matching radius; ``val/f1`` and the other
-figures are logged at that ``ξ``.
+figures are logged at that ``ξ``. Pixels outside a batch's ``known`` map (unlabelled cells of partially
+labelled images) count in no loss, and peaks found on them count neither as true nor as false.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class PointModule(pl.LightningModule):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``proximity``, ``class`` and their weighted sum ``loss`` on one batch."""
         out = self.model(batch["image"])
-        proximity = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda)
+        proximity = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda, batch["known"])
         classes = class_loss(out["logits"], batch["classes"])
         return {"proximity": proximity, "class": classes, "loss": proximity + self.class_weight * classes}
 
@@ -124,11 +125,13 @@ class PointModule(pl.LightningModule):
     def validation_step(self, batches: tuple[Batch, ...], batch_idx: int) -> None:
         batch = batches[0]
         out = self.model(batch["image"])
-        loss = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda)
+        loss = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda, batch["known"])
         self.log("val/proximity", loss, batch_size=len(batch["image"]))
         for index, (height, width) in enumerate(batch["size"]):
             proximity = out["proximity"][index, 0, :height, :width].float().cpu().numpy()
             peaks = peak_candidates(proximity, self.min_distance, self.threshold_abs)
+            known = batch["known"][index, peaks[:, 0], peaks[:, 1]].cpu().numpy() > 0
+            peaks = peaks[known]  # peaks on unlabelled cells are neither right nor wrong
             labels = out["logits"][index, :, peaks[:, 0], peaks[:, 1]].argmax(dim=0).cpu().numpy()
             key = f"{batch_idx}-{index}"
             self._truth.append(

@@ -23,8 +23,18 @@ IGNORE = -1
 """Class-target value of pixels that train no class (far from any centre, or nearest an unclassified one)."""
 
 
-def _nearest(points: np.ndarray, shape: tuple[int, int], radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from every pixel centre to the nearest point (``inf`` beyond ``radius``) and that point's index."""
+def nearest_centre(points: np.ndarray, shape: tuple[int, int], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from every pixel centre to the nearest point, and that point's index.
+
+    Args:
+        points: ``(N, 2)`` centres ``x, y``.
+        shape: ``(H, W)`` of the maps.
+        radius: Points farther than this are not looked for: distance ``inf`` and index ``N`` there.
+
+    Returns:
+        ``(H, W)`` float distances and ``(H, W)`` int indices.
+
+    """
     height, width = shape
     rows, cols = np.mgrid[0:height, 0:width]
     centres = np.column_stack([cols.ravel() + 0.5, rows.ravel() + 0.5])
@@ -53,7 +63,7 @@ def proximity_map(points: np.ndarray, shape: tuple[int, int], d: float, a: float
     """
     if d <= 0 or a <= 0:
         raise ValueError(f"proximity needs d > 0 and a > 0, got d={d}, a={a}")
-    distance, _ = _nearest(points, shape, d)
+    distance, _ = nearest_centre(points, shape, d)
     inside = distance <= d
     out = np.zeros(shape, dtype=np.float64)
     out[inside] = np.expm1(a * (1 - distance[inside] / d)) / np.expm1(a)
@@ -75,26 +85,35 @@ def class_target(points: np.ndarray, labels: np.ndarray, shape: tuple[int, int],
 
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    distance, index = _nearest(points, shape, radius)
+    distance, index = nearest_centre(points, shape, radius)
     nearest = np.append(labels, UNCLASSIFIED)[index]  # index == len(points) where no centre is within reach
     return np.where((distance <= radius) & (nearest >= 0), nearest, IGNORE).astype(np.int64)
 
 
-def proximity_loss(output: torch.Tensor, target: torch.Tensor, lam: float = 5.0) -> torch.Tensor:
+def proximity_loss(
+    output: torch.Tensor, target: torch.Tensor, lam: float = 5.0, known: torch.Tensor | None = None
+) -> torch.Tensor:
     """Weighted squared error ``mean((y + lam * mean(y)) * (o - y)^2)``, ``mean(y)`` taken per image.
 
     Args:
         output: ``(B, H, W)`` or ``(B, 1, H, W)`` predicted proximity ``o``.
         target: Target proximity ``y``, same shape.
         lam: Weight of the background term relative to the foreground.
+        known: Optional 0/1 map, same shape: only pixels with 1 count (both means are then taken over
+            them); see :func:`cytolens.data.partial_labels.known_pixels`. ``None``: every pixel counts.
 
     Returns:
         The scalar loss (averaged over pixels and images).
 
     """
     output, target = output.flatten(1), target.flatten(1)
-    weight = target + lam * target.mean(dim=1, keepdim=True)
-    return (weight * (output - target) ** 2).mean()
+    if known is None:
+        weight = target + lam * target.mean(dim=1, keepdim=True)
+        return (weight * (output - target) ** 2).mean()
+    known = known.flatten(1).to(target.dtype)
+    counts = known.sum(dim=1, keepdim=True).clamp(min=1)
+    weight = (target + lam * (target * known).sum(dim=1, keepdim=True) / counts) * known
+    return (weight * (output - target) ** 2).sum() / counts.sum()
 
 
 def class_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -52,6 +52,8 @@ class Recipe:
         class_weight: Points: weight of the class cross-entropy next to the proximity loss.
         match_radius: Points: radius (pixels) at which a found centre matches a true one (for tuning ``ξ``).
         min_distance: Points: smallest distance (pixels) between two found centres.
+        ignore_unlabelled_cells: Points: leave stained pixels far from every labelled centre out of the
+            proximity loss and out of validation (for datasets that label only some cells of an image).
 
     """
 
@@ -90,6 +92,7 @@ class Recipe:
     class_weight: float = 1.0
     match_radius: float = 12.0
     min_distance: int = 6
+    ignore_unlabelled_cells: bool = False
 
     @property
     def epochs(self) -> int:

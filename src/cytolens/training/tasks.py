@@ -90,7 +90,10 @@ def _point_components() -> TaskComponents:
 
     def dataset(data: Dataset, recipe: Recipe, module: pl.LightningModule, train: bool) -> TorchDataset:
         def points(source: Dataset, scale: float = 1.0) -> PointDataset:
-            return PointDataset(source, recipe.proximity_d, recipe.proximity_a, recipe.crop_size, train, scale)
+            return PointDataset(
+                source, recipe.proximity_d, recipe.proximity_a, recipe.crop_size, train, scale,
+                recipe.ignore_unlabelled_cells,
+            )
 
         target = points(boxes_to_points(data))  # box data (e.g. BCCD) trains on the box centres
         if not (train and recipe.aux_data):
