@@ -7,13 +7,16 @@ the checked-in ``configs/chula-split.yaml``, ξ chosen on its val split) into ``
 ``--model`` only evaluates that model, then reports on the test split: detection precision, recall
 and F1 at r = 12 px, and over the matched cells the class accuracy, macro-F1 over the 13 classes and
 a per-class table. Run again with the same arguments after an interruption: training resumes from its
-last checkpoint. Results: ``benchmarks/results/chula_points.json``.
+last checkpoint. Chula RBC-12 labels only some of the cells in many images: the figures are given
+both plainly and with detections on unlabelled cells left out (``evaluate --ignore-unlabelled``).
+Results: ``benchmarks/results/chula_points.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,12 @@ PUBLISHED = {
     "macro_f1": 0.868,
 }
 SMOKE_IMAGES = {"train": 6, "val": 2, "test": 3}
+LABELLING_NOTE = (
+    "Chula RBC-12 labels every red cell in some images and only a few unusual cells in others (median 21 labelled "
+    "cells per image, 248 of 523 images under 20), so detections of unlabelled cells count as false positives in "
+    "the plain figures; 'unlabelled_cells_ignored' leaves detections on stained cells farther than 2r from every "
+    "labelled centre out (cytolens.data.partial_labels)."
+)
 
 
 def smoke_spec(recipe: Recipe, out: Path) -> Path:
@@ -65,37 +74,33 @@ def main() -> None:
     truth = load_data(recipe.data, recipe.format, "test")
     if args.model:
         model_path, training = args.model.resolve(), None
-        evaluation = common.evaluate_points(model_path, truth, RADIUS)  # cheap, and the model may change: not cached
     else:
         model_path = common.train_resumable(recipe, out / "train")
         training = common.read_json(out / "train" / "trained.json")
-        evaluation = common.once(
-            out / "evaluation-test.json", lambda: common.evaluate_points(model_path, truth, RADIUS)
-        )
-    figures = {
-        key: evaluation[key]
-        for key in (
-            "precision",
-            "recall",
-            "f1",
-            "mean_distance",
-            "class_accuracy",
-            "macro_f1",
-            "weighted_f1",
-            "tp",
-            "fp",
-            "fn",
-        )
-    }
+    evaluations = {}
+    for ignore in (False, True):
+        compute = partial(common.evaluate_points, model_path, truth, RADIUS, ignore_unlabelled=ignore)
+        name = f"evaluation-test{'-unlabelled-ignored' if ignore else ''}.json"
+        # a model given by --model may change between runs: evaluated afresh each time
+        evaluations[ignore] = compute() if args.model else common.once(out / name, compute)
+    keys = ("precision", "recall", "f1", "mean_distance", "class_accuracy", "macro_f1", "weighted_f1", "tp", "fp", "fn")
+    evaluation = evaluations[False]
+    figures = {key: evaluation[key] for key in keys}
     figures.update(
         radius=RADIUS,
         split="test",
         images=evaluation["images"],
         thresholds=evaluation["thresholds"],
         per_class=evaluation["per_class"],
+        unlabelled_cells_ignored={
+            **{key: evaluations[True][key] for key in keys},
+            "ignored_detections": evaluations[True]["ignored_detections"],
+        },
     )
+    ignored = figures["unlabelled_cells_ignored"]
     targets = {
         "detection_f1": common.target(evaluation["f1"], 0.95),
+        "detection_f1_unlabelled_cells_ignored": common.target(ignored["f1"], 0.95),
         "class_accuracy": common.target(evaluation["class_accuracy"], 0.92),
         "macro_f1": common.target(evaluation["macro_f1"], 0.87),
     }
@@ -109,13 +114,18 @@ def main() -> None:
         model=str(model_path),
         training=training,
         per_image=evaluation["per_image"],
+        labelling_note=LABELLING_NOTE,
     )
     common.log.info(
-        "test r=%g: P %.3f R %.3f F1 %.3f; class accuracy %s, macro-F1 %s\n%s",
+        "test r=%g: P %.3f R %.3f F1 %.3f (unlabelled cells ignored: P %.3f R %.3f F1 %.3f); "
+        "class accuracy %s, macro-F1 %s\n%s",
         RADIUS,
         figures["precision"],
         figures["recall"],
         figures["f1"],
+        ignored["precision"],
+        ignored["recall"],
+        ignored["f1"],
         figures["class_accuracy"],
         figures["macro_f1"],
         class_table(figures["per_class"]),

@@ -226,8 +226,11 @@ def seconds_per_step(recipe: Any, steps: int = 4) -> float:
     return float(sorted(times[1:])[len(times[1:]) // 2])
 
 
-def evaluate_points(model_path: Path, truth: Any, radius: float) -> dict[str, Any]:
+def evaluate_points(model_path: Path, truth: Any, radius: float, ignore_unlabelled: bool = False) -> dict[str, Any]:
     """Point-detection figures of a trained model on ``truth`` at matching radius ``radius`` (pixels).
+
+    With ``ignore_unlabelled``, predicted centres on unlabelled cells of partially labelled images
+    count neither as right nor as wrong (``ignored_detections`` says how many were left out).
 
     Returns:
         ``precision``, ``recall``, ``f1``, ``mean_distance``, ``class_accuracy``, ``macro_f1``,
@@ -240,12 +243,13 @@ def evaluate_points(model_path: Path, truth: Any, radius: float) -> dict[str, An
 
     model = load_model(model_path, device="cpu")
     start = time.perf_counter()
-    figures, _ = evaluate_model(model, truth, radius, progress=False)
+    figures, _ = evaluate_model(model, truth, radius, progress=False, ignore_unlabelled=ignore_unlabelled)
     points = figures["details"]["points"]
     keys = ("precision", "recall", "f1", "mean_distance", "class_accuracy", "macro_f1", "weighted_f1", "tp", "fp", "fn")
     return {
         **{key: points[key] for key in keys},
         "radius": radius,
+        "ignored_detections": figures.get("ignored_detections"),
         "images": len(truth),
         "thresholds": model.thresholds,
         "seconds": round(time.perf_counter() - start, 1),
