@@ -25,6 +25,7 @@ def test_outputs_at_input_resolution(name):
     assert out["proximity"].shape == (2, 1, 50, 77)
     assert out["logits"].shape == (2, 4, 50, 77)
     assert out["proximity"].min() >= 0 and out["proximity"].max() <= 1
+    assert out["proximity"].median() < 0.1  # the prior bias: an untrained map starts near background, not 0.5
 
 
 @pytest.mark.parametrize("name", ["fcn-small", "fcn-lite0"])

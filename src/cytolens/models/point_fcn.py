@@ -30,6 +30,8 @@ from cytolens.models.registry import register_architecture
 
 STRIDE = 32
 """Inputs are padded to a multiple of this (the encoder's coarsest stride)."""
+PROXIMITY_PRIOR_BIAS = -4.0
+"""Initial bias of the proximity head (before the sigmoid)."""
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -157,6 +159,9 @@ class PointFCN(nn.Module):
         )
         self.fuse = conv_bn_relu(stem_channels + context_levels * context_channels, stem_channels, 1)
         self.proximity_head = nn.Conv2d(stem_channels, 1, 1)
+        # Most pixels are background: start the map near 0 there (sigmoid(-4) = 0.018), as RetinaNet's
+        # prior bias does, instead of 0.5 everywhere, which the weighted loss is slow to pull down.
+        nn.init.constant_(self.proximity_head.bias, PROXIMITY_PRIOR_BIAS)
         self.class_head = nn.Conv2d(stem_channels, num_classes, 1)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
