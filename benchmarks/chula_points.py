@@ -116,16 +116,16 @@ def main() -> None:
         per_image=evaluation["per_image"],
         labelling_note=LABELLING_NOTE,
     )
+
+    def line(part: dict[str, Any]) -> str:
+        keys = ("precision", "recall", "f1")
+        return " ".join(f"{key} {'-' if part[key] is None else round(part[key], 3)}" for key in keys)
+
     common.log.info(
-        "test r=%g: P %.3f R %.3f F1 %.3f (unlabelled cells ignored: P %.3f R %.3f F1 %.3f); "
-        "class accuracy %s, macro-F1 %s\n%s",
+        "test r=%g: %s (unlabelled cells ignored: %s); class accuracy %s, macro-F1 %s\n%s",
         RADIUS,
-        figures["precision"],
-        figures["recall"],
-        figures["f1"],
-        ignored["precision"],
-        ignored["recall"],
-        ignored["f1"],
+        line(figures),
+        line(ignored),
         figures["class_accuracy"],
         figures["macro_f1"],
         class_table(figures["per_class"]),
