@@ -26,7 +26,7 @@ from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.proximity import class_loss, proximity_loss
 
-THRESHOLD_GRID = tuple(np.round(np.arange(0.2, 0.71, 0.05), 2).tolist())
+THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
 """Candidate values of ``threshold_rel`` (``ξ``) tried at each validation."""
 
 Batch = dict[str, Any]
