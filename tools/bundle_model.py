@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -22,12 +23,15 @@ import numpy as np
 import torch
 
 from cytolens.data.annotations import Dataset
+from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.data.spec import load_data
 from cytolens.inference.evaluate import evaluate_model, predict_dataset
 from cytolens.inference.model import load_model
 from cytolens.metrics import evaluate_datasets
+from cytolens.metrics.points import point_metrics
 from cytolens.models.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from cytolens.models.registry import BUNDLED_DIR
+from cytolens.training.point_module import THRESHOLD_GRID
 
 NOTICE = "For research use only, not for diagnosis."
 
@@ -41,6 +45,37 @@ def tune_count_thresholds(model_file: Path, truth: Dataset) -> tuple[dict[str, f
     for name in truth.classes:
         print(name, "count MAE by threshold:", {t: round(errors[t][name]["count_mae"], 3) for t in grid})
     return chosen, sum(errors[chosen[name]][name]["count_mae"] for name in truth.classes)
+
+
+def tune_threshold_rel(
+    network: torch.nn.Module, meta: dict, scratch: Path, truth: Dataset, radius: float
+) -> tuple[float, float]:
+    """Point models: the ``ξ`` (``threshold_rel``) of :data:`THRESHOLD_GRID` with the best detection F1 on ``truth``.
+
+    Peaks are found once with ``ξ = 0`` and filtered per image against its highest peak (the map's
+    maximum), which equals decoding again at each ``ξ``. Detections on unlabelled cells count neither
+    way when the recipe trained with ``ignore_unlabelled_cells``.
+    """
+    candidate = scratch / "xi0.pt"
+    save_checkpoint(candidate, network, {**meta, "thresholds": {**meta["thresholds"], "threshold_rel": 0.0}}, half=True)
+    found = predict_dataset(load_model(candidate, device="cpu"), truth)
+    if meta.get("recipe", {}).get("ignore_unlabelled_cells"):
+        found, _ = drop_unlabelled_detections(found, truth, radius)
+    f1 = {}
+    for xi in THRESHOLD_GRID:
+        images = []
+        for image in found.images:
+            keep = image.point_scores > xi * (image.point_scores.max() if len(image.point_scores) else 0.0)
+            images.append(
+                dataclasses.replace(
+                    image, points=image.points[keep], point_labels=image.point_labels[keep],
+                    point_scores=image.point_scores[keep],
+                )
+            )
+        f1[xi] = point_metrics(dataclasses.replace(found, images=images), truth, radius)["f1"] or 0.0
+    print("detection F1 by threshold_rel:", {xi: round(value, 4) for xi, value in f1.items()})
+    best = max(f1, key=lambda xi: (f1[xi], xi))  # on a tie, the higher ξ
+    return best, f1[best]
 
 
 def tune_operating_point(
@@ -73,6 +108,7 @@ def main() -> None:
     parser.add_argument("--mpp-source", default=None, help="how --mpp was obtained")
     parser.add_argument("--tune-split", default=None, help="split on which to choose the counting thresholds")
     parser.add_argument("--tune-nms", type=float, nargs="*", default=[], help="NMS IoU values to choose from")
+    parser.add_argument("--tune-xi", action="store_true", help="point models: choose threshold_rel on --tune-split")
     args = parser.parse_args()
 
     torch.set_num_threads(2)
@@ -87,7 +123,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         half = Path(scratch) / "half.pt"
         save_checkpoint(half, network, meta, half=True)
-        if args.tune_split:
+        if args.tune_split and args.tune_xi:
+            tuning = load_data(args.data, args.format, args.tune_split)
+            radius = args.radius or meta["thresholds"]["radius"]
+            xi, f1 = tune_threshold_rel(network, meta, Path(scratch), tuning, radius)
+            meta["thresholds"].update(threshold_rel=xi, tuned_on=f"{args.tune_split} split: best detection F1 {f1:.4f}")
+            save_checkpoint(half, network, meta, half=True)
+        elif args.tune_split:
             tuning = load_data(args.data, args.format, args.tune_split)
             point = tune_operating_point(network, meta, Path(scratch), tuning, args.tune_nms)
             meta["thresholds"].update(point, tuned_on=f"{args.tune_split} split: lowest count error per class")

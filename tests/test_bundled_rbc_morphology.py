@@ -1,0 +1,63 @@
+"""The bundled `rbc-morphology` point model: listed, describes itself, evaluates as the issue's acceptance says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cytolens.cli.main import app
+from cytolens.io import read_dataset
+from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.registry import bundled_models
+
+pytestmark = pytest.mark.skipif("rbc-morphology" not in bundled_models(), reason="bundled model not built yet")
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ("precision", "recall", "f1", "class_accuracy", "macro_f1")
+
+
+def test_listed_with_its_metadata():
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert len(models["rbc-morphology"]["classes"]) == 13
+    assert models["rbc-morphology"]["licence"].startswith("MIT")
+    meta, _ = read_checkpoint(bundled_models()["rbc-morphology"])
+    assert meta["task"] == "points" and meta["proximity"] == {"d": 16.0, "a": 3.0}
+    assert 0 < meta["thresholds"]["threshold_rel"] < 1 and meta["thresholds"]["radius"] == 12.0
+    assert meta["recipe"]["ignore_unlabelled_cells"] is True
+    assert bundled_models()["rbc-morphology"].stat().st_size <= 25e6
+
+
+def test_evaluate_on_a_chula_folder(chula, tmp_path):
+    for sub in ("Dataset", "Label"):
+        (tmp_path / sub).mkdir()
+    for key in ("40", "598", "100"):
+        shutil.copy(chula / "Dataset" / f"{key}.jpg", tmp_path / "Dataset")
+        shutil.copy(chula / "Label" / f"{key}.txt", tmp_path / "Label")
+    args = ["evaluate", "--model", "rbc-morphology", "--data", str(tmp_path), "--format", "chula", "--radius", "12"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert all(isinstance(figures[key], float) for key in KEYS), figures
+    labelled = sum(len(image.points) for image in read_dataset(tmp_path, "chula"))
+    assert figures["details"]["points"]["tp"] + figures["details"]["points"]["fn"] == labelled
+    ignored = json.loads(CliRunner().invoke(app, [*args, "--ignore-unlabelled", "--json"]).stdout)
+    assert ignored["ignored_detections"] > 50  # image 598 labels 4 of its ~90 cells
+    assert ignored["precision"] > figures["precision"] and ignored["recall"] == figures["recall"]
+
+
+def test_evaluate_reproduces_the_stored_test_figures(chula):
+    meta, _ = read_checkpoint(bundled_models()["rbc-morphology"])
+    stored = meta["metrics"]["test"]
+    spec = REPO / "configs" / "chula-split.yaml"
+    args = ["evaluate", "--model", "rbc-morphology", "--data", str(spec), "--split", "test", "--radius", "12"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    for key in KEYS:
+        assert figures[key] == pytest.approx(stored[key], abs=1e-6), key
