@@ -53,15 +53,7 @@ def _score(
         radius = cell_model.thresholds.get("radius") if radius is None else radius
         return (*evaluate_model(cell_model, truth, radius, batch_size, progress, ignore_unlabelled), radius)
     predicted = load_data(predictions, fmt=pred_format)
-    ignored = None
-    if ignore_unlabelled and radius is not None:
-        from cytolens.data.partial_labels import drop_unlabelled_detections
-
-        predicted, ignored = drop_unlabelled_detections(predicted, truth, radius)
-    figures = evaluate_datasets(predicted, truth, radius)
-    if ignored is not None:
-        figures["ignored_detections"] = ignored
-    return figures, predicted, radius
+    return evaluate_datasets(predicted, truth, radius, ignore_unlabelled=ignore_unlabelled), predicted, radius
 
 
 def _print_tables(result: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.errors import DataError
 from cytolens.inference.model import CellModel
 from cytolens.metrics import evaluate_datasets
@@ -52,7 +51,7 @@ def evaluate_model(
         progress: Show a progress bar.
         ignore_unlabelled: The truth labels only some cells of an image: predicted centres on unlabelled
             cells count neither as right nor as wrong
-            (:func:`~cytolens.data.partial_labels.drop_unlabelled_detections`; ``ignored_detections`` says how many).
+            (see :func:`cytolens.metrics.evaluate_datasets`).
 
     Returns:
         The figures (see :func:`cytolens.metrics.evaluate_datasets`) and the predictions.
@@ -62,12 +61,7 @@ def evaluate_model(
     if radius is None:
         radius = model.thresholds.get("radius")
     threshold = model.thresholds.get("score")
-    ignored = None
-    if ignore_unlabelled and radius is not None:
-        predictions, ignored = drop_unlabelled_detections(predictions, truth, radius)
-    figures = evaluate_datasets(predictions, truth, radius, count_threshold=threshold)
-    if ignored is not None:
-        figures["ignored_detections"] = ignored
+    figures = evaluate_datasets(predictions, truth, radius, threshold, ignore_unlabelled)
     figures["model"] = model.source
     figures["score_threshold"] = threshold
     return figures, predictions

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from cytolens.data.annotations import Dataset
+from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.errors import CytolensError
 from cytolens.metrics.boxes import box_ap
 from cytolens.metrics.classification import image_classification_metrics
@@ -30,7 +31,11 @@ def _scoring_at_least(predictions: Dataset, threshold: ScoreThreshold) -> Datase
 
 
 def evaluate_datasets(
-    predictions: Dataset, truth: Dataset, radius: float | None = None, count_threshold: ScoreThreshold | None = None
+    predictions: Dataset,
+    truth: Dataset,
+    radius: float | None = None,
+    count_threshold: ScoreThreshold | None = None,
+    ignore_unlabelled: bool = False,
 ) -> dict[str, Any]:
     """Evaluate predictions with every metric the ground truth allows, merged into one JSON-ready dict.
 
@@ -50,6 +55,10 @@ def evaluate_datasets(
         count_threshold: Count only objects scoring at least this (a model's operating threshold, one value or
             one per class name), while
             average precision uses every prediction. ``None`` counts every prediction.
+        ignore_unlabelled: The truth labels only some cells of an image: predicted points on unlabelled
+            cells count neither as right nor as wrong
+            (:func:`~cytolens.data.partial_labels.drop_unlabelled_detections`); ``ignored_detections`` says
+            how many were left out.
 
     Returns:
         The figures of :data:`TOP_LEVEL_KEYS` that apply; ``per_class`` mapping each class name to
@@ -70,6 +79,9 @@ def evaluate_datasets(
     has_scores = any(image.image_scores is not None for image in predictions)
     if has_points and radius is None:
         raise CytolensError("the ground truth holds points: pass --radius (pixels) to match predicted points")
+    ignored = None
+    if ignore_unlabelled and has_points:
+        predictions, ignored = drop_unlabelled_detections(predictions, truth, radius)
     details: dict[str, dict[str, Any]] = {}
     if has_boxes:
         details["boxes"] = box_ap(predictions, truth)
@@ -94,6 +106,8 @@ def evaluate_datasets(
             target = per_class.setdefault(class_name, {})
             for key, value in figures.items():
                 target.setdefault(key, value)
+    if ignored is not None:
+        result["ignored_detections"] = ignored
     result["per_class"] = per_class
     result["details"] = details
     return result
