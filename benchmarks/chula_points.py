@@ -77,25 +77,17 @@ def main() -> None:
     else:
         model_path = common.train_resumable(recipe, out / "train")
         training = common.read_json(out / "train" / "trained.json")
-    evaluations = {}
-    for ignore in (False, True):
-        compute = partial(common.evaluate_points, model_path, truth, RADIUS, ignore_unlabelled=ignore)
-        name = f"evaluation-test{'-unlabelled-ignored' if ignore else ''}.json"
-        # a model given by --model may change between runs: evaluated afresh each time
-        evaluations[ignore] = compute() if args.model else common.once(out / name, compute)
-    keys = ("precision", "recall", "f1", "mean_distance", "class_accuracy", "macro_f1", "weighted_f1", "tp", "fp", "fn")
-    evaluation = evaluations[False]
-    figures = {key: evaluation[key] for key in keys}
+    compute = partial(common.evaluate_points, model_path, truth, RADIUS, ignore_unlabelled=True)
+    # a model given by --model may change between runs: evaluated afresh each time
+    evaluation = compute() if args.model else common.once(out / "evaluation-test.json", compute)
+    figures = {key: evaluation[key] for key in common.POINT_KEYS}
     figures.update(
         radius=RADIUS,
         split="test",
         images=evaluation["images"],
         thresholds=evaluation["thresholds"],
         per_class=evaluation["per_class"],
-        unlabelled_cells_ignored={
-            **{key: evaluations[True][key] for key in keys},
-            "ignored_detections": evaluations[True]["ignored_detections"],
-        },
+        unlabelled_cells_ignored=evaluation["unlabelled_cells_ignored"],
     )
     ignored = figures["unlabelled_cells_ignored"]
     targets = {

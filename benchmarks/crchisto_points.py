@@ -372,21 +372,7 @@ def main() -> None:
             analysis["best_decoding"],
         )
     validation = evaluations["validation"]
-    figures = {
-        key: validation[key]
-        for key in (
-            "precision",
-            "recall",
-            "f1",
-            "mean_distance",
-            "class_accuracy",
-            "weighted_f1",
-            "macro_f1",
-            "tp",
-            "fp",
-            "fn",
-        )
-    }
+    figures = {key: validation[key] for key in common.POINT_KEYS}
     figures.update(
         radius=RADIUS,
         split="validation",

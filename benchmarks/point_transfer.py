@@ -270,12 +270,13 @@ def main() -> None:
                 folder / "evaluation.json",
                 lambda m=model: common.evaluate_points(m, truth, RADIUS, ignore_unlabelled=True),
             )
+            ignored = evaluation["unlabelled_cells_ignored"]
             run["evaluation"] = {
-                k: evaluation[k]
-                for k in ("precision", "recall", "f1", "tp", "fp", "fn", "ignored_detections", "thresholds")
+                **{k: ignored[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn", "ignored_detections")},
+                "thresholds": evaluation["thresholds"],
             }
             run["seconds"] += evaluation["seconds"]
-            common.log.info("%s: F1 %.3f", name, evaluation["f1"])
+            common.log.info("%s: F1 %.3f", name, ignored["f1"])
         runs[name] = run
         figures = summary(runs, plan)
         targets = {
