@@ -98,3 +98,17 @@ def test_tiled_prediction_of_an_empty_image_and_bad_overlap():
     assert len(empty) == 0 and empty.probabilities.shape == (0, 2)
     with pytest.raises(ValueError, match="min_distance"):
         predict_points(EchoModel(), np.zeros((10, 10, 3), dtype=np.uint8), meta, tile_size=64, overlap=4)
+
+
+def test_tune_threshold_rel_drops_a_low_false_peak():
+    from cytolens.data.annotations import AnnotatedImage, Dataset
+    from cytolens.inference.peaks import tune_threshold_rel
+
+    true = AnnotatedImage("a.png", 50, 50, "a", points=[[10.5, 10.5], [30.5, 30.5]], point_labels=[0, 0])
+    found = AnnotatedImage(
+        "a.png", 50, 50, "a", points=[[10.5, 10.5], [30.5, 30.5], [40.5, 5.5]], point_labels=[0, 0, 0],
+        point_scores=[1.0, 0.8, 0.3],
+    )
+    xi, figures = tune_threshold_rel([(found, 1.0)], Dataset(["cell"], [true]), radius=3.0)
+    assert figures["f1"] == 1.0
+    assert xi == 0.7  # every ξ from 0.3 to 0.7 keeps exactly the two true peaks: the highest wins the tie

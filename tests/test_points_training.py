@@ -8,12 +8,11 @@ import torch
 import yaml
 
 from cytolens.data.spec import load_data
-from cytolens.inference.peaks import predict_points
+from cytolens.inference.peaks import THRESHOLD_GRID, predict_points
 from cytolens.io.images import read_image
 from cytolens.models.checkpoint import build_from_checkpoint, save_checkpoint
 from cytolens.models.registry import build_architecture
 from cytolens.training.point_data import PointDataset, collate
-from cytolens.training.point_module import THRESHOLD_GRID
 from cytolens.training.proximity import proximity_loss
 from cytolens.training.recipe import Recipe
 from cytolens.training.train import train

@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -27,11 +26,10 @@ from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.data.spec import load_data
 from cytolens.inference.evaluate import evaluate_model, predict_dataset
 from cytolens.inference.model import load_model
+from cytolens.inference.peaks import tune_threshold_rel
 from cytolens.metrics import evaluate_datasets
-from cytolens.metrics.points import point_metrics
 from cytolens.models.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from cytolens.models.registry import BUNDLED_DIR
-from cytolens.training.point_module import THRESHOLD_GRID
 
 NOTICE = "For research use only, not for diagnosis."
 
@@ -47,10 +45,10 @@ def tune_count_thresholds(model_file: Path, truth: Dataset) -> tuple[dict[str, f
     return chosen, sum(errors[chosen[name]][name]["count_mae"] for name in truth.classes)
 
 
-def tune_threshold_rel(
+def choose_threshold_rel(
     network: torch.nn.Module, meta: dict, scratch: Path, truth: Dataset, radius: float
 ) -> tuple[float, float]:
-    """Point models: the ``ξ`` (``threshold_rel``) of :data:`THRESHOLD_GRID` with the best detection F1 on ``truth``.
+    """Point models: the ``ξ`` (``threshold_rel``) with the best detection F1 on ``truth`` (see ``tune_threshold_rel``).
 
     Peaks are found once with ``ξ = 0`` and filtered per image against its highest peak (the map's
     maximum), which equals decoding again at each ``ξ``. Detections on unlabelled cells count neither
@@ -61,21 +59,11 @@ def tune_threshold_rel(
     found = predict_dataset(load_model(candidate, device="cpu"), truth)
     if meta.get("recipe", {}).get("ignore_unlabelled_cells"):
         found, _ = drop_unlabelled_detections(found, truth, radius)
-    f1 = {}
-    for xi in THRESHOLD_GRID:
-        images = []
-        for image in found.images:
-            keep = image.point_scores > xi * (image.point_scores.max() if len(image.point_scores) else 0.0)
-            images.append(
-                dataclasses.replace(
-                    image, points=image.points[keep], point_labels=image.point_labels[keep],
-                    point_scores=image.point_scores[keep],
-                )
-            )
-        f1[xi] = point_metrics(dataclasses.replace(found, images=images), truth, radius)["f1"] or 0.0
-    print("detection F1 by threshold_rel:", {xi: round(value, 4) for xi, value in f1.items()})
-    best = max(f1, key=lambda xi: (f1[xi], xi))  # on a tie, the higher ξ
-    return best, f1[best]
+    # an image's highest peak is its map's maximum
+    candidates = [(image, float(image.point_scores.max(initial=0.0))) for image in found.images]
+    xi, figures = tune_threshold_rel(candidates, truth, radius)
+    print(f"threshold_rel {xi}: detection F1 {figures['f1']:.4f}")
+    return xi, figures["f1"] or 0.0
 
 
 def tune_operating_point(
@@ -126,7 +114,7 @@ def main() -> None:
         if args.tune_split and args.tune_xi:
             tuning = load_data(args.data, args.format, args.tune_split)
             radius = args.radius or meta["thresholds"]["radius"]
-            xi, f1 = tune_threshold_rel(network, meta, Path(scratch), tuning, radius)
+            xi, f1 = choose_threshold_rel(network, meta, Path(scratch), tuning, radius)
             meta["thresholds"].update(threshold_rel=xi, tuned_on=f"{args.tune_split} split: best detection F1 {f1:.4f}")
             save_checkpoint(half, network, meta, half=True)
         elif args.tune_split:

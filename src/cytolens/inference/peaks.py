@@ -13,6 +13,7 @@ A peak at pixel ``(row, col)`` is the centre ``(col + 0.5, row + 0.5)`` in cytol
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,16 @@ import torch
 from skimage.feature import peak_local_max
 from torch import nn
 
+from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.inference.tiles import tiles
+from cytolens.metrics.points import point_metrics
 from cytolens.models.point_fcn import STRIDE
 from cytolens.results.result import Result
 
 DEFAULT_THRESHOLDS = {"threshold_rel": 0.4, "threshold_abs": 0.1, "min_distance": 6}
 """Decoding thresholds used when a checkpoint lacks some."""
+THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
+"""Candidate values of ``threshold_rel`` (``ξ``) that :func:`tune_threshold_rel` tries."""
 
 
 def peak_candidates(proximity: np.ndarray, min_distance: int, threshold_abs: float = 0.0) -> np.ndarray:
@@ -50,6 +55,36 @@ def peak_candidates(proximity: np.ndarray, min_distance: int, threshold_abs: flo
 def above(values: np.ndarray, image_max: float, threshold_rel: float, threshold_abs: float = 0.0) -> np.ndarray:
     """Which peak ``values`` pass ``max(threshold_abs, threshold_rel * image_max)`` (strictly, like scikit-image)."""
     return np.asarray(values) > max(threshold_abs, threshold_rel * image_max)
+
+
+def tune_threshold_rel(
+    candidates: list[tuple[AnnotatedImage, float]], truth: Dataset, radius: float, threshold_abs: float = 0.0
+) -> tuple[float, dict[str, Any]]:
+    """The ``ξ`` of :data:`THRESHOLD_GRID` with the best detection F1 (on a tie, the higher ``ξ``).
+
+    Args:
+        candidates: Per image (paired with ``truth`` by ``image_id``), the peaks found with ``ξ = 0``
+            (``point_scores``: their proximity values) and the maximum of its proximity map.
+        truth: The true centres.
+        radius: Matching radius (pixels).
+        threshold_abs: The absolute floor that applies with every ``ξ``.
+
+    Returns:
+        The chosen ``ξ`` and the :func:`~cytolens.metrics.points.point_metrics` figures at it.
+
+    """
+    figures = {}
+    for xi in THRESHOLD_GRID:
+        images = []
+        for found, image_max in candidates:
+            keep = above(found.point_scores, image_max, xi, threshold_abs)
+            images.append(
+                replace(found, points=found.points[keep], point_labels=found.point_labels[keep],
+                        point_scores=found.point_scores[keep])
+            )
+        figures[xi] = point_metrics(Dataset(truth.classes, images), truth, radius)
+    best = max(figures, key=lambda xi: (figures[xi]["f1"] or 0.0, xi))
+    return best, figures[best]
 
 
 def to_xy(rows_cols: np.ndarray) -> np.ndarray:

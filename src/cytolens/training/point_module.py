@@ -2,32 +2,27 @@
 
 Training loss per batch: ``L = proximity_loss + class_weight * class_loss``; with auxiliary data each
 step also sees an auxiliary batch and minimises ``aux_weight * L_target + L_aux``. At the end of each
-validation the decoding threshold ``ξ`` (``threshold_rel``) is chosen from :data:`THRESHOLD_GRID` to
-maximise detection F1 on the validation images at the matching radius; ``val/f1`` and the other
-figures are logged at that ``ξ``. Pixels outside a batch's ``known`` map (unlabelled cells of partially
-labelled images) count in no loss, and peaks found on them count neither as true nor as false.
+validation the decoding threshold ``ξ`` (``threshold_rel``) is chosen from
+:data:`~cytolens.inference.peaks.THRESHOLD_GRID` to maximise detection F1 on the validation images at
+the matching radius (on a tie, the higher ``ξ``); ``val/f1`` and the other figures are logged at that
+``ξ``. Pixels outside a batch's ``known`` map (unlabelled cells of partially labelled images) count in
+no loss, and peaks found on them count neither as true nor as false.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import nn
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
-from cytolens.inference.peaks import DEFAULT_THRESHOLDS, above, peak_candidates, to_xy
-from cytolens.metrics.points import point_metrics
+from cytolens.inference.peaks import DEFAULT_THRESHOLDS, peak_candidates, to_xy, tune_threshold_rel
 from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.proximity import class_loss, proximity_loss
-
-THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
-"""Candidate values of ``threshold_rel`` (``ξ``) tried at each validation."""
 
 Batch = dict[str, Any]
 
@@ -142,25 +137,11 @@ class PointModule(pl.LightningModule):
                                    point_scores=proximity[peaks[:, 0], peaks[:, 1]])
             self._candidates.append((found, float(proximity.max())))
 
-    def _predictions(self, threshold_rel: float) -> Dataset:
-        """The validation candidates that pass ``threshold_rel``."""
-        images = []
-        for found, image_max in self._candidates:
-            keep = above(found.point_scores, image_max, threshold_rel, self.threshold_abs)
-            images.append(
-                dataclasses.replace(found, points=found.points[keep], point_labels=found.point_labels[keep],
-                                    point_scores=found.point_scores[keep])
-            )
-        return Dataset(self.classes, images)
-
     def on_validation_epoch_end(self) -> None:
         if not self._truth:
             return
         truth = Dataset(self.classes, self._truth)
-        figures = [point_metrics(self._predictions(xi), truth, self.match_radius) for xi in THRESHOLD_GRID]
-        best = int(np.argmax([figure["f1"] or 0.0 for figure in figures]))
-        self.threshold_rel = THRESHOLD_GRID[best]
-        chosen = figures[best]
+        self.threshold_rel, chosen = tune_threshold_rel(self._candidates, truth, self.match_radius, self.threshold_abs)
         self.log("val/f1", float(chosen["f1"] or 0.0), prog_bar=True)
         for name in ("precision", "recall", "class_accuracy", "macro_f1"):
             self.log(f"val/{name}", float(chosen[name] or 0.0))
