@@ -90,42 +90,39 @@ class PointDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def _crop(
-        self, pixels: np.ndarray, stained: np.ndarray, points: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A random ``crop_size`` square of ``pixels`` and ``stained`` (zero-padded at the bottom right if smaller),
-        points moved.
+    def _crop(self, arrays: list[np.ndarray], points: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """The same random ``crop_size`` square of each array (zero-padded at the bottom right if smaller), points
+        moved.
         """
         size = self.crop_size
-        height, width = pixels.shape[:2]
+        height, width = arrays[0].shape[:2]
         top = int(torch.randint(0, max(height - size, 0) + 1, ()).item())
         left = int(torch.randint(0, max(width - size, 0) + 1, ()).item())
         windows = []
-        for array in (pixels, stained):
+        for array in arrays:
             window = np.zeros((size, size, *array.shape[2:]), dtype=array.dtype)
             part = array[top : top + size, left : left + size]
             window[: part.shape[0], : part.shape[1]] = part
             windows.append(window)
-        return windows[0], windows[1], points - [left, top]
-
-    def _known(self, stained: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Pixels that count in the proximity loss: all, or (``ignore_unlabelled``) all but unlabelled cells'."""
-        if not self.ignore_unlabelled:
-            return np.ones(stained.shape, dtype=np.float32)
-        distance, _ = nearest_centre(points, stained.shape, REACH * self.d)
-        return known_pixels(stained, distance, REACH * self.d)
+        return windows, points - [left, top]
 
     def __getitem__(self, index: int) -> Sample:
         image = self.images[index]
-        pixels = _pixels(str(image.path), self.scale)
-        stained = _stained(str(image.path), self.scale) if self.ignore_unlabelled else np.zeros(pixels.shape[:2], bool)
+        arrays = [_pixels(str(image.path), self.scale)]
+        if self.ignore_unlabelled:
+            arrays.append(_stained(str(image.path), self.scale))
         points = image.points * self.scale
         if self.train:
-            pixels, stained, points = self._crop(pixels, stained, points)
-        shape = pixels.shape[:2]
-        proximity = proximity_map(points, shape, self.d, self.a)
-        known = self._known(stained, points)
-        classes = class_target(points, image.point_labels, shape, self.d)
+            arrays, points = self._crop(arrays, points)
+        pixels, shape = arrays[0], arrays[0].shape[:2]
+        reach = REACH * self.d if self.ignore_unlabelled else self.d
+        nearest = nearest_centre(points, shape, reach)  # one query for all three targets
+        proximity = proximity_map(points, shape, self.d, self.a, nearest)
+        classes = class_target(points, image.point_labels, shape, self.d, nearest)
+        if self.ignore_unlabelled:  # pixels that count in the proximity loss: all but unlabelled cells'
+            known = known_pixels(arrays[1], nearest[0], reach)
+        else:
+            known = np.ones(shape, dtype=np.float32)
         sample: Sample = {"size": shape}
         if self.train:
             out = self.pipeline(

@@ -29,7 +29,7 @@ def nearest_centre(points: np.ndarray, shape: tuple[int, int], radius: float) ->
     Args:
         points: ``(N, 2)`` centres ``x, y``.
         shape: ``(H, W)`` of the maps.
-        radius: Points farther than this are not looked for: distance ``inf`` and index ``N`` there.
+        radius: Points farther than this (inclusive) are not looked for: distance ``inf`` and index ``N`` there.
 
     Returns:
         ``(H, W)`` float distances and ``(H, W)`` int indices.
@@ -41,11 +41,17 @@ def nearest_centre(points: np.ndarray, shape: tuple[int, int], radius: float) ->
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if not len(points):
         return np.full(shape, np.inf), np.full(shape, len(points))
-    distance, index = cKDTree(points).query(centres, distance_upper_bound=radius)
+    distance, index = cKDTree(points).query(centres, distance_upper_bound=np.nextafter(radius, np.inf))  # inclusive
     return distance.reshape(shape), index.reshape(shape)
 
 
-def proximity_map(points: np.ndarray, shape: tuple[int, int], d: float, a: float = 3.0) -> np.ndarray:
+Nearest = tuple[np.ndarray, np.ndarray]
+"""A :func:`nearest_centre` result (distances and indices), to share one query between several targets."""
+
+
+def proximity_map(
+    points: np.ndarray, shape: tuple[int, int], d: float, a: float = 3.0, nearest: Nearest | None = None
+) -> np.ndarray:
     """The proximity target of a set of cell centres.
 
     Args:
@@ -53,6 +59,7 @@ def proximity_map(points: np.ndarray, shape: tuple[int, int], d: float, a: float
         shape: ``(H, W)`` of the map.
         d: Distance (pixels) at which the proximity reaches 0.
         a: Sharpness of the peak.
+        nearest: ``nearest_centre(points, shape, r)`` with ``r >= d``, if already computed.
 
     Returns:
         ``(H, W)`` float32 map in 0-1.
@@ -63,14 +70,16 @@ def proximity_map(points: np.ndarray, shape: tuple[int, int], d: float, a: float
     """
     if d <= 0 or a <= 0:
         raise ValueError(f"proximity needs d > 0 and a > 0, got d={d}, a={a}")
-    distance, _ = nearest_centre(points, shape, d)
+    distance, _ = nearest_centre(points, shape, d) if nearest is None else nearest
     inside = distance <= d
     out = np.zeros(shape, dtype=np.float64)
     out[inside] = np.expm1(a * (1 - distance[inside] / d)) / np.expm1(a)
     return out.astype(np.float32)
 
 
-def class_target(points: np.ndarray, labels: np.ndarray, shape: tuple[int, int], radius: float) -> np.ndarray:
+def class_target(
+    points: np.ndarray, labels: np.ndarray, shape: tuple[int, int], radius: float, nearest: Nearest | None = None
+) -> np.ndarray:
     """The per-pixel class target: the class of the nearest centre when it is within ``radius``.
 
     Args:
@@ -78,6 +87,7 @@ def class_target(points: np.ndarray, labels: np.ndarray, shape: tuple[int, int],
         labels: ``(N,)`` class indices; :data:`~cytolens.data.annotations.UNCLASSIFIED` for unclassified centres.
         shape: ``(H, W)`` of the map.
         radius: Largest distance (pixels, inclusive) from a centre at which a pixel takes its class.
+        nearest: ``nearest_centre(points, shape, r)`` with ``r >= radius``, if already computed.
 
     Returns:
         ``(H, W)`` int64 map of class indices, :data:`IGNORE` where the nearest centre is farther than
@@ -85,9 +95,9 @@ def class_target(points: np.ndarray, labels: np.ndarray, shape: tuple[int, int],
 
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    distance, index = nearest_centre(points, shape, radius)
-    nearest = np.append(labels, UNCLASSIFIED)[index]  # index == len(points) where no centre is within reach
-    return np.where((distance <= radius) & (nearest >= 0), nearest, IGNORE).astype(np.int64)
+    distance, index = nearest_centre(points, shape, radius) if nearest is None else nearest
+    label = np.append(labels, UNCLASSIFIED)[index]  # index == len(points) where no centre is within reach
+    return np.where((distance <= radius) & (label >= 0), label, IGNORE).astype(np.int64)
 
 
 def proximity_loss(
