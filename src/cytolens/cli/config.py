@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from cytolens.errors import DataError
+from cytolens.io.text import read_yaml
 
 
 def _option_names(command: Any) -> dict[str, str]:
@@ -37,14 +38,7 @@ def read_config(path: Path, command: Any) -> dict[str, Any]:
         DataError: If the file cannot be read, is not a YAML mapping or names an unknown option.
 
     """
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(path, f"cannot read config file ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise DataError(path, f"not valid YAML{line}") from None
+    content = read_yaml(path, "config file")
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -79,6 +73,20 @@ ConfigOption = Annotated[
 ]
 
 
+def _refuse_non_finite(values: dict[str, Any]) -> None:
+    """Refuse ``nan`` and ``inf`` for every number option of every verb (click's ranges let ``nan`` through).
+
+    Raises:
+        typer.BadParameter: Naming the first option whose value is not a finite number (exit code 2).
+
+    """
+    for name, value in values.items():
+        numbers = value if isinstance(value, list | tuple) else [value]
+        for number in numbers:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise typer.BadParameter(f"{number} is not a finite number", param_hint=f"--{name.replace('_', '-')}")
+
+
 def with_config(verb: Callable[..., Any]) -> Callable[..., Any]:
     """The verb function with a ``--config`` option added to the parameters Typer sees.
 
@@ -88,6 +96,7 @@ def with_config(verb: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(verb)
     def command(config: Path | None = None, **kwargs: Any) -> Any:
+        _refuse_non_finite(kwargs)
         return verb(**kwargs)
 
     signature = inspect.signature(verb, eval_str=True)

@@ -1,15 +1,77 @@
-"""Checks shared by the format readers: class names against a class map, boxes against the image."""
+"""Checks shared by everything that reads input: numbers, class names against a class map, boxes against the image.
+
+:func:`check_number` is the one number validator: CLI options, recipes, dataset specs and format
+readers pass every number through it where it enters, so that ``nan``, ``inf``, a string or a value out
+of range is refused in one line naming the file (or option) instead of flowing on silently.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cytolens.errors import DataError
+from cytolens.errors import CytolensError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def check_number(
+    value: Any,
+    what: str,
+    source: str | Path | None = None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> Any:
+    """``value`` as a finite number within the given range, or a one-line error.
+
+    Args:
+        value: The value read (a ``bool`` is not a number here; a numeric string is not either: YAML,
+            JSON and CSV readers have already typed their numbers).
+        what: What the number is, named in the message (``"batch_size"``, ``"box 3 x1"``...).
+        source: The file the value comes from; ``None`` for a command-line option.
+        low: Smallest allowed value (``None``: no bound).
+        high: Largest allowed value (``None``: no bound).
+        low_open: Exclude ``low`` itself.
+        high_open: Exclude ``high`` itself.
+        integer: Require a whole number; it is returned as ``int``.
+
+    Returns:
+        The number, as ``int`` when ``integer`` else as ``float``.
+
+    Raises:
+        DataError: If ``source`` is given and the value is not acceptable.
+        CytolensError: Likewise, without a file.
+
+    """
+    problem = None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        problem = f"must be a number, not {value!r}"
+    elif not math.isfinite(value):
+        problem = f"must be a finite number, not {value!r}"
+    elif integer and value != int(value):
+        problem = f"must be a whole number, not {value!r}"
+    else:
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+            problem = f"must lie in {bounds}, not {value!r}"
+    if problem is not None:
+        if source is None:
+            raise CytolensError(f"{what} {problem}")
+        raise DataError(source, f"{what} {problem}")
+    return int(value) if integer else float(value)
 
 
 class ClassNames:
