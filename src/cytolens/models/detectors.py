@@ -66,9 +66,17 @@ class _BlocksMixin:
 class CellFCOS(_BlocksMixin, FCOS):
     """torchvision FCOS with cytolens' block list."""
 
+    def class_heads(self) -> list[str]:
+        """Prefixes of the parameters whose shape depends on the number of classes."""
+        return ["head.classification_head.cls_logits."]
+
 
 class CellFasterRCNN(_BlocksMixin, FasterRCNN):
     """torchvision Faster R-CNN with cytolens' block list."""
+
+    def class_heads(self) -> list[str]:
+        """Prefixes of the parameters whose shape depends on the number of classes (class scores, per-class boxes)."""
+        return ["roi_heads.box_predictor."]
 
 
 def _common(backbone: str, min_size: int, max_size: int) -> dict:

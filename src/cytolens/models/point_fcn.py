@@ -175,6 +175,10 @@ class PointFCN(nn.Module):
             ("class_head", self.class_head),
         ]
 
+    def class_heads(self) -> list[str]:
+        """Prefixes of the parameters whose shape depends on the number of classes."""
+        return ["class_head."]
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
         height, width = images.shape[-2:]
