@@ -93,16 +93,18 @@ def test_a_bad_image_is_one_line_and_the_others_complete(checkpoint: Path, tmp_p
     assert sorted(Path(image).stem for image in pd.read_csv(out / "counts.csv")["image"]) == STEMS
 
 
-def test_existing_outputs_are_replaced_whole(checkpoint: Path, tmp_path: Path) -> None:
+def test_existing_outputs_are_replaced_whole_with_exist_ok(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "overlays").mkdir(parents=True)
     (out / "cells.csv").write_text("stale\n")
     (out / "overlays" / f"{STEMS[0]}.png").write_bytes(b"stale")
-    result = predict(checkpoint, out, EXAMPLES / f"{STEMS[0]}.jpg")
+    (out / "overlays" / f"{STEMS[1]}.png").write_bytes(b"stale")
+    result = predict(checkpoint, out, "--exist-ok", EXAMPLES / f"{STEMS[0]}.jpg")
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out / "cells.csv")) > 0
     with Image.open(out / "overlays" / f"{STEMS[0]}.png") as overlay:
         assert overlay.format == "PNG"
+    assert [path.name for path in (out / "overlays").iterdir()] == [f"{STEMS[0]}.png"]  # nothing of the old run
     assert not leftovers(out)
 
 
@@ -119,7 +121,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
-    result = predict(checkpoint, out, EXAMPLES / f"{STEMS[0]}.jpg")
+    result = predict(checkpoint, out, "--exist-ok", EXAMPLES / f"{STEMS[0]}.jpg")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "error: No space left on device"
     assert overlay.read_bytes() == before

@@ -1,4 +1,4 @@
-"""Writing prediction outputs as they are produced, so that a failure never loses what was already written.
+"""Writing prediction outputs as they are produced, so that a failure keeps the tables of the images done.
 
 Per image: an overlay PNG (``overlays/<stem>.png``) and a QuPath GeoJSON (``geojson/<stem>.geojson``).
 For the run: ``cells.csv`` (one row per cell), ``counts.csv`` (per-image counts, percentages and
@@ -8,6 +8,8 @@ COCO results list for ``COCO.loadRes``, image ids as in the former); for point m
 ``napari/<stem>.csv`` (napari Points layer order: row = y, column = x, pixel-centre convention).
 Run-level files are rewritten atomically at most every :data:`FLUSH_SECONDS` while images come in, and
 when the writer is closed, so that a long run neither loses its tables nor rewrites them after each image.
+The writer writes into the folder it is given; ``cytolens predict`` gives it the staging folder of an
+:class:`~cytolens.io.output_run.OutputRun`, so that ``--out`` only ever holds one whole run.
 """
 
 from __future__ import annotations
@@ -91,12 +93,6 @@ class PredictionWriter:
         self.results.append(result)
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
-
-    def __enter__(self) -> PredictionWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Write the run-level files with every result (call at the end of the run, also after a failure)."""
