@@ -83,10 +83,10 @@ def test_class_order_can_be_given(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("1 2 0\n3 4 13\n", "line 2: class 13 is outside 0..12"),
-        ("1 2 -1\n", "line 1: class -1 is outside"),
+        ("1 2 0\n3 4 13\n", r"line 2: class must lie in \[0, 12\], not 13"),
+        ("1 2 -1\n", "line 1: class must lie in"),
         ("1 2\n", "line 1: expected 'x y class'"),
-        ("1 2.5 3\n", "line 1: expected 'x y class'"),
+        ("1 2.5 3\n", "line 1: y must be a whole number, not 2.5"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:

@@ -121,7 +121,7 @@ def test_box_outside_is_clipped_and_empty_box_skipped_with_warnings(tmp_path: Pa
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "cannot parse JSON"),
+        ("{not json", "is not valid JSON at line 1 column 2"),
         ("[]", "results list"),
         ('{"annotations": []}', "no 'images' list"),
         ('{"images": [{"id": 1}], "categories": []}', "no 'file_name'"),
@@ -142,7 +142,7 @@ def test_malformed_files_name_the_file(tmp_path: Path, content: str, message: st
         ({"id": 1, "image_id": 99, "category_id": 1, "bbox": [1, 1, 2, 2]}, "unknown image_id 99"),
         ({"id": 1, "image_id": 7, "category_id": 5, "bbox": [1, 1, 2, 2]}, "unknown category_id 5"),
         ({"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 2]}, r"'bbox' is not \[x, y, w, h\]"),
-        ({"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, "a", 2, 2]}, "non-number"),
+        ({"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, "a", 2, 2]}, "'bbox' value must be a number, not 'a'"),
     ],
 )
 def test_bad_annotations(tmp_path: Path, annotation: dict, message: str) -> None:

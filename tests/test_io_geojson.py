@@ -122,12 +122,12 @@ def _point(name: str, score: float | None = None) -> dict:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("{not json", "cannot parse JSON"),
+        ("{not json", "is not valid JSON at line 1 column 2"),
         ({"type": "Polygon", "coordinates": []}, "not GeoJSON"),
         ([_point("a", 0.5), _point("a")], "1 of 2 points have a score"),
-        ([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [3]}}], "malformed Point"),
+        ([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [3]}}], "feature 1: malformed position"),
         ([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]},
-           "properties": {"measurements": {"score": "high"}}}], "score measurement is not a number"),
+           "properties": {"measurements": {"score": "high"}}}], "feature 1: score measurement must be a number"),
     ],
 )
 def test_malformed_files_name_the_file(tmp_path: Path, content: object, problem: str) -> None:

@@ -121,15 +121,15 @@ def test_reads_label_studio_export(tmp_path: Path, caplog: pytest.LogCaptureFixt
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("[", "cannot read Label Studio JSON"),
+        ("[", "is not valid JSON at line 1"),
         ('"text"', "not a Label Studio task list"),
         ('[{"data": {}}]', "task \\? has no data.image"),
         ('[{"data": {"image": "missing.png"}}]', "image .*missing.png not found and its size is not stated"),
         ('[{"data": {"image": "a.png"}}, {"data": {"image": "sub/a.png"}}]', "several tasks name images a"),
         ('[{"data": {"image": "a.png"}, "annotations": [{"result": [{"type": "polygonlabels", '
-         '"value": {"points": [], "polygonlabels": ["a"]}}]}]}]', "polygon region without points"),
+         '"value": {"points": [], "polygonlabels": ["a"]}}]}]}]', "task 1 region 1: polygon 'points' is not a list"),
         ('[{"data": {"image": "a.png"}, "predictions": [{"result": [{"type": "keypointlabels", "score": "hi", '
-         '"value": {"x": 1, "y": 2, "keypointlabels": ["a"]}}]}]}]', "region score is not a number"),
+         '"value": {"x": 1, "y": 2, "keypointlabels": ["a"]}}]}]}]', "region 1: score must be a number"),
     ],
 )
 def test_malformed_files_name_the_file(tmp_path: Path, content: str, problem: str) -> None:

@@ -82,10 +82,10 @@ def test_point_outside_the_image_is_moved_with_a_warning(tmp_path: Path, caplog)
     ("text", "message"),
     [
         ("image,x,class\na.png,1,RBC\n", "header lacks column"),
-        ("image,x,y,class\na.png,1,z,RBC\n", "line 2: y is not a number"),
+        ("image,x,y,class\na.png,1,z,RBC\n", "line 2: y must be a number, not 'z'"),
         ("image,x,y,class\na.png,1,2,RBC,9\n", "line 2: wrong number of fields"),
         ("image,x,y,class\n,1,2,RBC\n", "line 2: empty image"),
-        ("image,x,y,class,score\na.png,1,2,RBC,\n", "line 2: score is not a number"),
+        ("image,x,y,class,score\na.png,1,2,RBC,\n", "line 2: score must be a number, not ''"),
         ("image,x,y,class\nmissing.png,1,2,RBC\n", "missing.png: image file not found"),
         ("image,x,y,class\n", "holds no rows"),
     ],
@@ -101,4 +101,4 @@ def test_missing_file_and_class_not_in_the_map(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", "image,x,y,class\na.png,1,2,RBC\n")
     with pytest.raises(DataError, match="'RBC' is not in the class map") as error:
         points_csv.read(path, classes=["WBC"])
-    assert "p.csv line 2" in str(error.value)
+    assert error.value.path == path and "line 2" in str(error.value)

@@ -23,7 +23,8 @@ from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.io.licence import read_licence
 from cytolens.io.point_checks import clip_points
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames
+from cytolens.io.text import read_text
+from cytolens.io.validation import ClassNames, check_number, text_number
 
 CAPABILITIES = Capabilities(points=True)
 
@@ -45,18 +46,17 @@ def _image_for(label: Path, images: Path) -> Path:
 def _parse(label: Path) -> tuple[np.ndarray, np.ndarray]:
     """Pixel indices ``(M, 2)`` and class indices ``(M,)`` of one label file."""
     points, classes = [], []
-    for number, line in enumerate(label.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(label, "label file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
-        try:
-            if len(fields) != 3:
-                raise ValueError
-            x, y, index = (int(field) for field in fields)
-        except ValueError:
-            raise DataError(label, f"line {number}: expected 'x y class' integers, got {line.strip()!r}") from None
-        if not 0 <= index < len(CLASSES):
-            raise DataError(label, f"line {number}: class {index} is outside 0..{len(CLASSES) - 1}")
+        if len(fields) != 3:
+            raise DataError(label, f"line {number}: expected 'x y class', got {line.strip()[:40]!r}")
+        x, y = (check_number(text_number(field), f"line {number}: {name}", label, integer=True)
+                for field, name in zip(fields[:2], "xy", strict=True))
+        index = check_number(
+            text_number(fields[2]), f"line {number}: class", label, low=0, high=len(CLASSES) - 1, integer=True
+        )
         points.append([x, y])
         classes.append(index)
     return np.array(points, dtype=np.float64).reshape(-1, 2), np.array(classes, dtype=np.int64)

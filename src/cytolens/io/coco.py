@@ -15,7 +15,6 @@ differs from the stem (other COCO tools ignore extra keys).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path, PurePosixPath
 
@@ -23,11 +22,11 @@ import numpy as np
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
-from cytolens.io.atomic import write_text
 from cytolens.io.images import image_size
+from cytolens.io.json_files import read_json, write_json
 from cytolens.io.paths import output_file, portable_path, resolve_path
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames, clean_boxes
+from cytolens.io.validation import ClassNames, check_number, clean_boxes, stated_size
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +37,7 @@ ID_KEY = "cytolens_id"
 
 
 def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(path, "COCO JSON file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot parse JSON ({error})") from None
+    data = read_json(path, "COCO JSON file")
     if isinstance(data, list):
         raise DataError(path, "this is a COCO results list (no images or categories); give the dataset JSON")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -52,6 +46,9 @@ def _load(path: Path) -> dict:
         entries = data.get(key, [])
         if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
             raise DataError(path, f"'{key}' is not a list of objects")
+        for number, entry in enumerate(entries, start=1):
+            if not isinstance(entry.get("id"), int | str | None) or isinstance(entry.get("id"), bool):
+                raise DataError(path, f"{key} entry {number}: 'id' must be an integer, not {entry.get('id')!r}")
     return data
 
 
@@ -59,7 +56,8 @@ def _category_indices(categories: list[dict], names: ClassNames, source: Path) -
     """COCO category id to class index, taking categories in the order of their ids."""
     try:
         ordered = sorted(categories, key=lambda category: category["id"])
-        return {category["id"]: names.index(category["name"], source) for category in ordered}
+        return {category["id"]: names.index(category["name"], source, f"category {category['id']}")
+                for category in ordered}
     except (KeyError, TypeError) as error:
         raise DataError(source, f"malformed category entry ({error.__class__.__name__}: {error})") from None
 
@@ -81,11 +79,12 @@ def _annotation_box(annotation: dict, source: Path) -> list[float]:
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise DataError(source, f"annotation {annotation.get('id')}: 'bbox' is not [x, y, w, h]")
-    try:
-        x, y, w, h = (float(value) for value in bbox)
-    except (TypeError, ValueError):
-        raise DataError(source, f"annotation {annotation.get('id')}: 'bbox' holds a non-number") from None
+    x, y, w, h = (check_number(value, f"annotation {annotation.get('id')}: 'bbox' value", source) for value in bbox)
     return [x, y, x + w, y + h]
+
+
+def _score(annotation: dict, source: Path) -> float:
+    return check_number(annotation.get("score"), f"annotation {annotation.get('id')}: 'score'", source)
 
 
 def read(path: Path, classes: list[str] | None = None) -> Dataset:
@@ -109,7 +108,7 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     objects: dict[object, list[dict]] = {entry.get("id"): [] for entry in entries}
     for annotation in data.get("annotations", []):
         for key, known in (("image_id", objects), ("category_id", category_index)):
-            if annotation.get(key) not in known:
+            if isinstance(annotation.get(key), list | dict) or annotation.get(key) not in known:
                 raise DataError(path, f"annotation {annotation.get('id')} has unknown {key} {annotation.get(key)!r}")
         objects[annotation["image_id"]].append(annotation)
     scored = [("score" in annotation) for annotation in data.get("annotations", [])]
@@ -118,15 +117,14 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     images = []
     for entry, image_id in zip(entries, ids, strict=True):
         image_path = resolve_path(entry["file_name"], folder, folder / "images")
-        width, height = int(entry.get("width") or 0), int(entry.get("height") or 0)
-        if width <= 0 or height <= 0:
-            width, height = image_size(image_path)
+        source = f"{path} (image {entry.get('file_name')})"
+        keys = (f"image {entry['file_name']!r}: 'width'", f"image {entry['file_name']!r}: 'height'")
+        width, height = stated_size((entry.get("width"), entry.get("height")), keys, path) or image_size(image_path)
         annotations = objects[entry.get("id")]
         boxes = np.array([_annotation_box(annotation, path) for annotation in annotations]).reshape(-1, 4)
         labels = np.array([category_index[annotation["category_id"]] for annotation in annotations], dtype=np.int64)
-        source = f"{path} (image {entry.get('file_name')})"
         kept, kept_labels, index = clean_boxes(boxes, labels, width, height, source)
-        scores = np.array([float(annotation["score"]) for annotation in annotations])[index] if any(scored) else None
+        scores = np.array([_score(annotation, path) for annotation in annotations])[index] if any(scored) else None
         images.append(
             AnnotatedImage(image_path, width, height, image_id, boxes=kept, box_labels=kept_labels, box_scores=scores)
         )
@@ -230,4 +228,4 @@ def write(dataset: Dataset, out: Path) -> None:
 
     """
     out = output_file(out, ".json", "annotations.json")
-    write_text(out, json.dumps(to_coco_dict(dataset, out.parent), indent=1) + "\n")
+    write_json(out, to_coco_dict(dataset, out.parent), indent=1)

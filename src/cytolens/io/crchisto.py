@@ -28,7 +28,7 @@ from cytolens.errors import DataError
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.io.point_checks import clip_points
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames
+from cytolens.io.validation import ClassNames, check_finite
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ def _load_points(path: Path) -> np.ndarray:
         raise DataError(path, f"cannot read MATLAB file ({error.__class__.__name__}: {error})") from None
     if "detection" not in content:
         raise DataError(path, "has no 'detection' variable")
-    detection = np.asarray(content["detection"], dtype=np.float64)
+    detection = np.asarray(content["detection"])
     if detection.size == 0:
         return np.zeros((0, 2))
     if detection.ndim != 2 or detection.shape[1] != 2:
         raise DataError(path, f"'detection' has shape {detection.shape}, expected (N, 2)")
-    return detection - 0.5
+    return check_finite(detection, "'detection' row", path) - 0.5
 
 
 def _image_file(folder: Path) -> Path:

@@ -21,7 +21,6 @@ class. The image of ``X.geojson`` is the file with stem ``X`` and an image suffi
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import uuid
 from collections import Counter
@@ -33,12 +32,12 @@ import numpy as np
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.errors import DataError
-from cytolens.io.atomic import write_text
 from cytolens.io.colors import class_color
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.json_files import read_json, write_json
 from cytolens.io.objects import ObjectList
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames
+from cytolens.io.validation import ClassNames, check_number
 
 CAPABILITIES = Capabilities(boxes=True, points=True, unclassified_points=True, scores=True)
 
@@ -99,65 +98,62 @@ def to_feature_collection(
 def write(dataset: Dataset, out: Path) -> None:
     """Write one ``<image_id>.geojson`` per image under ``out``."""
     for image in dataset.images:
-        write_text(out / f"{image.image_id}.geojson", json.dumps(to_feature_collection(image, dataset.classes)))
+        write_json(out / f"{image.image_id}.geojson", to_feature_collection(image, dataset.classes))
 
 
 def _features(path: Path) -> list[Any]:
     """The features of a GeoJSON file, whichever of the accepted layouts it uses."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(path, f"cannot parse JSON ({error})") from None
+    data = read_json(path, "GeoJSON file")
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        data = data.get("features") or []
+        if not isinstance(data, list):
+            raise DataError(path, "'features' is not a list")
     if isinstance(data, list):
         return data
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        return list(data.get("features") or [])
     if isinstance(data, dict) and data.get("type") == "Feature":
         return [data]
     raise DataError(path, "not GeoJSON: expected a FeatureCollection, a Feature or a list of features")
 
 
-def _class_name(properties: Mapping[str, Any]) -> str | None:
+def _class_name(properties: Mapping[str, Any], source: Path, where: str) -> Any:
+    """The class a feature names (``None`` for none); :class:`ClassNames` judges whether it can name a class."""
     classification = properties.get("classification")
     if isinstance(classification, str):
         return classification or None
     if not isinstance(classification, Mapping):
         return None
-    return classification.get("name") or ": ".join(classification.get("names") or []) or None
+    if classification.get("name") not in (None, ""):
+        return classification["name"]
+    parts = classification.get("names") or []
+    if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
+        raise DataError(source, f"{where}: classification 'names' must be a list of text, not {str(parts)[:40]!r}")
+    return ": ".join(parts) or None
 
 
-def _score(properties: Mapping[str, Any], source: Path) -> float | None:
+def _score(properties: Mapping[str, Any], source: Path, where: str) -> float | None:
     measurements = properties.get("measurements") or {}
     if isinstance(measurements, list):  # QuPath 0.2: [{"name": ..., "value": ...}, ...]
         measurements = {item.get("name"): item.get("value") for item in measurements if isinstance(item, Mapping)}
     value = measurements.get("score") if isinstance(measurements, Mapping) else None
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise DataError(source, f"score measurement is not a number: {value!r}") from None
+    return None if value is None else check_number(value, f"{where}: score measurement", source)
 
 
-def _positions(coordinates: Any) -> list[list[float]]:
+def _positions(coordinates: Any, source: Path, where: str) -> list[list[float]]:
     """The ``x, y`` positions in GeoJSON coordinates nested to any depth (point, ring, polygon, ...)."""
-    if isinstance(coordinates, list) and coordinates and isinstance(coordinates[0], int | float):
-        if len(coordinates) < 2:
-            raise TypeError(f"position {coordinates!r} has no y")
-        return [coordinates[:2]]
     if not isinstance(coordinates, list):
-        raise TypeError(f"unexpected coordinates {coordinates!r}")
-    return [position for item in coordinates for position in _positions(item)]
+        raise DataError(source, f"{where}: malformed coordinates {str(coordinates)[:40]!r}")
+    if coordinates and not isinstance(coordinates[0], list):
+        if len(coordinates) < 2:
+            raise DataError(source, f"{where}: malformed position {str(coordinates)[:40]!r}: no y")
+        return [[check_number(value, f"{where}: coordinate", source) for value in coordinates[:2]]]
+    return [position for item in coordinates for position in _positions(item, source, where)]
 
 
-def _vertices(geometry: Mapping[str, Any], source: Path) -> np.ndarray:
+def _vertices(geometry: Mapping[str, Any], source: Path, where: str) -> np.ndarray:
     """All ``x, y`` vertices of a geometry as an ``(N, 2)`` array."""
-    try:
-        vertices = np.asarray(_positions(geometry.get("coordinates")), dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError):
-        raise DataError(source, f"malformed {geometry.get('type')} coordinates") from None
+    vertices = np.asarray(_positions(geometry.get("coordinates"), source, where), dtype=np.float64).reshape(-1, 2)
     if len(vertices) == 0:
-        raise DataError(source, f"{geometry.get('type')} without coordinates")
+        raise DataError(source, f"{where}: {geometry.get('type')} without coordinates")
     return vertices
 
 
@@ -172,23 +168,25 @@ def _find_image(geojson: Path) -> Path:
 def read_file(path: Path, names: ClassNames, skipped: Counter[str]) -> AnnotatedImage:
     """Read one GeoJSON file, counting skipped features by reason in ``skipped``."""
     objects = ObjectList(path)
-    for feature in _features(path):
+    for number, feature in enumerate(_features(path), start=1):
+        where = f"feature {number}"
         if not isinstance(feature, Mapping):
-            raise DataError(path, f"a feature is not an object: {str(feature)[:40]!r}")
+            raise DataError(path, f"{where} is not an object: {str(feature)[:40]!r}")
         geometry = feature.get("geometry") or {}
         properties = feature.get("properties") or {}
         if not isinstance(geometry, Mapping) or not isinstance(properties, Mapping):
-            raise DataError(path, f"feature {feature.get('id', '')!r} has a malformed geometry or properties")
+            raise DataError(path, f"{where} has a malformed geometry or properties")
         kind = geometry.get("type")
-        name = _class_name(properties)
+        name = _class_name(properties, path, where)
         if kind in ("Point", "MultiPoint"):
-            label = names.index(name, path) if name is not None else UNCLASSIFIED
-            score = _score(properties, path)
-            for xy in _vertices(geometry, path):
+            label = names.index(name, path, where) if name is not None else UNCLASSIFIED
+            score = _score(properties, path, where)
+            for xy in _vertices(geometry, path, where):
                 objects.add_point(xy, label, score)
         elif kind in ("Polygon", "MultiPolygon") and name is not None:
-            xy = _vertices(geometry, path)
-            objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], names.index(name, path), _score(properties, path))
+            xy = _vertices(geometry, path, where)
+            label = names.index(name, path, where)
+            objects.add_box([*xy.min(axis=0), *xy.max(axis=0)], label, _score(properties, path, where))
         elif kind in ("Polygon", "MultiPolygon"):
             skipped["polygons without a class"] += 1
         else:

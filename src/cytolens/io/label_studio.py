@@ -27,7 +27,6 @@ or else from the regions' ``original_width``/``original_height``.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -41,12 +40,12 @@ import numpy as np
 from cytolens import __version__
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.errors import DataError
-from cytolens.io.atomic import write_text
 from cytolens.io.images import image_size
+from cytolens.io.json_files import read_json, write_json
 from cytolens.io.objects import ObjectList
 from cytolens.io.paths import output_file, portable_path, resolve_path
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames
+from cytolens.io.validation import ClassNames, check_number, stated_size
 
 CAPABILITIES = Capabilities(boxes=True, points=True, scores=True)
 
@@ -140,8 +139,7 @@ def to_task(
 def write(dataset: Dataset, out: Path) -> None:
     """Write all images as tasks to ``out`` (a ``.json`` file, or a folder that gets ``tasks.json``)."""
     file = output_file(out, ".json", TASKS_FILE)
-    tasks = [to_task(image, dataset.classes, relative_to=file.parent) for image in dataset.images]
-    write_text(file, json.dumps(tasks, indent=1) + "\n")
+    write_json(file, [to_task(image, dataset.classes, relative_to=file.parent) for image in dataset.images], indent=1)
 
 
 def _image_reference(task: Mapping[str, Any], source: Path) -> str:
@@ -164,70 +162,87 @@ def _find_image(reference: str, folder: Path) -> Path:
     return by_name if by_name.is_file() else found
 
 
-def _entry(task: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The first annotation not cancelled, else the first prediction, else an empty one."""
-    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    return next(iter(annotations or task.get("predictions") or []), {"result": []})
+def _objects(task: Mapping[str, Any], key: str, source: Path, where: str) -> list[Mapping[str, Any]]:
+    """The task's ``annotations`` or ``predictions``: a list of objects (absent: none)."""
+    entries = task.get(key) or []
+    if not isinstance(entries, list) or not all(isinstance(entry, Mapping) for entry in entries):
+        raise DataError(source, f"{where}: '{key}' is not a list of objects")
+    return entries
 
 
-def _percent(value: Mapping[str, Any], keys: Sequence[str], source: Path) -> np.ndarray:
-    try:
-        return np.array([float(value[key]) for key in keys]) / 100.0
-    except (KeyError, TypeError, ValueError):
-        raise DataError(source, f"region value without numeric {', '.join(keys)}: {dict(value)}") from None
+def _task_regions(task: Mapping[str, Any], source: Path, where: str) -> list[Mapping[str, Any]]:
+    """The regions of the first annotation not cancelled, else of the first prediction, else none."""
+    annotations = [a for a in _objects(task, "annotations", source, where) if not a.get("was_cancelled")]
+    entry = next(iter(annotations or _objects(task, "predictions", source, where)), {})
+    regions = entry.get("result") or []
+    if not isinstance(regions, list) or not all(isinstance(region, Mapping) for region in regions):
+        raise DataError(source, f"{where}: 'result' is not a list of region objects")
+    return regions
 
 
-def _rectangle(value: Mapping[str, Any], width: int, height: int, source: Path) -> list[float]:
+def _percent(value: Mapping[str, Any], keys: Sequence[str], source: Path, where: str) -> np.ndarray:
+    return np.array([check_number(value.get(key), f"{where}: value {key!r}", source) for key in keys]) / 100.0
+
+
+def _rectangle(value: Mapping[str, Any], width: int, height: int, source: Path, where: str) -> list[float]:
     """The pixel bounding box of a (possibly rotated) rectangle region."""
-    x, y, w, h = _percent(value, ("x", "y", "width", "height"), source) * [width, height, width, height]
-    angle = np.deg2rad(float(value.get("rotation") or 0.0))  # clockwise on screen, about the top-left corner
+    x, y, w, h = _percent(value, ("x", "y", "width", "height"), source, where) * [width, height, width, height]
+    degrees = check_number(value.get("rotation") or 0, f"{where}: value 'rotation'", source)
+    angle = np.deg2rad(degrees)  # clockwise on screen, about the top-left corner
     corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     xy = corners @ rotation.T + [x, y]
     return [*xy.min(axis=0), *xy.max(axis=0)]
 
 
-def _polygon_box(value: Mapping[str, Any], width: int, height: int, source: Path) -> list[float]:
+def _polygon_box(value: Mapping[str, Any], width: int, height: int, source: Path, where: str) -> list[float]:
     """The pixel bounding box of a polygon region."""
-    try:
-        xy = np.asarray(value.get("points"), dtype=np.float64).reshape(-1, 2) / 100.0 * [width, height]
-        return [*xy.min(axis=0), *xy.max(axis=0)]
-    except (TypeError, ValueError):
-        raise DataError(source, f"polygon region without points: {dict(value)}") from None
+    points = value.get("points")
+    if not isinstance(points, list) or not points or not all(isinstance(p, list) and len(p) == 2 for p in points):
+        raise DataError(source, f"{where}: polygon 'points' is not a list of [x, y]: {str(points)[:40]!r}")
+    xy = np.array([[check_number(v, f"{where}: polygon point", source) for v in point] for point in points])
+    xy = xy / 100.0 * [width, height]
+    return [*xy.min(axis=0), *xy.max(axis=0)]
 
 
-def _region_score(region: Mapping[str, Any], source: Path) -> float | None:
+def _region_score(region: Mapping[str, Any], source: Path, where: str) -> float | None:
     score = region.get("score")
-    try:
-        return None if score is None else float(score)
-    except (TypeError, ValueError):
-        raise DataError(source, f"region score is not a number: {score!r}") from None
+    return None if score is None else check_number(score, f"{where}: score", source)
 
 
-def read_task(task: Mapping[str, Any], source: Path, names: ClassNames, skipped: Counter[str]) -> AnnotatedImage:
-    """Read one task of the task file ``source``, counting skipped region types in ``skipped``."""
+def read_task(
+    task: Mapping[str, Any], source: Path, names: ClassNames, skipped: Counter[str], number: int = 1
+) -> AnnotatedImage:
+    """Read task ``number`` (from 1, named in errors) of the task file ``source``, counting skipped regions."""
+    where = f"task {number}"
     image_path = _find_image(_image_reference(task, source), source.parent)
-    regions = [r for r in _entry(task).get("result") or [] if isinstance(r, Mapping)]
+    regions = _task_regions(task, source, where)
+    keys = ("original_width", "original_height")
+    stated = stated_size(
+        tuple(regions[0].get(key) for key in keys) if regions else (None, None),
+        tuple(f"{where} region 1: {key!r}" for key in keys), source,
+    )
     if image_path.is_file():
         width, height = image_size(image_path)
-    elif regions and regions[0].get("original_width") and regions[0].get("original_height"):
-        width, height = int(regions[0]["original_width"]), int(regions[0]["original_height"])
+    elif stated is not None:
+        width, height = stated
     else:
-        raise DataError(source, f"image {image_path} not found and its size is not stated")
+        raise DataError(source, f"{where}: image {image_path} not found and its size is not stated")
     objects = ObjectList(source)
-    for region in regions:
+    for index, region in enumerate(regions, start=1):
         kind, value = region.get("type"), region.get("value")
         labels = value.get(kind) if kind in _LABELLED and isinstance(value, Mapping) else None
         if not labels or not isinstance(labels, list):
             skipped[f"{kind} regions" if kind not in _LABELLED else f"{kind} regions without a label"] += 1
             continue
-        label, score = names.index(labels[0], source), _region_score(region, source)
+        at = f"{where} region {index}"
+        label, score = names.index(labels[0], source, at), _region_score(region, source, at)
         if kind == "rectanglelabels":
-            objects.add_box(_rectangle(value, width, height, source), label, score)
+            objects.add_box(_rectangle(value, width, height, source, at), label, score)
         elif kind == "keypointlabels":
-            objects.add_point(_percent(value, ("x", "y"), source) * [width, height], label, score)
+            objects.add_point(_percent(value, ("x", "y"), source, at) * [width, height], label, score)
         else:
-            objects.add_box(_polygon_box(value, width, height, source), label, score)
+            objects.add_box(_polygon_box(value, width, height, source, at), label, score)
     return objects.to_image(image_path, width, height)
 
 
@@ -239,16 +254,13 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
 
     """
     file = output_file(path, ".json", TASKS_FILE)
-    try:
-        tasks = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(file, f"cannot read Label Studio JSON ({error.__class__.__name__}: {error})") from None
+    tasks = read_json(file, "Label Studio JSON file")
     tasks = [tasks] if isinstance(tasks, dict) else tasks
     if not isinstance(tasks, list) or not all(isinstance(task, Mapping) for task in tasks):
         raise DataError(file, "not a Label Studio task list (expected a JSON list of tasks)")
     names = ClassNames(classes)
     skipped: Counter[str] = Counter()
-    images = [read_task(task, file, names, skipped) for task in tasks]
+    images = [read_task(task, file, names, skipped, number) for number, task in enumerate(tasks, start=1)]
     for what, count in skipped.items():
         log.warning("%s: skipped %d %s", file, count, what)
     repeated = [key for key, count in Counter(image.image_id for image in images).items() if count > 1]

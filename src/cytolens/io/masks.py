@@ -29,6 +29,7 @@ from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.images import image_size, list_images
 from cytolens.io.registry import Capabilities
+from cytolens.io.validation import check_finite
 
 CAPABILITIES = Capabilities(boxes=True)
 
@@ -61,6 +62,10 @@ def _load_mask(path: Path) -> np.ndarray:
         mask = mask[..., 0]
     if mask.ndim != 2:
         raise DataError(path, f"mask has shape {mask.shape}; expected a 2-D mask")
+    if mask.dtype.kind not in "biuf":
+        raise DataError(path, f"mask holds {mask.dtype} values; expected integer labels")
+    if mask.dtype.kind == "f":
+        check_finite(mask, "mask row", path)
     if mask.dtype.kind == "f" and not np.array_equal(mask, np.round(mask)):
         raise DataError(path, f"mask holds fractional {mask.dtype} values; expected integer labels")
     if mask.min(initial=0) < 0:

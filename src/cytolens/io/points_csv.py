@@ -17,6 +17,7 @@ convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ from cytolens.io.images import image_size
 from cytolens.io.paths import output_file, portable_path, resolve_path
 from cytolens.io.point_checks import clip_points
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames
+from cytolens.io.text import read_text
+from cytolens.io.validation import ClassNames, check_number, text_number
 
 CAPABILITIES = Capabilities(points=True, unclassified_points=True, scores=True)
 
@@ -36,27 +38,21 @@ COLUMNS = ("image", "x", "y", "class")
 NAPARI_COLUMNS = ("index", "axis-0", "axis-1")
 
 
-def _number(row: dict, key: str, source: str) -> float:
-    try:
-        return float(row[key])
-    except (TypeError, ValueError):
-        raise DataError(source, f"{key} is not a number: {row[key]!r}") from None
+def _number(row: dict, key: str, source: Path, number: int) -> float:
+    return check_number(text_number(row[key].strip()), f"line {number}: {key}", source)
 
 
 def _rows(path: Path) -> tuple[list[dict], bool]:
     """The data rows of the CSV and whether it has a score column."""
-    if not path.is_file():
-        raise DataError(path, "points CSV file not found")
+    reader = csv.DictReader(io.StringIO(read_text(path, "points CSV file"), newline=""))
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [name.strip() for name in reader.fieldnames or []]
-            missing = [name for name in COLUMNS if name not in header]
-            if missing:
-                raise DataError(path, f"header lacks column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
-            reader.fieldnames = header
-            rows = list(reader)
-    except (csv.Error, UnicodeDecodeError) as error:
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in COLUMNS if name not in header]
+        if missing:
+            raise DataError(path, f"header lacks column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
+        reader.fieldnames = header
+        rows = list(reader)
+    except csv.Error as error:
         raise DataError(path, f"cannot parse CSV ({error})") from None
     return rows, "score" in header
 
@@ -74,7 +70,6 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     names = ClassNames(classes)
     grouped: dict[str, dict] = {}
     for number, row in enumerate(rows, start=2):
-        source = f"{path} line {number}"
         if None in row.values() or None in row:
             raise DataError(path, f"line {number}: wrong number of fields")
         image_name = row["image"].strip()
@@ -87,11 +82,11 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
             raise DataError(path, f"line {number}: image id {image_id!r} already names {entry['path']}")
         if not row["x"].strip() and not row["y"].strip():
             continue  # an image without points
-        entry["points"].append([_number(row, "x", source), _number(row, "y", source)])
+        entry["points"].append([_number(row, "x", path, number), _number(row, "y", path, number)])
         name = row["class"].strip()
-        entry["labels"].append(names.index(name, source) if name else UNCLASSIFIED)
+        entry["labels"].append(names.index(name, path, f"line {number}") if name else UNCLASSIFIED)
         if has_scores:
-            entry["scores"].append(_number(row, "score", source))
+            entry["scores"].append(_number(row, "score", path, number))
     images = []
     for image_id, entry in grouped.items():
         width, height = image_size(entry["path"])

@@ -131,6 +131,29 @@ def check_finite(values: Any, what: str, source: str | Path) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def stated_size(values: tuple[Any, Any], names: tuple[str, str], source: str | Path) -> tuple[int, int] | None:
+    """The image size an annotation file states, or ``None`` when it states none.
+
+    Args:
+        values: The width and height as read (``None`` when absent; a text format passes them
+            through :func:`text_number`).
+        names: How the messages name them (``"<size><width>"``, ``"image 'a.png': 'width'"``...).
+        source: The file.
+
+    Returns:
+        ``(width, height)``, or ``None`` when either is absent or 0 (the size is then read from the image).
+
+    Raises:
+        DataError: If a value is not a whole number >= 0.
+
+    """
+    if None in values:
+        return None
+    width, height = (check_number(value, name, source, low=0, integer=True)
+                     for value, name in zip(values, names, strict=True))
+    return (width, height) if width and height else None
+
+
 def _class_name_problem(name: Any) -> str | None:
     """What makes ``name`` unfit to name a class (not text, blank, a control character), or ``None``."""
     if not isinstance(name, str):

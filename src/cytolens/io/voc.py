@@ -20,19 +20,18 @@ from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.io.licence import read_licence
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames, clean_boxes
+from cytolens.io.text import read_text
+from cytolens.io.validation import ClassNames, check_number, clean_boxes, stated_size, text_number
 
 CAPABILITIES = Capabilities(boxes=True)
 
 
-def _number(node: ET.Element, tag: str, source: Path) -> float:
+def _number(node: ET.Element, tag: str, source: Path, where: str) -> float:
+    """The finite number held by ``node``'s child ``tag``; ``where`` (``"object 2"``) is named in errors."""
     child = node.find(tag)
     if child is None or child.text is None:
-        raise DataError(source, f"<{tag}> is missing")
-    try:
-        return float(child.text)
-    except ValueError:
-        raise DataError(source, f"<{tag}> is not a number: {child.text!r}") from None
+        raise DataError(source, f"{where}: <{tag}> is missing")
+    return check_number(text_number(child.text.strip()), f"{where}: <{tag}>", source)
 
 
 def _find_image(root: Path, xml_root: ET.Element, stem: str) -> Path:
@@ -53,19 +52,18 @@ def read_annotation(xml_path: Path, root: Path, names: ClassNames) -> AnnotatedI
     except (ET.ParseError, OSError) as error:
         raise DataError(xml_path, f"cannot parse XML ({error})") from None
     image_path = _find_image(root, xml_root, xml_path.stem)
-    size = xml_root.find("size")
-    if size is not None and size.findtext("width") and float(size.findtext("width") or 0) > 0:
-        width, height = int(_number(size, "width", xml_path)), int(_number(size, "height", xml_path))
-    else:
-        width, height = image_size(image_path)
+    texts = [(xml_root.findtext(f"size/{tag}") or "").strip() or None for tag in ("width", "height")]
+    size = stated_size((text_number(texts[0]), text_number(texts[1])), ("<size><width>", "<size><height>"), xml_path)
+    width, height = size or image_size(image_path)
     boxes, labels = [], []
-    for obj in xml_root.iter("object"):
+    for number, obj in enumerate(xml_root.iter("object"), start=1):
+        where = f"object {number}"
         box = obj.find("bndbox")
         if box is None:
-            raise DataError(xml_path, "<object> without <bndbox>")
-        corners = [_number(box, tag, xml_path) for tag in ("xmin", "ymin", "xmax", "ymax")]
+            raise DataError(xml_path, f"{where}: <object> without <bndbox>")
+        corners = [_number(box, tag, xml_path, where) for tag in ("xmin", "ymin", "xmax", "ymax")]
         boxes.append([value - 1 for value in corners])
-        labels.append(names.index((obj.findtext("name") or "").strip(), xml_path))
+        labels.append(names.index((obj.findtext("name") or "").strip(), xml_path, where))
     kept, kept_labels, _ = clean_boxes(np.array(boxes), np.array(labels), width, height, xml_path)
     return AnnotatedImage(image_path, width, height, xml_path.stem, boxes=kept, box_labels=kept_labels)
 
@@ -86,7 +84,7 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         raise DataError(annotations, "no .xml annotation files")
     splits = {}
     for split_file in sorted((path / "ImageSets" / "Main").glob("*.txt")):
-        lines = [line.split() for line in split_file.read_text().splitlines() if line.strip()]
+        lines = [line.split() for line in read_text(split_file, "split list").splitlines() if line.strip()]
         if "_" in split_file.stem and lines and len(lines[0]) == 2:
             continue  # per-class lists (``<class>_<split>.txt``: id and flag) are not splits
         splits[split_file.stem] = [fields[0] for fields in lines]
