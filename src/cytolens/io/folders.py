@@ -6,23 +6,22 @@ Used by cell-crop datasets such as erythrocytesIDB (``circular``, ``elongated``,
 ``image_id = "<class>/<stem>"``; there are no coordinates, so no convention to convert. Classes are
 the sorted folder names unless a class order is given. Hidden folders and non-image files are ignored.
 
-Writing is the one place where cytolens copies images (the format is nothing but images in folders):
-each image is copied (with its timestamps, like :func:`shutil.copy2`) into the folder of each of its
-image labels, as ``<last part of image_id><suffix>``. Images without an image label cannot be
-written and are skipped with a warning.
+Writing places each image (the format is nothing but images in folders) into the folder of each of
+its image labels, as ``<last part of image_id><suffix>``, by :func:`~cytolens.io.paths.link_or_copy`:
+a hard link when the file system allows, else a copy with its timestamps. Images without an image
+label cannot be written and are skipped with a warning.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
-from cytolens.io.atomic import atomic_write
 from cytolens.io.images import image_size, list_images
 from cytolens.io.licence import read_licence
+from cytolens.io.paths import link_or_copy
 from cytolens.io.registry import Capabilities
 from cytolens.io.validation import ClassNames
 
@@ -59,22 +58,17 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     return Dataset(names.names, images, {}, path.name, read_licence(path))
 
 
-def _copy(source: Path, target: Path) -> None:
-    """Copy a file with its timestamps and permissions, atomically."""
-    if target.exists() and target.resolve() == source.resolve():
-        return
-    with atomic_write(target, "wb") as handle, source.open("rb") as original:
-        shutil.copyfileobj(original, handle)
-    shutil.copystat(source, target)
-
-
 def write(dataset: Dataset, out: Path) -> None:
-    """Copy every image into ``out/<class>/`` for each of its image labels.
+    """Place every image in ``out/<class>/`` for each of its image labels (hard link, else copy).
 
     Raises:
-        DataError: If an image file is missing, or two images would get the same file name in a folder.
+        DataError: If an image file is missing, a class name cannot be a folder name, or two images would
+            get the same file name in a folder.
 
     """
+    for name in dataset.classes:
+        if name in (".", "..") or "/" in name or "\\" in name:
+            raise DataError(out, f"class name {name!r} cannot be a folder name")
     written: dict[Path, AnnotatedImage] = {}
     unlabelled = 0
     for image in dataset.images:
@@ -83,9 +77,7 @@ def write(dataset: Dataset, out: Path) -> None:
             target = out / dataset.classes[label] / f"{image.image_id.rsplit('/', 1)[-1]}{image.path.suffix}"
             if target in written:
                 raise DataError(target, f"images {written[target].image_id!r} and {image.image_id!r} share this name")
-            if not image.path.is_file():
-                raise DataError(image.path, "image file not found")
-            _copy(image.path, target)
+            link_or_copy(image.path, target)
             written[target] = image
     for name in dataset.classes:
         (out / name).mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,13 @@
-"""How annotation files name image files: relative to the annotation file's folder, or absolute."""
+"""Image files of annotation datasets: how annotation files name them, and how writers place them in ``out``."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+
+from cytolens.errors import DataError
+from cytolens.io.atomic import atomic_write
 
 
 def portable_path(path: Path, folder: Path) -> str:
@@ -36,3 +41,36 @@ def resolve_path(name: str, *folders: Path) -> Path:
 def output_file(out: Path, suffix: str, default_name: str) -> Path:
     """The file a single-file writer writes: ``out`` if it ends in ``suffix``, else ``out / default_name``."""
     return out if out.suffix.lower() == suffix and not out.is_dir() else out / default_name
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Place the image ``source`` at ``target``: a hard link when the file system allows one, else a copy.
+
+    A hard link takes no space and, unlike a symbolic link, stays valid when ``source`` is moved or
+    deleted; it is the same file, so editing one in place edits the other. A copy keeps the
+    timestamps and permissions (as :func:`shutil.copy2`). Either way ``target`` is made under a
+    temporary name and moved into place, replacing any file there, so it is never seen half written.
+
+    Raises:
+        DataError: If ``source`` is not a file, or ``target`` can be neither linked nor written.
+
+    """
+    if not source.is_file():
+        raise DataError(source, "image file not found")
+    if target.exists() and os.path.samefile(source, target):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.link")
+    try:
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+        return
+    except OSError:
+        temporary.unlink(missing_ok=True)  # other file system, or one without hard links: copy
+    try:
+        with atomic_write(target, "wb") as handle, source.open("rb") as original:
+            shutil.copyfileobj(original, handle)
+        shutil.copystat(source, target)
+    except OSError as error:
+        raise DataError(target, f"cannot copy the image {source} here ({error.strerror or error})") from None

@@ -11,25 +11,30 @@ yaml's folder), ``names`` (a list, or a ``{index: name}`` dict) and one key per 
 file is read as a split too (Ultralytics ignores it). A split value is a folder of images (searched
 recursively), an image list ``.txt`` (one path a line, relative to the list's folder), or a list of
 either. An image's label file follows the Ultralytics rule: the last ``/images/`` of its path becomes
-``/labels/`` and the suffix ``.txt``; a missing label file means an image without objects. The
-``image_id`` is the image's path inside its split folder without suffix (the stem for list entries).
+``/labels/`` and the suffix ``.txt``; a missing label file means an image without objects (a label
+path that is a folder or a broken link is an error, as is an image that is a broken link). The
+``image_id`` is the image's path inside its split folder without suffix (the stem for list entries);
+an id in several splits must name one image (the same file, a link to it, or an identical copy).
 
-Layout written by :func:`write`. Images are not copied but linked: Ultralytics finds an image's
-labels only through that path rule, so image list files pointing at the original images would need
-label files beside the originals, inside the source dataset; symbolic links under ``images/`` keep
-every output in ``out``, and Ultralytics and :func:`read` both read the result as it is::
+Layout written by :func:`write`. Ultralytics finds an image's labels only through that path rule, so
+image list files pointing at the original images would need label files beside the originals, inside
+the source dataset. Instead each image is placed under ``images/`` by
+:func:`~cytolens.io.paths.link_or_copy`: a hard link when ``out`` is on the image's file system (no
+space used and, unlike a symbolic link, still valid when the source is moved or deleted), else a copy.
+Every output is inside ``out``, and Ultralytics and :func:`read` both read the result as it is::
 
     out/data.yaml                          names, and <split>: images/<split>
-    out/images/<split>/<image_id>.<ext>    symbolic link to the original image
+    out/images/<split>/<image_id>.<ext>    hard link to (or copy of) the original image
     out/labels/<split>/<image_id>.txt
 
-An image in several splits is linked in each. Images in no split go to the split folder ``all``;
+An image in several splits is placed in each. Images in no split go to the split folder ``all``;
 when the dataset has no splits at all, ``train`` and ``val`` both name ``images/all`` (Ultralytics
 needs both), so reading it back gives splits ``train`` and ``val`` holding every image.
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
 from pathlib import Path, PurePosixPath
 
@@ -40,8 +45,10 @@ from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.paths import link_or_copy
 from cytolens.io.registry import Capabilities
-from cytolens.io.validation import ClassNames, clean_boxes
+from cytolens.io.text import read_text, read_yaml
+from cytolens.io.validation import ClassNames, check_number, clean_boxes, text_number
 
 CAPABILITIES = Capabilities(boxes=True, scores=True)
 
@@ -64,12 +71,7 @@ def label_path(image: Path) -> Path:
 
 def _load_yaml(path: Path) -> dict:
     path = path / "data.yaml" if path.is_dir() else path
-    if not path.is_file():
-        raise DataError(path, "YOLO data.yaml not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot parse YAML ({error.__class__.__name__})") from None
+    spec = read_yaml(path, "YOLO data.yaml")
     if not isinstance(spec, dict) or "names" not in spec:
         raise DataError(path, "not a YOLO data.yaml (no 'names')")
     spec["yaml_file"] = path
@@ -77,6 +79,7 @@ def _load_yaml(path: Path) -> dict:
 
 
 def _yolo_names(spec: dict) -> list[str]:
+    """The class names in index order; a name YAML read as a number (``names: [1, 2]``) is taken as its text."""
     names = spec["names"]
     if isinstance(names, dict):
         try:
@@ -85,19 +88,22 @@ def _yolo_names(spec: dict) -> list[str]:
             order = []
         if order != list(range(len(names))):
             raise DataError(spec["yaml_file"], "'names' keys must be the integers 0..N-1")
-        return [str(names[key] if key in names else names[str(key)]) for key in order]
+        names = [names[key] if key in names else names[str(key)] for key in order]
     if not isinstance(names, list):
         raise DataError(spec["yaml_file"], "'names' must be a list or an {index: name} mapping")
-    return [str(name) for name in names]
+    return [str(name) if isinstance(name, int) and not isinstance(name, bool) else name for name in names]
 
 
 def _split_images(entry: Path, source: Path, key: str) -> list[tuple[str, Path]]:
     """``(image_id, path)`` of the images a split entry names (folder, list file or image)."""
     if entry.is_dir():
-        files = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        for file in files:
+            if not file.is_file():
+                raise DataError(file, f"image file not found (broken symbolic link to {os.readlink(file)})")
         return [(p.relative_to(entry).with_suffix("").as_posix(), p) for p in files]
     if entry.suffix.lower() == ".txt" and entry.is_file():
-        lines = [line.strip() for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line.strip() for line in read_text(entry, "image list").splitlines() if line.strip()]
         files = [Path(line) if Path(line).is_absolute() else entry.parent / line for line in lines]
         return [(p.stem, p) for p in files]
     if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
@@ -122,18 +128,20 @@ def _splits(spec: dict, root: Path) -> dict[str, list[tuple[str, Path]]]:
 def _parse_labels(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Normalised ``cx, cy, w, h`` rows, YOLO class indices and scores (``None`` without a sixth column)."""
     rows, classes, scores = [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "label file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) not in (5, 6) or (scores and len(fields) == 5) or (rows and not scores and len(fields) == 6):
             raise DataError(path, f"line {number}: expected 'class cx cy w h' with the same optional score column")
-        try:
-            index, values = int(fields[0]), [float(field) for field in fields[1:]]
-        except ValueError:
-            raise DataError(path, f"line {number}: not numbers: {line.strip()!r}") from None
-        if not 0 <= index < n_classes:
-            raise DataError(path, f"line {number}: class {index} is outside 0..{n_classes - 1} of data.yaml names")
+        index = check_number(
+            text_number(fields[0]), f"line {number}: class", path,
+            low=0, high=n_classes - 1, integer=True,
+        )
+        values = [
+            check_number(text_number(field), f"line {number}: {name}", path)
+            for field, name in zip(fields[1:], ("cx", "cy", "w", "h", "score"), strict=False)
+        ]
         rows.append(values[:4])
         classes.append(index)
         scores.extend(values[4:])
@@ -141,10 +149,15 @@ def _parse_labels(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray, n
     return np.array(rows).reshape(-1, 4), np.array(classes, dtype=np.int64), np.array(scores) if has_scores else None
 
 
+def _same_image(first: Path, second: Path) -> bool:
+    """Whether two image files are one image: the same file (or links to it), or identical copies."""
+    return os.path.samefile(first, second) or filecmp.cmp(first, second, shallow=False)
+
+
 def _read_image(image_id: str, path: Path, class_index: np.ndarray) -> AnnotatedImage:
     width, height = image_size(path)
     labels = label_path(path)
-    if not labels.is_file():
+    if not labels.exists() and not labels.is_symlink():
         return AnnotatedImage(path, width, height, image_id)
     rows, yolo_classes, scores = _parse_labels(labels, len(class_index))
     cx, cy, w, h = rows.T * np.array([[width], [height], [width], [height]])
@@ -176,9 +189,9 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         for image_id, image_path in members:
             if image_id not in images:
                 images[image_id] = _read_image(image_id, image_path, class_index)
-            elif images[image_id].path.resolve() != image_path.resolve():
+            elif not _same_image(images[image_id].path, image_path):
                 first = images[image_id].path
-                raise DataError(yaml_file, f"image id {image_id!r} names two files: {first} and {image_path}")
+                raise DataError(yaml_file, f"image id {image_id!r} names two different files: {first} and {image_path}")
         splits[split] = [image_id for image_id, _ in members]
     if not images:
         raise DataError(yaml_file, "names no images")
@@ -190,20 +203,6 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         for image in images.values():
             image.box_scores = image.box_scores if image.box_scores is not None else np.zeros(0)
     return Dataset(names.names, list(images.values()), splits, root.name)
-
-
-def _link(target: Path, link: Path) -> None:
-    """Make ``link`` a symbolic link to ``target``, replacing any file there, atomically."""
-    if not target.is_file():
-        raise DataError(target, "image file not found (a YOLO dataset links to its images)")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    temporary = link.with_name(f".{link.name}.link")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.symlink(target.resolve(), temporary)
-        os.replace(temporary, link)
-    except OSError as error:
-        raise DataError(link, f"cannot create a symbolic link to the image ({error.strerror})") from None
 
 
 def _label_lines(image: AnnotatedImage) -> str:
@@ -218,10 +217,10 @@ def _label_lines(image: AnnotatedImage) -> str:
 
 
 def write(dataset: Dataset, out: Path) -> None:
-    """Write ``out/data.yaml``, ``out/labels/<split>/`` and links ``out/images/<split>/`` (see the module doc).
+    """Write ``out/data.yaml``, ``out/labels/<split>/`` and the images ``out/images/<split>/`` (see the module doc).
 
     Raises:
-        DataError: If an image file is missing or cannot be linked.
+        DataError: If an image file is missing or can be neither linked nor copied.
 
     """
     members = {split: list(ids) for split, ids in dataset.splits.items()}
@@ -235,7 +234,7 @@ def write(dataset: Dataset, out: Path) -> None:
             image = by_id.get(image_id)
             if image is None:
                 continue
-            _link(image.path, out / "images" / split / f"{image_id}{image.path.suffix}")
+            link_or_copy(image.path, out / "images" / split / f"{image_id}{image.path.suffix}")
             write_text(out / "labels" / split / f"{image_id}.txt", _label_lines(image))
     order = sorted(members, key=lambda split: (STANDARD_SPLITS + (split,)).index(split))
     spec: dict = {split: PurePosixPath("images", split).as_posix() for split in order}
