@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 
 import numpy as np
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
-from cytolens.errors import CytolensError
+from cytolens.errors import CytolensError, DataError
+from cytolens.io.validation import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,34 @@ def _dropped(image: AnnotatedImage, caps: Capabilities) -> tuple[AnnotatedImage,
     return copy, dropped
 
 
+def _check_writable(image: AnnotatedImage) -> None:
+    """Refuse what no format may write: a coordinate or score that is not finite, an image id leading out of ``out``.
+
+    Raises:
+        DataError: Naming the image file.
+
+    """
+    for values, what in ((image.boxes, "box"), (image.box_scores, "box score"), (image.points, "point"),
+                         (image.point_scores, "point score"), (image.image_scores, "image score")):
+        if values is not None:
+            check_finite(values, what, image.path)
+    key = PurePosixPath(image.image_id)
+    if key.is_absolute() or ".." in key.parts or "\\" in image.image_id:
+        raise DataError(image.path, f"image id {image.image_id!r} would be written outside the output folder")
+
+
 def write_dataset(dataset: Dataset, out: str | Path, fmt: str) -> dict[str, int]:
     """Write ``dataset`` to ``out`` in format ``fmt``, warning about anything the format cannot hold.
 
     Returns:
         Counts of what was dropped, by kind (``boxes``, ``points``, ``unclassified points``,
         ``image labels``, ``scores``); empty when nothing was.
+
+    Raises:
+        CytolensError: If the format cannot be written.
+        DataError: If an image holds a coordinate or score that is not finite (every format would
+            write it wrongly: ``NaN`` is not JSON, Chula writes it as ``-9223372036854775808``), or its
+            image id would lead out of ``out``; nothing is written then.
 
     """
     module = format_module(fmt)
@@ -144,6 +167,7 @@ def write_dataset(dataset: Dataset, out: str | Path, fmt: str) -> dict[str, int]
     totals: dict[str, int] = {}
     kept = []
     for image in dataset.images:
+        _check_writable(image)
         copy, dropped = _dropped(image, module.CAPABILITIES)
         kept.append(copy)
         for kind, count in dropped.items():
