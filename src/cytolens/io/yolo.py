@@ -182,7 +182,9 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     root = Path(str(spec.get("path") or "."))
     root = root if root.is_absolute() else yaml_file.parent / root
     names = ClassNames(classes)
-    class_index = np.array([names.index(name, yaml_file) for name in _yolo_names(spec)], dtype=np.int64)
+    class_index = np.array(
+        [names.index(name, yaml_file, f"names[{i}]") for i, name in enumerate(_yolo_names(spec))], dtype=np.int64
+    )
     images: dict[str, AnnotatedImage] = {}
     splits = {}
     for split, members in _splits(spec, root).items():
