@@ -229,6 +229,8 @@ def test_a_value_that_is_not_a_finite_number_is_one_line_naming_the_file(
 
 
 NOT_OBJECTS = [
+    ("coco file name a number", "coco", {"image": {"file_name": 5}},
+     "images entry 1: 'file_name' must be a file name, not 5"),
     ("geojson features a mapping", "geojson", {"features": {"a": 1}}, "'features' is not a list"),
     ("geojson feature a string", "geojson", {"features": ["abc"]}, "feature 1 is not an object: 'abc'"),
     ("geojson class names numbers", "geojson",
@@ -250,6 +252,12 @@ def test_a_list_or_object_of_the_wrong_type_is_one_line_naming_the_file(
 ) -> None:
     data, file = BUILDERS[fmt](tmp_path, **faults)
     assert_one_line_error(stats(data, fmt), file, problem)
+
+
+def test_qupath_measurements_with_names_that_are_not_text_are_ignored(tmp_path: Path) -> None:
+    measurements = [{"name": [1], "value": 2}, {"name": "score", "value": 0.5}]
+    data, _ = geojson_dataset(tmp_path, [point_feature(properties={"measurements": measurements})])
+    assert read_dataset(data, "geojson").images[0].point_scores.tolist() == [0.5]
 
 
 def _name_in(fmt: str, name: Any) -> dict:

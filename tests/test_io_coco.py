@@ -124,7 +124,7 @@ def test_box_outside_is_clipped_and_empty_box_skipped_with_warnings(tmp_path: Pa
         ("{not json", "is not valid JSON at line 1 column 2"),
         ("[]", "results list"),
         ('{"annotations": []}', "no 'images' list"),
-        ('{"images": [{"id": 1}], "categories": []}', "no 'file_name'"),
+        ('{"images": [{"id": 1}], "categories": []}', "images entry 1: 'file_name' must be a file name, not None"),
         ('{"images": [], "annotations": {}}', "'annotations' is not a list"),
     ],
 )

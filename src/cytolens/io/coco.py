@@ -64,9 +64,10 @@ def _category_indices(categories: list[dict], names: ClassNames, source: Path) -
 
 def _image_ids(entries: list[dict], source: Path) -> list[str]:
     """The cytolens ids of COCO image entries: ``cytolens_id``, else the file stem (the file name if stems clash)."""
-    names = [str(entry.get("file_name", "")) for entry in entries]
-    if not all(names):
-        raise DataError(source, "an image entry has no 'file_name'")
+    names = [entry.get("file_name") for entry in entries]
+    for number, name in enumerate(names, start=1):
+        if not isinstance(name, str) or not name:
+            raise DataError(source, f"images entry {number}: 'file_name' must be a file name, not {name!r}")
     stems = [PurePosixPath(name).stem for name in names]
     fallback = stems if len(set(stems)) == len(stems) else [str(PurePosixPath(name).with_suffix("")) for name in names]
     ids = [str(entry.get(ID_KEY) or default) for entry, default in zip(entries, fallback, strict=True)]

@@ -133,7 +133,8 @@ def _class_name(properties: Mapping[str, Any], source: Path, where: str) -> Any:
 def _score(properties: Mapping[str, Any], source: Path, where: str) -> float | None:
     measurements = properties.get("measurements") or {}
     if isinstance(measurements, list):  # QuPath 0.2: [{"name": ..., "value": ...}, ...]
-        measurements = {item.get("name"): item.get("value") for item in measurements if isinstance(item, Mapping)}
+        items = [item for item in measurements if isinstance(item, Mapping) and isinstance(item.get("name"), str)]
+        measurements = {item["name"]: item.get("value") for item in items}
     value = measurements.get("score") if isinstance(measurements, Mapping) else None
     return None if value is None else check_number(value, f"{where}: score measurement", source)
 
