@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+
 from cytolens.cli.options import JsonOption
+
+log = logging.getLogger(__name__)
 
 
 def models(as_json: JsonOption = False) -> None:
-    """List the bundled models (task, classes, training data, metrics) and the architectures to train."""
+    """List the bundled models (task, classes, training data, metrics) and the architectures to train.
+
+    A bundled model file that does not load (damaged, or with unusable metadata) is left out with a warning.
+    """
     from cytolens.cli.output import print_json, print_table
+    from cytolens.errors import ModelError
     from cytolens.models.checkpoint import read_checkpoint
     from cytolens.models.registry import architectures, bundled_models
 
     bundled = []
     for name, path in bundled_models().items():
-        meta, _ = read_checkpoint(path)
+        try:
+            meta, _ = read_checkpoint(path)
+        except ModelError as error:
+            log.warning("%s; not listed", error)
+            continue
         train = (meta.get("data") or {}).get("train") or {}
         bundled.append(
             {

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from cytolens.errors import ModelError
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.checkpoint import build_described, read_checkpoint
 from cytolens.models.registry import architectures, build_architecture, bundled_models, resolve_model
 
 log = logging.getLogger(__name__)
@@ -18,11 +19,10 @@ def _task_of(architecture: str) -> str:
     return architectures()[architecture].task
 
 
-def _class_dependent_keys(meta: dict[str, Any], num_classes: int) -> set[str]:
+def _class_dependent_keys(path: Path, meta: dict[str, Any], num_classes: int) -> set[str]:
     """Tensors whose shape depends on the number of classes (the class heads): they start fresh when classes change."""
-    kwargs = {**meta["kwargs"], "weights": None}
-    one = build_architecture(meta["architecture"], num_classes, **kwargs).state_dict()
-    other = build_architecture(meta["architecture"], num_classes + 1, **kwargs).state_dict()
+    one = build_described(path, meta, num_classes).state_dict()
+    other = build_described(path, meta, num_classes + 1).state_dict()
     return {key for key, value in one.items() if value.shape != other[key].shape}
 
 
@@ -51,9 +51,10 @@ def initial_model(
     meta, state = read_checkpoint(path)
     if meta["task"] != _task_of(architecture):
         raise ModelError(f"{path}: a {meta['task']} model cannot initialise a {_task_of(architecture)} model")
-    model = build_architecture(meta["architecture"], len(classes), **{**meta["kwargs"], "weights": None})
+    model = build_described(path, meta, len(classes))
     own = model.state_dict()
-    class_dependent = set() if list(meta["classes"]) == list(classes) else _class_dependent_keys(meta, len(classes))
+    same_classes = list(meta["classes"]) == list(classes)
+    class_dependent = set() if same_classes else _class_dependent_keys(path, meta, len(classes))
     fitting = {
         k: v.float() if v.is_floating_point() else v
         for k, v in state.items()
