@@ -2,12 +2,15 @@
 
 It writes, under ``out``: ``checkpoints/`` (Lightning checkpoints for ``--resume``, the last one saved
 every epoch), ``logs/`` (CSV metrics), and ``model.pt``, the self-describing cytolens checkpoint,
-refreshed at every validation and at the end.
+refreshed at every validation and at the end. A folder holding an earlier run is continued (``resume``)
+or replaced as a whole (``exist_ok``), never mixed with a new one. Resuming reads ``last.ckpt`` through
+:func:`cytolens.models.checkpoint.load_plain`, so a planted or damaged file is refused, never run.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +19,15 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader
 
 from cytolens.data.annotations import Dataset
 from cytolens.data.spec import load_data
-from cytolens.errors import CytolensError
+from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
-from cytolens.models.checkpoint import save_checkpoint, update_metadata
+from cytolens.io.validation import check_number
+from cytolens.models.checkpoint import load_plain, save_checkpoint, update_metadata
 from cytolens.models.registry import architectures
 from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
@@ -31,6 +36,36 @@ from cytolens.training.tasks import task_components
 from cytolens.training.transfer import StageSchedule
 
 log = logging.getLogger(__name__)
+
+RUN_ENTRIES = ("checkpoints", "logs", "model.pt")
+"""What a run writes in its folder (``exist_ok`` removes them before a new run)."""
+
+
+class PlainCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, resuming through :func:`~cytolens.models.checkpoint.load_plain`.
+
+    A training checkpoint holds only tensors and plain data, so it is read with ``weights_only=True`` and its
+    zip CRCs checked: a file built to run code, or a damaged one, is refused in one line naming it.
+
+    Args:
+        module: The module being trained: the checkpoint must hold weights of the same names and shapes.
+
+    """
+
+    def __init__(self, module: pl.LightningModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        """The checkpoint at ``path`` (always read as tensors and plain data, whatever ``weights_only`` says)."""
+        checkpoint = load_plain(path)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+            raise ModelError(f"{path}: not a Lightning training checkpoint (no state_dict)")
+        expected = {key: tuple(value.shape) for key, value in self.module.state_dict().items()}
+        found = {key: tuple(getattr(value, "shape", ())) for key, value in checkpoint["state_dict"].items()}
+        if found != expected:
+            raise ModelError(f"{path}: holds another model than the recipe builds; resume with the run's own recipe")
+        return checkpoint
 
 
 class ExportModel(pl.Callback):
@@ -105,6 +140,38 @@ def _accelerator(device: str) -> tuple[str, list[int] | int]:
     return chosen.type, 1
 
 
+def _check_run_folder(out: Path, resume: bool, exist_ok: bool) -> None:
+    """Refuse an ``out`` that cannot take this run: a file, an earlier run not to be continued or replaced...
+
+    Raises:
+        CytolensError: If ``resume`` and ``exist_ok`` are both asked for.
+        DataError: Naming ``out``, if it is a file, or is not empty while neither ``resume`` nor ``exist_ok``
+            is given; naming ``last.ckpt`` if ``resume`` finds none.
+
+    """
+    if resume and exist_ok:
+        raise CytolensError("resume continues the earlier run and exist-ok replaces it: ask for one of them")
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "is a file, not a run folder")
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise DataError(last, "nothing to resume from")
+    if not (resume or exist_ok) and out.is_dir() and any(out.iterdir()):
+        if any((out / name).exists() for name in RUN_ENTRIES):
+            raise DataError(out, "holds an earlier run; use --resume to continue it or --exist-ok to replace it")
+        raise DataError(out, "is not empty; choose a new or empty run folder, or --exist-ok to write into it")
+
+
+def _remove_earlier_run(out: Path) -> None:
+    """Remove the files of an earlier run from ``out`` (a symbolic link is removed, not followed)."""
+    for name in RUN_ENTRIES:
+        entry = out / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+
+
 def train(
     recipe: Recipe,
     out: str | Path,
@@ -112,6 +179,7 @@ def train(
     device: str = "auto",
     max_steps: int = -1,
     progress: bool = True,
+    exist_ok: bool = False,
 ) -> Path:
     """Train a model as ``recipe`` says and write its checkpoint to ``out/model.pt``.
 
@@ -120,14 +188,22 @@ def train(
         out: Output folder.
         resume: Continue from ``out/checkpoints/last.ckpt`` after an interruption.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        max_steps: Stop after this many optimizer steps (for smoke tests); -1 for the recipe's epochs.
+        max_steps: Stop after this many optimizer steps (for smoke tests), at least 1; -1 for the recipe's epochs.
         progress: Show a progress bar.
+        exist_ok: Replace an earlier run in ``out`` (its ``checkpoints/``, ``logs/`` and ``model.pt`` are removed
+            once the data and model are ready); without it (or ``resume``) a non-empty ``out`` is refused.
 
     Returns:
         The path of the exported model checkpoint.
 
+    Raises:
+        CytolensError: If the recipe, ``max_steps`` or the run folder cannot be used (see :func:`_check_run_folder`).
+
     """
     out = Path(out)
+    if max_steps != -1:  # -1: no limit
+        max_steps = check_number(max_steps, "max_steps (-1: no limit)", low=1, integer=True)
+    _check_run_folder(out, resume, exist_ok)
     if recipe.keep not in ("last", "best"):
         raise CytolensError(f"recipe keep={recipe.keep!r}: use 'last' or 'best'")
     known = architectures(recipe.task)
@@ -174,17 +250,26 @@ def train(
         },
         "metrics": {},
     }
+    if exist_ok:
+        _remove_earlier_run(out)
     monitor = components.monitor
     exporter = ExportModel(out / "model.pt", meta, monitor, keep_best=recipe.keep == "best")
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages),
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}", save_last=True, every_n_epochs=1),
+        # no "last-v1.ckpt" beside last.ckpt (as when a run folder was moved): the folder holds this run only
+        ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="{epoch}",
+            save_last=True,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        ),
         exporter,
     ]
     if recipe.ema_decay:
         callbacks.append(WarmEMA(recipe.ema_decay))
     if recipe.patience and val_loader is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=recipe.patience))
+        callbacks.append(EarlyStopping(monitor, mode="max", patience=recipe.patience, check_on_train_epoch_end=False))
     accelerator, devices = _accelerator(device)
     trainer = pl.Trainer(
         max_epochs=recipe.epochs,
@@ -199,13 +284,11 @@ def train(
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
+        plugins=[PlainCheckpointIO(module)],
     )
     last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise CytolensError(f"{last}: nothing to resume from")
     started = time.monotonic()
-    # Resuming reads this run's own Lightning checkpoint (optimizer and loop state), not a model from elsewhere.
-    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=False)
+    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
     exporter.meta["training_minutes"] = round((time.monotonic() - started) / 60, 1)
     exporter.finish(module)
     return out / "model.pt"
