@@ -6,7 +6,8 @@ boxes back to image pixels) are torchvision's own code, so the only difference f
 the network's arithmetic (outputs within about 1e-5). The network part (backbone + FPN + head) is exported
 with ``torch.onnx.export(..., dynamo=False)`` for one padded input size (height x width; the batch size is
 free) and cached as ``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on
-first use, never downloaded. Exporting needs the ``onnx`` package; running needs ``onnxruntime``.
+first use (and again when the cached file does not load), written atomically, never downloaded. Exporting
+needs the ``onnx`` package; running needs ``onnxruntime``.
 """
 
 from __future__ import annotations
@@ -115,24 +116,31 @@ class OnnxFCOS:
         self._sessions: dict[tuple[int, int], Any] = {}
         self._strides = network.backbone.body.feature_info.reduction()
 
-    def _load(self, height: int, width: int) -> Any:
+    def _session(self, model: bytes | str) -> Any:
+        """An ONNX Runtime session for an ONNX model (its bytes or its file)."""
         import onnxruntime as ort
 
-        path = cache_dir() / f"{self.key}-{height}x{width}-opset{OPSET}.onnx"
-        if path.is_file():
-            model: bytes | str = str(path)
-        else:
-            log.info("exporting the network to ONNX for %dx%d inputs (once; cached in %s)", width, height, path.parent)
-            model = export_onnx(self.network, height, width)
-            try:
-                write_bytes(path, model)
-            except OSError as error:
-                log.info("could not cache the ONNX model in %s (%s); keeping it in memory", path.parent, error)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def _load(self, height: int, width: int) -> Any:
+        """The session for this input size: from the cache, or exported (and cached) when absent or unloadable."""
+        path = cache_dir() / f"{self.key}-{height}x{width}-opset{OPSET}.onnx"
+        if path.is_file():
+            try:
+                return self._session(str(path))
+            except Exception as error:  # ONNX Runtime raises its own error types for a truncated or damaged file
+                log.warning("%s: cached ONNX model does not load (%s); exporting it again", path, type(error).__name__)
+        log.info("exporting the network to ONNX for %dx%d inputs (once; cached in %s)", width, height, path.parent)
+        model = export_onnx(self.network, height, width)
+        try:
+            write_bytes(path, model)  # atomic: the cache never holds a half-written file of ours
+        except OSError as error:
+            log.info("could not cache the ONNX model in %s (%s); keeping it in memory", path.parent, error)
+        return self._session(model)
 
     def session(self, height: int, width: int) -> Any:
         """The ONNX Runtime session for padded inputs of this size, or ``None`` when the export failed."""
