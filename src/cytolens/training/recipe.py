@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import yaml
-
-from cytolens.errors import DataError
+from cytolens.errors import CytolensError, DataError
+from cytolens.io.registry import FORMATS
+from cytolens.io.text import read_yaml
+from cytolens.io.validation import check_number
+from cytolens.models.registry import architectures
 from cytolens.training.transfer import Stage
+
+MIN_INPUT_SIZE = 32
+"""Smallest training input side (crop size, stage ``max_size``): the networks' coarsest stride."""
 
 
 @dataclass
@@ -104,40 +111,180 @@ class Recipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str | Path = "recipe") -> Recipe:
-        """Build from plain data, rejecting unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DataError(source, f"unknown recipe keys: {', '.join(unknown)}")
-        values = dict(values)
-        for item in fields(cls):
-            value = values.get(item.name)
-            if isinstance(value, str) and item.type in ("float", "float | None"):
-                try:
-                    values[item.name] = float(value)  # YAML reads 1e-3 as a string
-                except ValueError:
-                    raise DataError(source, f"{item.name} must be a number, not {value!r}") from None
-        if "stages" in values:
-            try:
-                values["stages"] = [Stage(**stage) if isinstance(stage, dict) else stage for stage in values["stages"]]
-            except TypeError as error:
-                raise DataError(source, f"bad stage ({error}); a stage has freeze_blocks, epochs, max_size") from None
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any], source: str | Path | None = None) -> Recipe:
+        """Build from plain data, checking every value (see :func:`checked_values`).
+
+        Args:
+            values: Recipe keys and values (stages as mappings or :class:`Stage`).
+            source: The recipe file, named in errors; ``None`` when the values come from elsewhere.
+
+        Raises:
+            DataError: If a key is unknown or a value is unusable, naming ``source``.
+            CytolensError: Likewise when ``source`` is ``None``.
+
+        """
+        return cls(**checked_values(values, source))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
-        """Load a recipe YAML file; relative ``data`` and ``aux_data`` paths are taken relative to the file."""
+        """Load a recipe YAML file; relative ``data`` and ``aux_data`` paths are taken relative to the file.
+
+        Raises:
+            DataError: Naming the file, if it cannot be read as YAML or a key or value is unusable.
+
+        """
         path = Path(path)
-        if not path.is_file():
-            raise DataError(path, "recipe file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise DataError(path, f"invalid YAML ({str(error).splitlines()[0]})") from None
+        values = read_yaml(path, "recipe") or {}
         if not isinstance(values, dict):
             raise DataError(path, "a recipe must be a mapping of recipe keys to values")
         for key in ("data", "aux_data"):
-            if values.get(key) and not Path(values[key]).is_absolute():
+            if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
                 values[key] = str((path.parent / values[key]).resolve())
         return cls.from_dict(values, path)
+
+
+_NUMBERS: dict[str, dict[str, Any]] = {
+    "batch_size": {"integer": True, "low": 1},
+    "lr": {"low": 0, "low_open": True},
+    "weight_decay": {"low": 0},
+    "warmup_steps": {"integer": True, "low": 0},
+    "pretrained_lr_factor": {"low": 0},
+    "grad_clip": {"low": 0},
+    "ema_decay": {"low": 0, "high": 1, "high_open": True},
+    "val_every": {"integer": True, "low": 1},
+    "patience": {"integer": True, "low": 1},
+    "seed": {"integer": True, "low": 0, "high": 2**32 - 1},
+    "score_threshold": {"low": 0, "high": 1},
+    "num_workers": {"integer": True, "low": 0},
+    "aux_scale": {"low": 0, "low_open": True},
+    "aux_weight": {"low": 0},
+    "proximity_d": {"low": 0, "low_open": True},
+    "proximity_a": {"low": 0, "low_open": True},
+    "loss_lambda": {"low": 0},
+    "crop_size": {"integer": True, "low": MIN_INPUT_SIZE},
+    "class_weight": {"low": 0},
+    "match_radius": {"low": 0, "low_open": True},
+    "min_distance": {"integer": True, "low": 1},
+}
+"""Ranges of the numeric recipe keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
+_OPTIONAL_NUMBERS = ("patience",)
+_TEXT = ("data", "init")
+_OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split")
+_FORMATS = ("format", "aux_format")
+_STAGE_NUMBERS: dict[str, dict[str, Any]] = {
+    "freeze_blocks": {"integer": True, "low": 0},
+    "epochs": {"integer": True, "low": 1},
+    "max_size": {"integer": True, "low": MIN_INPUT_SIZE},
+}
+_KEEP = ("last", "best")
+
+
+def _refuse(source: str | Path | None, problem: str) -> NoReturn:
+    if source is None:
+        raise CytolensError(problem)
+    raise DataError(source, problem)
+
+
+def _stages(value: Any, source: str | Path | None) -> list[Stage]:
+    if not isinstance(value, list) or not value:
+        _refuse(source, f"stages must be a non-empty list of stages, not {value!r}")
+    stages = []
+    for index, stage in enumerate(value, 1):
+        stage = asdict(stage) if isinstance(stage, Stage) else stage
+        if not isinstance(stage, dict) or "epochs" not in stage or set(stage) - set(_STAGE_NUMBERS):
+            _refuse(source, f"stage {index} must be a mapping of freeze_blocks, epochs, max_size, not {stage!r}")
+        numbers = {
+            key: check_number(number, f"stage {index} {key}", source, **_STAGE_NUMBERS[key])
+            for key, number in stage.items()
+            if number is not None or key != "max_size"
+        }
+        stages.append(Stage(**{"freeze_blocks": 0, **numbers}))
+    return stages
+
+
+def _kwargs(value: Any, architecture: str, task: str, source: str | Path | None) -> dict[str, Any]:
+    """Builder arguments checked against the builder's signature: known names, values of its defaults' types."""
+    if not isinstance(value, dict):
+        _refuse(source, f"kwargs must be a mapping of {architecture} builder arguments, not {value!r}")
+    parameters = inspect.signature(architectures(task)[architecture].builder).parameters
+    known = {name: p.default for name, p in parameters.items() if name not in ("num_classes", "weights")}
+    checked = {}
+    for key, given in value.items():
+        if key not in known:
+            _refuse(source, f"kwargs: {architecture} takes no argument {key!r} (it takes {', '.join(known)})")
+        default = known[key]
+        if isinstance(default, bool) and not isinstance(given, bool):
+            _refuse(source, f"kwargs {key} must be true or false, not {given!r}")
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            given = check_number(given, f"kwargs {key}", source, low=0, integer=isinstance(default, int))
+        if isinstance(default, str) and not isinstance(given, str):
+            _refuse(source, f"kwargs {key} must be text, not {given!r}")
+        if isinstance(default, tuple):
+            if not isinstance(given, list | tuple) or not given:
+                _refuse(source, f"kwargs {key} must be a list of numbers, not {given!r}")
+            given = [check_number(item, f"kwargs {key}", source, low=1, integer=True) for item in given]
+        checked[key] = given
+    return checked
+
+
+def checked_values(values: dict[str, Any], source: str | Path | None = None) -> dict[str, Any]:
+    """Recipe values with every key known and every value usable: the one check of recipes, wherever they come from.
+
+    Numbers go through :func:`~cytolens.io.validation.check_number` with the ranges of :data:`_NUMBERS`
+    (a string float such as ``1e-3``, which YAML 1.1 reads as text, is taken as its number); flags must be
+    real booleans; ``task``, ``architecture`` and ``kwargs`` are checked against the architecture registry,
+    formats against the format registry.
+
+    Args:
+        values: Recipe keys and values.
+        source: The recipe file, named in errors (``None``: the errors name no file).
+
+    Returns:
+        The values, numbers as ``int`` or ``float``, stages as :class:`Stage`.
+
+    Raises:
+        DataError: If a key is unknown or a value unusable, naming ``source``.
+        CytolensError: Likewise when ``source`` is ``None``.
+
+    """
+    known = {item.name for item in fields(Recipe)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        _refuse(source, f"unknown recipe keys: {', '.join(map(str, unknown))}")
+    values = dict(values)
+    defaults = asdict(Recipe())
+    task = values.get("task", defaults["task"])
+    tasks = sorted({architecture.task for architecture in architectures().values()})
+    if task not in tasks:
+        _refuse(source, f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
+    architecture = values.get("architecture", defaults["architecture"])
+    if not isinstance(architecture, str) or architecture not in architectures(task):
+        _refuse(source, f"architecture {architecture!r} does not serve task {task!r} "
+                f"(choose: {', '.join(architectures(task))})")
+    for key, ranges in _NUMBERS.items():
+        number = values.get(key, defaults[key])
+        if number is None and key in _OPTIONAL_NUMBERS:
+            continue
+        if isinstance(number, str) and not ranges.get("integer"):
+            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 as text; other text is refused below
+                number = float(number)
+        values[key] = check_number(number, key, source, **ranges)
+    for key in (*_TEXT, *_OPTIONAL_TEXT, "keep", *_FORMATS):
+        text = values.get(key, defaults[key])
+        if not (isinstance(text, str) or (text is None and key not in (*_TEXT, "keep"))):
+            _refuse(source, f"{key} must be text, not {text!r}")
+    if values.get("keep", defaults["keep"]) not in _KEEP:
+        _refuse(source, f"keep must be one of {', '.join(_KEEP)}, not {values['keep']!r}")
+    for key in _FORMATS:
+        if values.get(key) is not None and values[key] not in FORMATS:
+            _refuse(source, f"unknown {key} {values[key]!r}; choose one of: {', '.join(FORMATS)}")
+    flag = values.get("ignore_unlabelled_cells", False)
+    if not isinstance(flag, bool):
+        _refuse(source, f"ignore_unlabelled_cells must be true or false, not {flag!r}")
+    classes = values.get("aux_classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
+        _refuse(source, f"aux_classes must be a list of class names, not {classes!r}")
+    values["kwargs"] = _kwargs(values.get("kwargs", {}), architecture, task, source)
+    if "stages" in values:
+        values["stages"] = _stages(values["stages"], source)
+    return values
