@@ -28,8 +28,9 @@ def test_ratio_split_partitions_deterministically() -> None:
     assert splits == ratio_split(IDS, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=3)  # order of input ignored
     assert splits != ratio_split(IDS, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=4)
     assert [len(ids) for ids in ratio_split(IDS, {"a": 7, "b": 3}).values()] == [72, 31]  # normalised
-    with pytest.raises(ValueError, match="non-negative"):
-        ratio_split(IDS, {"a": -1, "b": 2})
+    for bad in (-1, 0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite positive"):
+            ratio_split(IDS, {"a": bad, "b": 2})
 
 
 def test_kfold_split_partitions_and_complements() -> None:
@@ -135,14 +136,14 @@ def test_write_spec_round_trip(bccd: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("format: voc\nroot: [", "cannot read dataset spec"),
+        ("format: voc\nroot: [", "dataset spec is not valid YAML at line 2"),
         ("- a\n- b\n", "must be a YAML mapping"),
         ("format: voc\n", "root is missing"),
         ("format: nope\nroot: .\n", "unknown format 'nope'"),
         ("format: voc\nroot: .\nsplit: {}\n", "unknown key 'split'"),
         ("format: voc\nroot: .\nclasses: 3\n", "classes must be a list"),
         ("format: voc\nroot: .\nsplits: {folds: 3, ratio: {a: 1}}\n", "exactly one of lists, ratio, folds"),
-        ("format: voc\nroot: .\nsplits: {folds: many}\n", "malformed splits"),
+        ("format: voc\nroot: .\nsplits: {folds: many}\n", "splits folds must be a number, not 'many'"),
     ],
 )
 def test_malformed_spec_names_the_file(tmp_path: Path, text: str, problem: str) -> None:

@@ -9,7 +9,7 @@ A spec is a YAML file::
     # classes: {RBC: red, WBC: white, Platelets: platelet}   # or: source name -> target name
     splits:                              # optional; replaces the splits the format defines
       lists: {train: [id1, id2], val: val.txt}   # ids inline, or a text file of ids (one a line)
-      # ratio: {train: 0.7, val: 0.1, test: 0.2}  # seeded partition (fractions are normalised)
+      # ratio: {train: 0.7, val: 0.1, test: 0.2}  # seeded partition (fractions > 0, normalised)
       # folds: 5                          # fold0..fold4 (held out) and train0..train4 (the rest)
       seed: 0                            # for ratio and folds
 
@@ -35,6 +35,8 @@ from cytolens.data.splits import kfold_split, ratio_split
 from cytolens.errors import CytolensError, DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.registry import FORMATS, read_dataset
+from cytolens.io.text import read_text, read_yaml
+from cytolens.io.validation import check_number
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 """File suffixes that mark a dataset spec."""
@@ -87,10 +89,7 @@ class SplitSpec:
 
 
 def _read_id_list(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot read split list ({error.__class__.__name__})") from None
+    lines = read_text(path, "split list").splitlines()
     return [line.split()[0] for line in lines if line.strip()]
 
 
@@ -185,14 +184,35 @@ def _beside(spec_file: Path, relative: Any) -> Path:
     return Path(os.path.abspath(spec_file.parent / str(relative)))
 
 
+def _name(value: Any, what: str, path: Path) -> str:
+    """A name written in a spec: text, or a whole number read as text (YAML reads ``1`` as a number)."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise DataError(path, f"{what} must be text, not {value!r}")
+
+
 def _parse_classes(value: Any, path: Path) -> ClassMap | None:
     if value is None:
         return None
     if isinstance(value, list):
-        return [str(name) for name in value]
+        return [_name(name, "a class name", path) for name in value]
     if isinstance(value, Mapping):
-        return {str(key): str(target) for key, target in value.items()}
+        return {_name(key, "a class name", path): _name(target, "a class name", path) for key, target in value.items()}
     raise DataError(path, f"classes must be a list of names or a mapping of names, not {value!r}")
+
+
+def _parse_lists(value: Any, path: Path) -> dict[str, list[str] | Path]:
+    if not isinstance(value, Mapping):
+        raise DataError(path, f"splits lists must map split names to ids or id files, not {value!r}")
+    lists: dict[str, list[str] | Path] = {}
+    for name, ids in value.items():
+        if isinstance(ids, list):
+            lists[_name(name, "a split name", path)] = [_name(key, f"an id of split {name!r}", path) for key in ids]
+        elif isinstance(ids, str):
+            lists[_name(name, "a split name", path)] = _beside(path, ids)
+        else:
+            raise DataError(path, f"split {name!r} must be a list of ids or an id file, not {ids!r}")
+    return lists
 
 
 def _parse_splits(value: Any, path: Path) -> SplitSpec | None:
@@ -203,19 +223,19 @@ def _parse_splits(value: Any, path: Path) -> SplitSpec | None:
     given = [key for key in ("lists", "ratio", "folds") if value.get(key) is not None]
     if len(given) != 1:
         raise DataError(path, f"splits needs exactly one of lists, ratio, folds (got {', '.join(given) or 'none'})")
-    try:
-        seed = int(value.get("seed", 0))
-        if "lists" in given:
-            lists = {
-                str(name): [str(key) for key in ids] if isinstance(ids, list) else _beside(path, ids)
-                for name, ids in value["lists"].items()
-            }
-            return SplitSpec(lists=lists, seed=seed)
-        if "ratio" in given:
-            return SplitSpec(ratio={str(name): float(share) for name, share in value["ratio"].items()}, seed=seed)
-        return SplitSpec(folds=int(value["folds"]), seed=seed)
-    except (AttributeError, TypeError, ValueError) as error:
-        raise DataError(path, f"malformed splits ({error})") from None
+    seed = check_number(value.get("seed", 0), "splits seed", path, low=0, high=2**32 - 1, integer=True)
+    if "lists" in given:
+        return SplitSpec(lists=_parse_lists(value["lists"], path), seed=seed)
+    if "ratio" in given:
+        ratio = value["ratio"]
+        if not isinstance(ratio, Mapping) or not ratio:
+            raise DataError(path, f"splits ratio must map split names to fractions, not {ratio!r}")
+        shares = {
+            _name(name, "a split name", path): check_number(share, f"ratio of split {name}", path, low=0, low_open=True)
+            for name, share in ratio.items()
+        }
+        return SplitSpec(ratio=shares, seed=seed)
+    return SplitSpec(folds=check_number(value["folds"], "splits folds", path, low=2, integer=True), seed=seed)
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
@@ -226,25 +246,24 @@ def load_spec(path: str | Path) -> DatasetSpec:
 
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        message = " ".join(str(error).split())  # YAML errors span several lines
-        raise DataError(path, f"cannot read dataset spec ({error.__class__.__name__}: {message})") from None
+    content = read_yaml(path, "dataset spec")
     if not isinstance(content, Mapping):
         raise DataError(path, "a dataset spec must be a YAML mapping with format and root")
-    unknown = sorted(set(content) - set(_SPEC_KEYS))
+    unknown = sorted(set(content) - set(_SPEC_KEYS), key=str)
     if unknown:
         raise DataError(path, f"unknown key {unknown[0]!r} (known: {', '.join(_SPEC_KEYS)})")
     for key in ("format", "root"):
         if not content.get(key):
             raise DataError(path, f"{key} is missing")
-    if content["format"] not in FORMATS:
-        raise DataError(path, f"unknown format {content['format']!r}; choose one of: {', '.join(FORMATS)}")
+    fmt, root, name = content["format"], content["root"], content.get("name") or ""
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise DataError(path, f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if not isinstance(root, str):
+        raise DataError(path, f"root must be a folder or file name, not {root!r}")
     return DatasetSpec(
-        format=str(content["format"]),
-        root=_beside(path, content["root"]),
-        name=str(content.get("name") or ""),
+        format=fmt,
+        root=_beside(path, root),
+        name=_name(name, "name", path),
         classes=_parse_classes(content.get("classes"), path),
         splits=_parse_splits(content.get("splits"), path),
         source=path,

@@ -22,7 +22,7 @@ def ratio_split(ids: Iterable[str], ratios: Mapping[str, float], seed: int = 0) 
     Args:
         ids: Image ids (duplicates are ignored).
         ratios: Split name to fraction, e.g. ``{"train": 0.7, "val": 0.1, "test": 0.2}``; the
-            fractions are normalised to sum to one.
+            fractions (finite and positive) are normalised to sum to one.
         seed: Random seed.
 
     Returns:
@@ -30,12 +30,12 @@ def ratio_split(ids: Iterable[str], ratios: Mapping[str, float], seed: int = 0) 
         the rounded cumulative fractions, so they add up to the number of ids.
 
     Raises:
-        ValueError: If there is no split, a fraction is negative or all are zero.
+        ValueError: If there is no split, or a fraction is not a finite positive number.
 
     """
     fractions = np.array(list(ratios.values()), dtype=np.float64)
-    if not len(fractions) or (fractions < 0).any() or fractions.sum() <= 0:
-        raise ValueError(f"split ratios must be non-negative and not all zero, got {dict(ratios)}")
+    if not len(fractions) or not np.isfinite(fractions).all() or (fractions <= 0).any():
+        raise ValueError(f"split ratios must be finite positive numbers, got {dict(ratios)}")
     order = _shuffled(ids, seed)
     ends = np.rint(np.cumsum(fractions) / fractions.sum() * len(order)).astype(int)
     starts = np.concatenate([[0], ends[:-1]])
