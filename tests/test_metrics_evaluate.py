@@ -70,8 +70,9 @@ def test_image_labels_give_classification():
     assert as_json(result) == result
     assert {"accuracy", "auc", "sensitivity", "specificity", "h_mean", "per_class", "details"} == set(result)
     assert result["accuracy"] == 0.75 and result["auc"] == 0.75
+    unscored = Dataset(["normal", "abnormal"], [AnnotatedImage(f"{i}.png", 9, 9) for i in range(4)])
     with pytest.raises(CytolensError, match="nothing to evaluate"):
-        evaluate_datasets(Dataset(["normal", "abnormal"], []), truth)
+        evaluate_datasets(unscored, truth)
 
 
 def with_scores(dataset, keep):

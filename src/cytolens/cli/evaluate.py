@@ -21,6 +21,13 @@ from cytolens.data.annotations import Dataset
 from cytolens.metrics.numbers import is_figure
 
 
+def _above_zero(value: float | None) -> float | None:
+    """Option callback refusing a value not above 0 (Typer's ``min=`` is inclusive), with exit code 2."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value:g} is not above 0")
+    return value
+
+
 def _score(
     truth: Dataset,
     predictions: Path | None,
@@ -53,7 +60,8 @@ def _score(
         radius = cell_model.thresholds.get("radius") if radius is None else radius
         return (*evaluate_model(cell_model, truth, radius, batch_size, progress, ignore_unlabelled), radius)
     predicted = load_data(predictions, fmt=pred_format)
-    return evaluate_datasets(predicted, truth, radius, ignore_unlabelled=ignore_unlabelled), predicted, radius
+    figures = evaluate_datasets(predicted, truth, radius, ignore_unlabelled=ignore_unlabelled, source=predictions)
+    return figures, predicted, radius
 
 
 def _print_tables(result: dict[str, Any]) -> None:
@@ -80,7 +88,10 @@ def evaluate(
     fmt: FormatOption = None,
     split: SplitOption = None,
     radius: Annotated[
-        float | None, typer.Option("--radius", "-r", help="Matching radius in pixels for point detections.")
+        float | None,
+        typer.Option(
+            "--radius", "-r", callback=_above_zero, help="Matching radius in pixels (above 0) for point detections."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass (--model).")] = 1,
     device: DeviceOption = "auto",

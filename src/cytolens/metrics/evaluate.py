@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from cytolens.data.annotations import Dataset
 from cytolens.data.partial_labels import drop_unlabelled_detections
-from cytolens.errors import CytolensError
+from cytolens.errors import CytolensError, DataError
+from cytolens.io.validation import check_number
 from cytolens.metrics.boxes import box_ap
 from cytolens.metrics.classification import image_classification_metrics
 from cytolens.metrics.counting import count_metrics
@@ -30,12 +32,63 @@ def _scoring_at_least(predictions: Dataset, threshold: ScoreThreshold) -> Datase
     return replace(predictions, images=kept)
 
 
+def _named_classes(dataset: Dataset) -> set[str]:
+    """The classes that some box, point, image label or image score of ``dataset`` refers to."""
+    used: set[int] = set()
+    for image in dataset:
+        if image.image_scores is not None:
+            return set(dataset.classes)
+        used.update(int(label) for label in (*image.box_labels, *image.point_labels, *image.image_labels))
+    return {dataset.classes[label] for label in used if label >= 0}
+
+
+def _listed(names: set[str], limit: int = 5) -> str:
+    shown = sorted(names)
+    return ", ".join(shown[:limit]) + (f" ... ({len(shown)} in all)" if len(shown) > limit else "")
+
+
+def check_overlap(predictions: Dataset, truth: Dataset, source: str | Path | None = None) -> None:
+    """Refuse predictions that cannot be scored against ``truth``: no image in common, or no class in common.
+
+    Either would score every figure as 0 (or undefined) for a mismatch of names rather than of cells:
+    predictions of another dataset or split, or of a model trained on other classes.
+
+    Args:
+        predictions: The predictions.
+        truth: The ground truth.
+        source: The predictions file, named in the error (``None``: a :class:`CytolensError` without file).
+
+    Raises:
+        DataError: If no predicted image id is a ground-truth image id, or the classes the predictions
+            name (by their objects or image scores) and those the truth names are disjoint.
+        CytolensError: Likewise when ``source`` is ``None``.
+
+    """
+    problem = None
+    truth_ids = {image.image_id for image in truth}
+    predicted_ids = {image.image_id for image in predictions}
+    predicted, true = _named_classes(predictions), _named_classes(truth)
+    if truth_ids and not truth_ids & predicted_ids:
+        problem = (
+            f"the predictions share no image with the ground truth (predicted: {_listed(predicted_ids) or 'none'}; "
+            f"ground truth: {_listed(truth_ids)})"
+        )
+    elif predicted and true and not predicted & true:
+        problem = (
+            f"the predicted classes ({_listed(predicted)}) share none with the ground truth's ({_listed(true)}); "
+            "rename them with a spec's classes mapping"
+        )
+    if problem is not None:
+        raise CytolensError(problem) if source is None else DataError(source, problem)
+
+
 def evaluate_datasets(
     predictions: Dataset,
     truth: Dataset,
     radius: float | None = None,
     count_threshold: ScoreThreshold | None = None,
     ignore_unlabelled: bool = False,
+    source: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate predictions with every metric the ground truth allows, merged into one JSON-ready dict.
 
@@ -59,6 +112,7 @@ def evaluate_datasets(
             cells count neither as right nor as wrong
             (:func:`~cytolens.data.partial_labels.drop_unlabelled_detections`); ``ignored_detections`` says
             how many were left out.
+        source: Where the predictions come from (their file), named when they cannot be scored.
 
     Returns:
         The figures of :data:`TOP_LEVEL_KEYS` that apply; ``per_class`` mapping each class name to
@@ -68,10 +122,12 @@ def evaluate_datasets(
         precision-recall curves and the per-image tables.
 
     Raises:
-        CytolensError: If the truth holds points and no radius was given, or there is nothing to
-            evaluate.
+        CytolensError: If the truth holds points and no radius (or one not above 0) was given, or there is
+            nothing to evaluate.
+        DataError: If the predictions share no image or no class with the truth (see :func:`check_overlap`).
 
     """
+    check_overlap(predictions, truth, source)
     predictions = align_predictions(predictions, truth)
     has_boxes = any(len(image.boxes) for image in truth)
     has_points = any(len(image.points) for image in truth)
@@ -79,6 +135,8 @@ def evaluate_datasets(
     has_scores = any(image.image_scores is not None for image in predictions)
     if has_points and radius is None:
         raise CytolensError("the ground truth holds points: pass --radius (pixels) to match predicted points")
+    if has_points:
+        radius = check_number(radius, "radius", low=0, low_open=True)
     ignored = None
     if ignore_unlabelled and has_points:
         predictions, ignored = drop_unlabelled_detections(predictions, truth, radius)
