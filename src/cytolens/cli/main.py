@@ -37,6 +37,7 @@ from cytolens.cli.predict import predict
 from cytolens.cli.stats import stats
 from cytolens.cli.train import train
 from cytolens.errors import CytolensError
+from cytolens.io.images import DEFAULT_MAX_PIXELS
 
 VERBS = [predict, train, evaluate, models, stats, convert, examples]
 """The verb functions, in the order ``cytolens --help`` lists them."""
@@ -76,6 +77,15 @@ class _OneLineHandler(RichHandler):
         return Text.assemble((f"{record.levelname.lower()}: ", style), message_renderable)
 
 
+def _limit_pixels(ctx: typer.Context, limit: int) -> None:
+    """Apply the pixel limit of images (``--max-pixels``) until the command ends."""
+    from cytolens.io.images import max_pixels, set_max_pixels
+
+    previous = max_pixels()
+    set_max_pixels(limit)
+    ctx.call_on_close(lambda: set_max_pixels(previous))
+
+
 def _log_to_stderr(ctx: typer.Context, level: int) -> None:
     """Send the ``cytolens`` loggers' records at ``level`` and above to stderr until the command ends."""
     logger = logging.getLogger("cytolens")
@@ -107,6 +117,15 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug messages.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show progress messages.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show errors only, no warnings.")] = False,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-pixels",
+            min=0,
+            help="Refuse images larger than this many pixels (width x height), checked from the file header "
+            "before decoding; 0: no limit.",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Find, classify and count cells in microscopy images. For research use only; not for diagnosis."""
     ctx.meta[_DEBUG] = debug
@@ -117,6 +136,7 @@ def main(
     else:
         level = logging.ERROR if quiet else logging.WARNING
     _log_to_stderr(ctx, level)
+    _limit_pixels(ctx, max_pixels)
 
 
 for _verb in VERBS:

@@ -2,6 +2,11 @@
 
 Every image comes out as an ``(H, W, 3)`` ``uint8`` RGB array in the orientation a viewer shows,
 so that annotation coordinates (which refer to the displayed image) line up with pixels.
+
+An image larger than the pixel limit (width x height; :data:`DEFAULT_MAX_PIXELS` unless
+:func:`set_max_pixels` or ``cytolens --max-pixels`` changes it) is refused from its header, before
+anything is decoded: a small file can declare a huge image (a 100 KB PNG of 30,000 x 30,000 pixels
+decodes to 2.7 GB of RGB, about 10 GB at the peak).
 """
 
 from __future__ import annotations
@@ -12,10 +17,50 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cytolens.errors import DataError
+from cytolens.io.validation import check_number
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
-Image.MAX_IMAGE_PIXELS = None  # whole-slide tiles are legitimately large
+DEFAULT_MAX_PIXELS = 100_000_000
+"""The default pixel limit: 100 megapixels (about 300 MB as RGB), e.g. a 10,000 x 10,000 mosaic."""
+
+Image.MAX_IMAGE_PIXELS = None  # PIL's guard only warns below twice its limit: check_pixels applies ours instead
+
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: int) -> None:
+    """Set the pixel limit: the largest image (width x height) that :func:`read_image` decodes.
+
+    Args:
+        limit: Pixels; ``0`` removes the limit.
+
+    Raises:
+        CytolensError: If ``limit`` is not a whole number of at least 0.
+
+    """
+    global _max_pixels
+    _max_pixels = check_number(limit, "the pixel limit", low=0, integer=True)
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (``0``: none); see :func:`set_max_pixels`."""
+    return _max_pixels
+
+
+def check_pixels(path: str | Path, width: int, height: int) -> None:
+    """Refuse an image of ``width`` x ``height`` pixels (read from its header) larger than the pixel limit.
+
+    Raises:
+        DataError: Naming the file, its size and how to raise the limit.
+
+    """
+    if _max_pixels and width * height > _max_pixels:
+        raise DataError(
+            path,
+            f"{width}x{height} image ({width * height:,} pixels) exceeds the pixel limit of {_max_pixels:,}; "
+            "raise it with cytolens --max-pixels N (0: no limit)",
+        )
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -54,7 +99,10 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        array = tif.series[0].levels[0].asarray() if tif.series else tif.pages[0].asarray()
+        source = tif.series[0].levels[0] if tif.series else tif.pages[0]
+        header = source.keyframe if tif.series else source
+        check_pixels(path, header.imagewidth, header.imagelength)
+        array = source.asarray()
         tag = tif.pages[0].tags.get("Orientation")
     while array.ndim > 3:  # stacks: take the first plane
         array = array[0]
@@ -88,7 +136,8 @@ def read_image(path: str | Path) -> np.ndarray:
         16-bit data scaled to 8 bits.
 
     Raises:
-        DataError: If the file is missing or cannot be decoded.
+        DataError: If the file is missing, cannot be decoded, or is larger than the pixel limit
+            (:func:`check_pixels`).
 
     """
     path = Path(path)
@@ -98,6 +147,7 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(path)
         with Image.open(path) as pil:
+            check_pixels(path, *pil.size)
             pil = ImageOps.exif_transpose(pil)
             if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return _to_rgb(_to_uint8(np.asarray(pil)))
