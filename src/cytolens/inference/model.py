@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cytolens.errors import DataError, ModelError
+from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.sources import expand_inputs
 from cytolens.io.images import read_image
@@ -116,6 +116,35 @@ class CellModel:
             raise ModelError(f"{self.source}: cannot predict for task {self.task!r}")
         return [result.filter(score_threshold) for result in results]
 
+    def _run_each(
+        self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
+    ) -> list[Result | DataError]:
+        """:meth:`_run`, where an image that fails to process becomes its :class:`DataError` and the others run."""
+        try:
+            return self._run(batch, score_threshold, mpp)
+        except CytolensError:
+            raise
+        except Exception as error:  # torch and ONNX Runtime raise assorted types; one image must not stop a run
+            if len(batch) > 1:
+                return [item for one in batch for item in self._run_each([one], score_threshold, mpp)]
+            path = batch[0][0]
+            log.debug("%s: processing failed", path, exc_info=True)
+            message = " ".join(str(error).split())[:200]
+            return [DataError(path, f"cannot process image ({error.__class__.__name__}: {message})")]
+
+    def check_fit(self, path: str | Path, pixels: np.ndarray) -> None:
+        """Refuse an image this model cannot see at its scale (see :func:`~cytolens.inference.boxes.check_fit`).
+
+        Raises:
+            DataError: Naming ``path``, for a box model that would shrink the image too much or to nothing.
+
+        """
+        if self.task == "boxes":
+            from cytolens.inference.boxes import check_fit
+
+            height, width = pixels.shape[:2]
+            check_fit(self.network, path, width, height)
+
     def predict_iter(
         self,
         images: Sequence[str | Path | np.ndarray] | str | Path,
@@ -123,7 +152,9 @@ class CellModel:
         score_threshold: float | None = None,
         mpp: float | None = None,
     ) -> Iterator[Result | DataError]:
-        """Predict image by image, yielding a :class:`Result` or, for an unreadable image, its :class:`DataError`.
+        """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
+        read (see :func:`~cytolens.io.images.read_image`), that the model cannot see at its scale (see
+        :meth:`check_fit`) or whose processing fails; the other images still complete.
 
         Args:
             images: Image files, folders, glob patterns, or RGB arrays.
@@ -144,18 +175,18 @@ class CellModel:
         self._check_mpp(mpp)
         batch: list[tuple[Path, np.ndarray]] = []
         for path, pixels in sources:
-            if pixels is None:
-                try:
-                    pixels = read_image(path)
-                except DataError as error:
-                    yield error
-                    continue
+            try:
+                pixels = read_image(path) if pixels is None else pixels
+                self.check_fit(path, pixels)
+            except DataError as error:
+                yield error
+                continue
             batch.append((path, pixels))
             if len(batch) == batch_size:
-                yield from self._run(batch, threshold, mpp)
+                yield from self._run_each(batch, threshold, mpp)
                 batch = []
         if batch:
-            yield from self._run(batch, threshold, mpp)
+            yield from self._run_each(batch, threshold, mpp)
 
     def predict(
         self,
@@ -164,10 +195,10 @@ class CellModel:
         score_threshold: float | None = None,
         mpp: float | None = None,
     ) -> list[Result]:
-        """Predict on images; unreadable images are logged and skipped.
+        """Predict on images; images that cannot be read or processed are logged and skipped.
 
         Returns:
-            One :class:`Result` per readable image, in input order.
+            One :class:`Result` per image processed, in input order.
 
         """
         results = []
