@@ -71,8 +71,8 @@ def test_resume_continues_from_the_last_epoch(tiny_spec, tmp_path):
     torch.set_num_threads(2)
     out = tmp_path / "run"
     train(_recipe(tiny_spec, epochs=2), out, progress=False)
-    first = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    first = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     train(_recipe(tiny_spec, epochs=3), out, resume=True, progress=False)
-    resumed = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert first["epoch"] == 1 and resumed["epoch"] == 2
     assert resumed["global_step"] == first["global_step"] + 2
