@@ -81,7 +81,8 @@ def predict(
                     totals[name] += count
         finally:
             writer.close()
-            run.keep_partial()  # the tables now agree with the images done: kept in a new --out if the run failed
+            if writer.results:  # the tables agree with the images done: a new --out keeps them if the run failed
+                run.keep_partial()
     summary = {"images": len(writer.results), "failed": failed, "cells": totals, "out": str(out)}
     if as_json:
         print_json(summary)

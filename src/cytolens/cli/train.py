@@ -34,12 +34,18 @@ def train(
     aux_data: Annotated[Path | None, typer.Option("--aux-data", help="Auxiliary dataset spec (points task).")] = None,
     aux_weight: Annotated[float | None, typer.Option("--aux-weight", help="γ: loss = γ·L_target + L_aux.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (smoke tests).")] = -1,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Start afresh in an --out holding a run (its files are removed).")
+    ] = False,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Stop after N steps (smoke tests) [default: no limit].")
+    ] = None,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Train a model; writes OUT/model.pt (self-describing), OUT/checkpoints (for --resume) and OUT/logs.
 
+    --out must be new or empty unless --resume (continue its run) or --exist-ok (start afresh).
     Options override the recipe. --freeze-blocks (with --epochs for a multi-stage recipe) replaces the
     recipe's stages by one stage; --epochs alone scales every stage of the recipe in proportion.
     """
@@ -77,7 +83,14 @@ def train(
         ]
     if not values.get("data"):
         raise typer.BadParameter("give --data or a --recipe that names its data", param_hint="'--data'")
-    path = run_training(Recipe.from_dict(values), out, resume=resume, device=device, max_steps=max_steps)
+    path = run_training(
+        Recipe.from_dict(values),
+        out,
+        resume=resume,
+        exist_ok=exist_ok,
+        device=device,
+        max_steps=-1 if max_steps is None else max_steps,
+    )
     meta, _ = read_checkpoint(path)
     if as_json:
         print_json({"model": str(path), "metrics": meta.get("metrics", {})})

@@ -120,6 +120,8 @@ class OutputRun:
                 _remove(self.path)
         finally:
             self._release_lock()
+        if isinstance(exc, DataError) and exc.path.is_relative_to(self.path):  # name the file the user asked for
+            raise DataError(self.out / exc.path.relative_to(self.path), exc.problem) from None
 
     def _refuse_overlaps(self) -> None:
         """Refuse an ``out`` that would overwrite or delete an input, or the folder the user works in."""

@@ -80,16 +80,29 @@ class PredictionWriter:
         self.out.mkdir(parents=True, exist_ok=True)
 
     def add(self, result: Result, image: np.ndarray | None = None) -> None:
-        """Write the per-image outputs of ``result`` and refresh the run-level files."""
+        """Write the per-image outputs of ``result`` and refresh the run-level files.
+
+        If a per-image output cannot be written, those already written for this image are removed
+        before the error is raised, so that the files on disk and the tables cover the same images.
+        """
         stem = _unique_stem(result, self._stems)
         result.image_id = stem  # keys COCO image ids: two images named alike in different folders stay apart
-        if "overlay" in self.outputs:
-            with atomic_write(self.out / "overlays" / f"{stem}.png", "wb") as handle:
-                Image.fromarray(result.plot(image)).save(handle, format="PNG")
-        if "geojson" in self.outputs:
-            write_text(self.out / "geojson" / f"{stem}.geojson", json.dumps(result.to_geojson()))
-        if "napari" in self.outputs and result.kind == "points":
-            write_napari(Dataset(self.classes, [result.to_annotated()]), self.out / "napari")
+        written: list[Path] = []
+        try:
+            if "overlay" in self.outputs:
+                written.append(self.out / "overlays" / f"{stem}.png")
+                with atomic_write(written[-1], "wb") as handle:
+                    Image.fromarray(result.plot(image)).save(handle, format="PNG")
+            if "geojson" in self.outputs:
+                written.append(self.out / "geojson" / f"{stem}.geojson")
+                write_text(written[-1], json.dumps(result.to_geojson()))
+            if "napari" in self.outputs and result.kind == "points":
+                written.append(self.out / "napari" / f"{stem}.csv")
+                write_napari(Dataset(self.classes, [result.to_annotated()]), self.out / "napari")
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         self.results.append(result)
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
