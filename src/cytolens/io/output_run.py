@@ -14,6 +14,10 @@
   it had moved aside (killed between the two moves) is put back.
 - A run that fails with an exception changes nothing in ``OUT``, except that in a new (absent or
   empty) ``OUT`` it leaves what the caller declared consistent with :meth:`OutputRun.keep_partial`.
+  A :class:`~cytolens.errors.DataError` naming a file of the staging path is raised again naming it
+  under ``OUT``.
+
+Messages name the options of ``cytolens predict`` and ``convert`` (``--out``, ``--exist-ok``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,6 @@ class OutputRun:
         out: The output folder or file.
         exist_ok: Replace an existing, non-empty ``out`` when the run ends, instead of refusing it.
         reads: Paths the run reads (inputs); ``out`` may not be one of them, lie inside one or hold one.
-        option: The command-line option that names ``out``, for messages.
 
     Raises:
         DataError: On entering, if ``out`` exists and is not empty (without ``exist_ok``), another run is
@@ -67,9 +70,7 @@ class OutputRun:
 
     """
 
-    def __init__(
-        self, out: str | Path, *, exist_ok: bool = False, reads: Iterable[str | Path] = (), option: str = "--out"
-    ) -> None:
+    def __init__(self, out: str | Path, *, exist_ok: bool = False, reads: Iterable[str | Path] = ()) -> None:
         self.out = Path(out)
         self._target = Path(os.path.realpath(self.out))
         self.path = self._target.with_name(f".partial-{self._target.name}")
@@ -77,7 +78,6 @@ class OutputRun:
         self._lock_path = self._target.with_name(f".{self._target.name}.lock")
         self._exist_ok = exist_ok
         self._reads = [Path(path) for path in reads]
-        self._option = option
         self._lock: int | None = None
         self._replacing = False
         self._keep_partial = False
@@ -99,10 +99,8 @@ class OutputRun:
                 self._target.is_dir() and not any(self._target.iterdir())
             )
             if self._replacing and not self._exist_ok:
-                raise DataError(
-                    self.out,
-                    f"already exists and is not empty; give --exist-ok to replace it, or choose another {self._option}",
-                )
+                problem = "already exists and is not empty; give --exist-ok to replace it, or choose another --out"
+                raise DataError(self.out, problem)
         except BaseException:
             self._release_lock()
             raise
@@ -126,7 +124,7 @@ class OutputRun:
     def _refuse_overlaps(self) -> None:
         """Refuse an ``out`` that would overwrite or delete an input, or the folder the user works in."""
         if Path.cwd().resolve().is_relative_to(self._target):
-            raise DataError(self.out, f"is the current folder or holds it; choose another {self._option}")
+            raise DataError(self.out, "is the current folder or holds it; choose another --out")
         for read in self._reads:
             real = Path(os.path.realpath(read))
             if real == self._target:
@@ -137,7 +135,7 @@ class OutputRun:
                 problem = f"holds the input {read}"
             else:
                 continue
-            raise DataError(self.out, f"{problem}; choose another {self._option}")
+            raise DataError(self.out, f"{problem}; choose another --out")
 
     def _acquire_lock(self) -> None:
         """Lock ``.<name>.lock`` without waiting; the file is deleted on release, so check it is still the one."""
@@ -150,7 +148,7 @@ class OutputRun:
                     return
             except BlockingIOError:
                 os.close(fd)
-                problem = f"another cytolens run is writing it; wait for it to end or choose another {self._option}"
+                problem = "another cytolens run is writing it; wait for it to end or choose another --out"
                 raise DataError(self.out, problem) from None
             except FileNotFoundError:
                 pass  # the run holding the lock deleted the file as it ended: lock a new one
