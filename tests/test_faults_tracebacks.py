@@ -250,3 +250,19 @@ def test_evaluate_cli_names_the_predictions_file(tmp_path: Path) -> None:
         args = ["evaluate", "--data", str(tmp_path / "truth.csv"), "--format", "points",
                 "--predictions", str(tmp_path / name), "--pred-format", "points", "--radius", "5"]
         assert problem in _one_line_naming(CliRunner().invoke(app, args), tmp_path / name)
+
+
+def test_a_point_model_with_a_large_min_distance_still_tiles(tmp_path: Path) -> None:
+    """Tiles overlap by at least 2 * min_distance (a fixed 64-pixel overlap failed every image when it was 40)."""
+    import torch
+
+    from cytolens.models.checkpoint import save_checkpoint
+    from cytolens.models.registry import build_architecture
+
+    torch.manual_seed(0)
+    meta = {"task": "points", "architecture": "fcn-small", "kwargs": {}, "classes": ["a", "b"],
+            "thresholds": {"min_distance": 40, "threshold_rel": 0.3, "threshold_abs": 0.1}}
+    save_checkpoint(tmp_path / "points.pt", build_architecture("fcn-small", 2, weights=None), meta)
+    model = cytolens.load_model(tmp_path / "points.pt", device="cpu")
+    (result,) = model.predict_iter([np.zeros((900, 800, 3), np.uint8)])  # two tiles of 768 pixels per side
+    assert isinstance(result, Result) and (result.width, result.height) == (800, 900)

@@ -32,6 +32,8 @@ DEFAULT_THRESHOLDS = {"threshold_rel": 0.4, "threshold_abs": 0.1, "min_distance"
 """Decoding thresholds used when a checkpoint lacks some."""
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
 """Candidate values of ``threshold_rel`` (``ξ``) that :func:`tune_threshold_rel` tries."""
+TILE_OVERLAP = 64
+"""Default overlap (pixels) of neighbouring tiles in :func:`predict_points`, when ``2 * min_distance`` is smaller."""
 
 
 def peak_candidates(proximity: np.ndarray, min_distance: int, threshold_abs: float = 0.0) -> np.ndarray:
@@ -132,7 +134,7 @@ def predict_points(
     image: np.ndarray,
     meta: dict[str, Any],
     tile_size: int = 768,
-    overlap: int = 64,
+    overlap: int | None = None,
     device: torch.device | str = "cpu",
     path: str | Path = "",
 ) -> Result:
@@ -151,7 +153,9 @@ def predict_points(
         meta: Checkpoint metadata: ``classes`` and ``thresholds`` (``threshold_rel``, ``min_distance``,
             ``threshold_abs``; missing ones from :data:`DEFAULT_THRESHOLDS`).
         tile_size: Largest tile side (pixels); tiles are equal, evenly spread and a multiple of 32.
-        overlap: Overlap of neighbouring tiles (pixels); at least ``2 * min_distance``.
+        overlap: Overlap of neighbouring tiles (pixels); at least ``2 * min_distance``. Default: the larger
+            of :data:`TILE_OVERLAP` and ``2 * min_distance`` (so that a model with a large ``min_distance``
+            still runs).
         device: Where to run the model.
         path: The image file, for the result.
 
@@ -166,6 +170,7 @@ def predict_points(
     thresholds = {**DEFAULT_THRESHOLDS, **meta.get("thresholds", {})}
     min_distance = int(thresholds["min_distance"])
     floor = float(thresholds["threshold_abs"])
+    overlap = max(TILE_OVERLAP, 2 * min_distance) if overlap is None else overlap
     if overlap < 2 * min_distance:
         raise ValueError(f"tile overlap {overlap} must be at least 2 * min_distance ({2 * min_distance})")
     height, width = image.shape[:2]
