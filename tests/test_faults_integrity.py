@@ -139,9 +139,10 @@ def test_weights_that_are_not_tensors_are_refused(tmp_path):
 # --- ONNX cache --------------------------------------------------------------------------------------
 
 
-def test_a_truncated_onnx_cache_file_is_exported_again(tmp_path, caplog):
+def test_a_truncated_onnx_cache_file_is_exported_again(tmp_path, caplog, monkeypatch):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path / "cache"))  # this test's exports only
     path = tiny_detector(tmp_path / "model.pt")
     pixels = np.full((96, 128, 3), 200, np.uint8)
     expected = load_model(path, device="cpu", backend="onnx").predict([pixels], score_threshold=0)[0]
