@@ -169,7 +169,8 @@ def train_resumable(recipe: Any, out: Path, max_steps: int = -1) -> Path:
         resume = (out / "checkpoints" / "last.ckpt").is_file()
         log.info("%s %s (%d epochs)", "resuming" if resume else "training", out, recipe.epochs)
         start = time.perf_counter()
-        train(recipe, out, resume=resume, device="cpu", max_steps=max_steps, progress=False)
+        # a run stopped before its first checkpoint left only logs/: start it afresh
+        train(recipe, out, resume=resume, exist_ok=not resume, device="cpu", max_steps=max_steps, progress=False)
         seconds = round(time.perf_counter() - start, 1)
         log.info("trained %s in %.0f s", out, seconds)
         return {"seconds_last_session": seconds, "resumed": resume, "epochs": recipe.epochs}
