@@ -88,3 +88,14 @@ def test_list_images_sorted_and_filtered(tmp_path):
     for name in ["b.png", "a.JPG", "notes.txt"]:
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+
+
+def test_broken_symlink_is_reported_not_skipped(tmp_path):
+    from cytolens.inference.sources import expand_inputs
+
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError, match="broken symbolic link"):
+        list_images(tmp_path)
+    assert expand_inputs([tmp_path]) == [tmp_path / "gone.png"]  # predict reports it as an unreadable image
+    with pytest.raises(DataError, match="gone.png"):
+        read_image(tmp_path / "gone.png")

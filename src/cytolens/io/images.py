@@ -11,6 +11,7 @@ decodes to 2.7 GB of RGB, about 10 GB at the peak).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -184,5 +185,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """All image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """All image files directly inside ``folder``, sorted by name.
+
+    Raises:
+        DataError: If an image name is a symbolic link to nothing (it would otherwise vanish silently).
+
+    """
+    found = []
+    for path in Path(folder).iterdir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.is_symlink() and not path.exists():
+            raise DataError(path, f"image file not found (broken symbolic link to {os.readlink(path)})")
+        if path.is_file():
+            found.append(path)
+    return sorted(found)
