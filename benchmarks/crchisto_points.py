@@ -180,10 +180,10 @@ def false_positives(
             proximity, thresholds["threshold_rel"], int(thresholds["min_distance"]), thresholds["threshold_abs"]
         )
         scores = at(proximity, found)
-        pairs, _ = match_points(found, image.points, radius)
+        pairs, _ = match_points(found, image.cells.centres, radius)
         tp_scores += scores[pairs[:, 0]].tolist()
         matched_true = set(pairs[:, 1].tolist())
-        true_tree = cKDTree(image.points) if len(image.points) else None
+        true_tree = cKDTree(image.cells.centres) if len(image.cells.centres) else None
         found_tree = cKDTree(found)
         for index in np.setdiff1d(np.arange(len(found)), pairs[:, 0]):
             distance, nearest = true_tree.query(found[index]) if true_tree is not None else (np.inf, -1)
@@ -216,8 +216,8 @@ def decoding_grid(truth: Dataset, maps: dict[str, np.ndarray], floor: float, rad
             tp = fp = fn = 0
             for image in truth.images:
                 found = find_peaks(maps[image.image_id], xi, min_distance, floor)
-                pairs, _ = match_points(found, image.points, radius)
-                tp, fp, fn = tp + len(pairs), fp + len(found) - len(pairs), fn + len(image.points) - len(pairs)
+                pairs, _ = match_points(found, image.cells.centres, radius)
+                tp, fp, fn = tp + len(pairs), fp + len(found) - len(pairs), fn + len(image.cells.centres) - len(pairs)
             grid.append(
                 {
                     "threshold_rel": xi,
@@ -262,7 +262,8 @@ def gallery(
             padded = np.pad(pixels, ((half, half), (half, half), (0, 0)))
             axis = axes[row, column]
             axis.imshow(padded[y0 + half : y0 + 3 * half, x0 + half : x0 + 3 * half])
-            for points, marker, colour in ((detections[image.image_id], "x", "cyan"), (image.points, "+", "lime")):
+            marks = ((detections[image.image_id], "x", "cyan"), (image.cells.centres, "+", "lime"))
+            for points, marker, colour in marks:
                 near = np.abs(points - [fp["x"], fp["y"]]).max(axis=1) < half
                 axis.plot(points[near, 0] - x0 - 0.5, points[near, 1] - y0 - 0.5, marker, color=colour, ms=6)
             axis.plot(fp["x"] - x0 - 0.5, fp["y"] - y0 - 0.5, "o", mfc="none", color="red", ms=8)
@@ -305,7 +306,7 @@ def analyse(model_path: Path, truth: Dataset, radius: float, folder: Path) -> di
         "split": truth.name,
         "radius": radius,
         "thresholds": thresholds,
-        "true_nuclei": int(sum(len(image.points) for image in truth)),
+        "true_nuclei": int(sum(len(image.cells.centres) for image in truth)),
         "true_positives": tp,
         "false_positives": fp,
         "true_positive_proximity_median": round(float(np.median(tp_scores)), 3) if tp_scores else None,

@@ -39,6 +39,7 @@ import torch
 
 import common
 from cytolens.data.annotations import Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import SplitSpec, load_data, load_spec, write_spec
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
@@ -102,7 +103,8 @@ def scaled_bccd(out: Path, smoke: bool) -> Path:
         small = cv2.resize(pixels, None, fx=AUX_SCALE, fy=AUX_SCALE, interpolation=cv2.INTER_AREA)
         path = folder / "JPEGImages" / f"{image.image_id}.png"
         write_bytes(path, cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))[1].tobytes())
-        keep = image.box_labels == rbc
+        cells = image.cells.box_cells()
+        keep = cells.labels == rbc
         factors = [small.shape[1] / image.width, small.shape[0] / image.height] * 2
         images.append(
             dataclasses.replace(
@@ -110,8 +112,7 @@ def scaled_bccd(out: Path, smoke: bool) -> Path:
                 path=path,
                 width=small.shape[1],
                 height=small.shape[0],
-                boxes=image.boxes[keep] * factors,
-                box_labels=np.zeros(int(keep.sum()), dtype=np.int64),
+                cells=Cells(boxes=cells.boxes[keep] * factors, labels=np.zeros(int(keep.sum()), dtype=np.int64)),
             )
         )
     write_text(folder / "LICENSE", (BCCD / "LICENSE").read_text())

@@ -63,14 +63,14 @@ def assert_same_image(
     """
     assert a.image_id == b.image_id
     assert (a.width, a.height) == (b.width, b.height), f"{a.image_id}: size differs"
-    _assert_same_objects(
-        "boxes", a.image_id, (a.boxes, a.box_labels, a.box_scores, classes_a),
-        (b.boxes, b.box_labels, b.box_scores, classes_b), atol, check_scores,
-    )
-    _assert_same_objects(
-        "points", a.image_id, (a.points, a.point_labels, a.point_scores, classes_a),
-        (b.points, b.point_labels, b.point_scores, classes_b), atol, check_scores,
-    )
+    for what, kind in (("boxes", "box_cells"), ("points", "point_cells")):
+        cells_a, cells_b = getattr(a.cells, kind)(), getattr(b.cells, kind)()
+        coords_a = cells_a.boxes if what == "boxes" else cells_a.centres
+        coords_b = cells_b.boxes if what == "boxes" else cells_b.centres
+        _assert_same_objects(
+            what, a.image_id, (coords_a, cells_a.labels, cells_a.scores, classes_a),
+            (coords_b, cells_b.labels, cells_b.scores, classes_b), atol, check_scores,
+        )
     assert sorted(_named(np.asarray(a.image_labels, dtype=np.int64), classes_a)) == sorted(
         _named(np.asarray(b.image_labels, dtype=np.int64), classes_b)
     ), f"{a.image_id}: image labels differ"

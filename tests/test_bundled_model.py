@@ -37,7 +37,7 @@ def example_counts() -> list[tuple[str, dict[str, int], dict[str, int]]]:
     results = {r.image_id: r for r in model.predict(examples_path() / "JPEGImages")}
     rows = []
     for image in truth:
-        true = {name: int((image.box_labels == i).sum()) for i, name in enumerate(truth.classes)}
+        true = {name: int((image.cells.labels == i).sum()) for i, name in enumerate(truth.classes)}
         rows.append((image.image_id, results[image.image_id].counts(), true))
     return rows
 

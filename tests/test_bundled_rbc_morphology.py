@@ -44,7 +44,7 @@ def test_evaluate_on_a_chula_folder(chula, tmp_path):
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert all(isinstance(figures[key], float) for key in KEYS), figures
-    labelled = sum(len(image.points) for image in read_dataset(tmp_path, "chula"))
+    labelled = sum(len(image.cells) for image in read_dataset(tmp_path, "chula"))
     assert figures["details"]["points"]["tp"] + figures["details"]["points"]["fn"] == labelled
     ignored = json.loads(CliRunner().invoke(app, [*args, "--ignore-unlabelled", "--json"]).stdout)
     assert ignored["ignored_detections"] > 50  # image 598 labels 4 of its ~90 cells

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,9 +133,9 @@ def test_convert_voc_to_coco_and_back(bccd: Path, tmp_path: Path) -> None:
 
 
 def _scored(dataset: object) -> object:
-    for image in dataset.images:
-        image.box_scores = np.ones(len(image.boxes))
-    return dataset
+    return replace(dataset, images=[
+        replace(image, cells=replace(image.cells, scores=np.ones(len(image.cells)))) for image in dataset.images
+    ])
 
 
 def test_convert_reports_what_the_target_format_drops(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import yaml
 
 from cytolens import examples
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.convert import convert
 from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError
@@ -37,8 +38,10 @@ def test_points_into_voc_are_dropped_with_a_warning(
 
 def test_boxes_into_chula_and_unclassified_points_are_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     image = AnnotatedImage(
-        write_image(tmp_path / "src" / "a.png"), 64, 48, boxes=[[1, 2, 3, 4], [5, 6, 7, 8]], box_labels=[0, 0],
-        points=[[10.5, 11.5], [20, 20]], point_labels=[0, UNCLASSIFIED],
+        write_image(tmp_path / "src" / "a.png"), 64, 48, cells=Cells.concatenate([
+            Cells(boxes=[[1, 2, 3, 4], [5, 6, 7, 8]], labels=[0, 0]),
+            Cells(centres=[[10.5, 11.5], [20, 20]], labels=[0, UNCLASSIFIED]),
+        ]),
     )
     write_dataset(Dataset(["normal cell"], [image]), tmp_path / "src", "geojson")
     spec = tmp_path / "spec.yaml"

@@ -152,8 +152,8 @@ def test_a_truncated_onnx_cache_file_is_exported_again(tmp_path, caplog, monkeyp
     model = load_model(path, device="cpu", backend="onnx")
     with caplog.at_level("WARNING", logger="cytolens"):
         found = model.predict([pixels], score_threshold=0)[0]
-    assert model.backend == "onnx" and len(found.boxes) == len(expected.boxes) > 0
-    np.testing.assert_allclose(found.scores, expected.scores, atol=1e-6)
+    assert model.backend == "onnx" and len(found.cells.boxes) == len(expected.cells.boxes) > 0
+    np.testing.assert_allclose(found.cells.scores, expected.cells.scores, atol=1e-6)
     assert cached.stat().st_size == size  # rebuilt in place, whole
     assert any("cached ONNX model does not load" in record.getMessage() for record in caplog.records)
 

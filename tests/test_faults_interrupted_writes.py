@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.io.registry import write_dataset
 from helpers import write_image
 from test_faults_run_folders import (
@@ -182,7 +183,7 @@ def points(tmp_path: Path) -> Path:
     """A points CSV whose last image holds a class that Chula RBC-12 label files cannot name."""
     classes = ["normal cell", "not a Chula class"]
     dataset = Dataset(classes, [
-        AnnotatedImage(write_image(tmp_path / f"{stem}.png"), 64, 48, points=[[10, 12]], point_labels=[label])
+        AnnotatedImage(write_image(tmp_path / f"{stem}.png"), 64, 48, cells=Cells(centres=[[10, 12]], labels=[label]))
         for stem, label in zip(STEMS, [0, 0, 1], strict=True)
     ])
     write_dataset(dataset, tmp_path / "points.csv", "points")
@@ -213,8 +214,8 @@ def test_convert_failing_at_any_write_leaves_no_output(
     for stem in STEMS:
         write_image(tmp_path / "voc" / "JPEGImages" / f"{stem}.png")
     dataset = Dataset(["RBC"], [
-        AnnotatedImage(tmp_path / "voc" / "JPEGImages" / f"{stem}.png", 64, 48, stem, boxes=[[1, 2, 30, 40]],
-                       box_labels=[0])
+        AnnotatedImage(tmp_path / "voc" / "JPEGImages" / f"{stem}.png", 64, 48, stem,
+                       cells=Cells(boxes=[[1, 2, 30, 40]], labels=[0]))
         for stem in STEMS
     ])
     write_dataset(dataset, tmp_path / "voc", "voc")

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import cytolens
 from cytolens.cli.main import app
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import load_spec
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.boxes import MAX_SHRINK
@@ -108,8 +109,8 @@ def test_spec_split_numbers_out_of_range_name_the_spec(tmp_path: Path, splits: s
 
 
 def test_evaluate_refuses_a_radius_not_above_zero(tmp_path: Path) -> None:
-    truth = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, points=[[5, 5]], point_labels=[0])])
-    pred = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, points=[[5, 5]], point_labels=[0], point_scores=[1.0])])
+    truth = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, cells=Cells(centres=[[5, 5]], labels=[0]))])
+    pred = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, cells=Cells(centres=[[5, 5]], labels=[0], scores=[1.0]))])
     for radius in (0.0, -1.0, float("nan")):
         with pytest.raises(CytolensError, match="radius must"):
             evaluate_datasets(pred, truth, radius=radius)

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from cytolens.cli.main import app
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import CytolensError, DataError
 from cytolens.io import paths
 from cytolens.io.json_files import write_json
@@ -257,7 +258,7 @@ def test_a_list_or_object_of_the_wrong_type_is_one_line_naming_the_file(
 def test_qupath_measurements_with_names_that_are_not_text_are_ignored(tmp_path: Path) -> None:
     measurements = [{"name": [1], "value": 2}, {"name": "score", "value": 0.5}]
     data, _ = geojson_dataset(tmp_path, [point_feature(properties={"measurements": measurements})])
-    assert read_dataset(data, "geojson").images[0].point_scores.tolist() == [0.5]
+    assert read_dataset(data, "geojson").images[0].cells.scores.tolist() == [0.5]
 
 
 def _name_in(fmt: str, name: Any) -> dict:
@@ -341,8 +342,8 @@ def test_a_nan_point_is_refused_by_the_reader_so_convert_writes_nothing(tmp_path
 
 @pytest.mark.parametrize("fmt", [name for name in FORMATS if hasattr(format_module(name), "write")])
 def test_no_writer_writes_a_number_that_is_not_finite(tmp_path: Path, fmt: str) -> None:
-    image = AnnotatedImage(tmp_path / "a.png", 64, 48, boxes=[[1, 1, 5, np.inf]], box_labels=[0],
-                           points=[[np.nan, 3]], point_labels=[0], image_labels=[0])
+    cells = Cells.concatenate([Cells(boxes=[[1, 1, 5, np.inf]], labels=[0]), Cells(centres=[[np.nan, 3]], labels=[0])])
+    image = AnnotatedImage(tmp_path / "a.png", 64, 48, cells=cells, image_labels=[0])
     write_image(image.path)
     with pytest.raises(DataError, match=r"a.png: (box|point) 1 must be a finite number, not (inf|nan)"):
         write_dataset(Dataset(["normal cell"], [image]), tmp_path / "out", fmt)
@@ -383,7 +384,7 @@ def test_convert_to_yolo_hard_links_images_that_outlive_their_source(tmp_path: P
     assert not placed.is_symlink() and os.path.samefile(placed, data / "JPEGImages" / "a.jpg")
     shutil.rmtree(tmp_path / "src")
     back = read_dataset(tmp_path / "yolo", "yolo")
-    assert len(back) == 1 and len(back.images[0].boxes) == 1 and back.images[0].path.is_file()
+    assert len(back) == 1 and len(back.images[0].cells) == 1 and back.images[0].path.is_file()
 
 
 def test_images_are_copied_where_hard_links_cannot_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

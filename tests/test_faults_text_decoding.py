@@ -88,7 +88,7 @@ def test_an_undecodable_text_file_is_one_line_naming_it(tmp_path: Path, kind: st
 def test_a_missing_yolo_label_file_is_an_image_without_objects_but_a_broken_link_is_an_error(tmp_path: Path) -> None:
     data, label = yolo_dataset(tmp_path)
     label.unlink()
-    assert len(read_dataset(data, "yolo").images[0].boxes) == 0
+    assert len(read_dataset(data, "yolo").images[0].cells) == 0
     label.symlink_to(tmp_path / "gone.txt")
     assert_one_line_error(stats(data, "yolo"), label, "label file not found")
 
@@ -139,4 +139,4 @@ def test_an_unreadable_licence_is_a_warning_and_the_annotations_still_read(
 def test_utf8_with_a_byte_order_mark_still_reads(tmp_path: Path) -> None:
     data, file = BUILDERS["points"](tmp_path)
     file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
-    assert len(read_dataset(data, "points").images[0].points) == 1
+    assert len(read_dataset(data, "points").images[0].cells) == 1

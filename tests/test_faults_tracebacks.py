@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import cytolens
 from cytolens.cli.main import app
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import load_data, load_spec
 from cytolens.errors import CytolensError, DataError
 from cytolens.metrics import evaluate_datasets
@@ -215,8 +216,8 @@ def test_a_cytolens_error_while_processing_still_stops_the_run(
 
 def _points(image_ids: list[str], classes: list[str], scored: bool) -> Dataset:
     images = [
-        AnnotatedImage(f"{key}.png", 50, 40, key, points=[[10, 10]], point_labels=[0],
-                       point_scores=[0.9] if scored else None)
+        AnnotatedImage(f"{key}.png", 50, 40, key, cells=Cells(centres=[[10, 10]], labels=[0],
+                                                             scores=[0.9] if scored else None))
         for key in image_ids
     ]
     return Dataset(classes, images)
@@ -236,7 +237,7 @@ def test_predictions_sharing_no_image_or_no_class_with_the_truth_are_refused(tmp
     with pytest.raises(CytolensError, match="share no image"):  # without a file (a model's predictions)
         evaluate_datasets(_points(["c"], ["RBC"], scored=True), truth, radius=5)
     unclassified = _points(["a"], ["X"], scored=True)
-    unclassified.images[0].point_labels[:] = -1  # unclassified points are scored by position only
+    unclassified.images[0].cells.labels[:] = -1  # unclassified points are scored by position only
     assert evaluate_datasets(unclassified, truth, radius=5)["recall"] == 0.5
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import chula as chula_format
 from cytolens.io import read_dataset, write_dataset
@@ -27,14 +28,14 @@ def test_real_dataset_counts(chula: Path) -> None:
     dataset = read_dataset(chula, "chula")
     assert dataset.classes == chula_format.CLASSES
     assert len(dataset) == 523
-    assert sum(len(image.points) for image in dataset) == 18056
-    assert sum(not len(image.points) for image in dataset) == 1
+    assert sum(len(image.cells) for image in dataset) == 18056
+    assert sum(not len(image.cells) for image in dataset) == 1
     counts = dataset.object_counts()
     assert counts["normal cell"] == 4974 and counts["elliptocyte"] == 821 and "unclassified" not in counts
     assert dataset.licence == "MIT License"
     first = dataset.images[0]
     assert first.image_id == "2" and first.size == (640, 480)
-    np.testing.assert_allclose(first.points[0], [27.5, 242.5])  # "27 242 0": the centre of pixel (27, 242)
+    np.testing.assert_allclose(first.cells.centres[0], [27.5, 242.5])  # "27 242 0": the centre of pixel (27, 242)
 
 
 def test_real_dataset_round_trips_through_chula_and_points(chula: Path, tmp_path: Path) -> None:
@@ -58,8 +59,8 @@ def test_points_csv_to_chula_and_back(tmp_path: Path) -> None:
 
 
 def test_write_drops_unclassified_points_with_a_warning(tmp_path: Path, caplog) -> None:
-    dataset = Dataset(["teardrop"], [AnnotatedImage(tmp_path / "5.jpg", 64, 48, points=[[1.2, 2.9], [3, 3]],
-                                                    point_labels=[0, UNCLASSIFIED])])
+    cells = Cells(centres=[[1.2, 2.9], [3, 3]], labels=[0, UNCLASSIFIED])
+    dataset = Dataset(["teardrop"], [AnnotatedImage(tmp_path / "5.jpg", 64, 48, cells=cells)])
     with caplog.at_level(logging.WARNING):
         dropped = write_dataset(dataset, tmp_path, "chula")
     assert dropped == {"unclassified points": 1} and "dropped 1" in caplog.text
@@ -67,7 +68,8 @@ def test_write_drops_unclassified_points_with_a_warning(tmp_path: Path, caplog) 
 
 
 def test_write_rejects_a_class_chula_does_not_have(tmp_path: Path) -> None:
-    dataset = Dataset(["lymphocyte"], [AnnotatedImage(tmp_path / "5.jpg", 64, 48, points=[[1, 2]], point_labels=[0])])
+    cells = Cells(centres=[[1, 2]], labels=[0])
+    dataset = Dataset(["lymphocyte"], [AnnotatedImage(tmp_path / "5.jpg", 64, 48, cells=cells)])
     with pytest.raises(DataError, match="'lymphocyte' .* is not a Chula RBC-12 class"):
         chula_format.write(dataset, tmp_path)
 
@@ -75,7 +77,7 @@ def test_write_rejects_a_class_chula_does_not_have(tmp_path: Path) -> None:
 def test_class_order_can_be_given(tmp_path: Path) -> None:
     root = small_chula(tmp_path, {"1": "1 2 7\n"})
     dataset = chula_format.read(root, classes=["teardrop", "normal cell"])
-    assert dataset.classes == ["teardrop", "normal cell"] and dataset.images[0].point_labels.tolist() == [0]
+    assert dataset.classes == ["teardrop", "normal cell"] and dataset.images[0].cells.labels.tolist() == [0]
     with pytest.raises(DataError, match="'teardrop' is not in the class map"):
         chula_format.read(root, classes=["normal cell"])
 

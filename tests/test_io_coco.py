@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import coco, read_dataset, write_dataset
 from helpers import assert_same_annotations, write_image
@@ -38,7 +39,7 @@ def test_bccd_through_coco_keeps_every_box(bccd: Path, tmp_path: Path) -> None:
     write_dataset(voc, tmp_path, "coco")
     back = read_dataset(tmp_path / "annotations.json", "coco")
     assert len(back) == 364
-    assert sum(len(image.boxes) for image in back) == 4886
+    assert sum(len(image.cells) for image in back) == 4886
     assert back.classes == voc.classes
     assert back.licence == voc.licence
     assert all(image.path.is_file() for image in back)
@@ -58,10 +59,10 @@ def test_read_orders_categories_by_id_and_converts_xywh(tmp_path: Path) -> None:
     assert dataset.classes == ["RBC", "WBC"]
     image = dataset.images[0]
     assert image.image_id == "a" and image.path == tmp_path / "images" / "a.png"
-    np.testing.assert_allclose(image.boxes, [[10, 5, 30, 15], [0.5, 1.25, 2.5, 4.25]])
-    assert image.box_labels.tolist() == [1, 0]
-    assert image.box_scores is None
-    assert coco.read(path, classes=["WBC", "RBC", "other"]).images[0].box_labels.tolist() == [0, 1]
+    np.testing.assert_allclose(image.cells.boxes, [[10, 5, 30, 15], [0.5, 1.25, 2.5, 4.25]])
+    assert image.cells.labels.tolist() == [1, 0]
+    assert image.cells.scores is None
+    assert coco.read(path, classes=["WBC", "RBC", "other"]).images[0].cells.labels.tolist() == [0, 1]
 
 
 def test_scores_and_ids_round_trip(tmp_path: Path) -> None:
@@ -69,9 +70,9 @@ def test_scores_and_ids_round_trip(tmp_path: Path) -> None:
     dataset = Dataset(
         ["RBC", "WBC"],
         [
-            AnnotatedImage(tmp_path / "img" / "x.png", 40, 30, "slide1/x", boxes=[[1.5, 2.25, 10, 20]],
-                           box_labels=[1], box_scores=[0.875]),
-            AnnotatedImage(tmp_path / "img" / "x.png", 40, 30, "slide2/x", box_scores=[]),
+            AnnotatedImage(tmp_path / "img" / "x.png", 40, 30, "slide1/x",
+                           cells=Cells(boxes=[[1.5, 2.25, 10, 20]], labels=[1], scores=[0.875])),
+            AnnotatedImage(tmp_path / "img" / "x.png", 40, 30, "slide2/x", cells=Cells(boxes=[], scores=[])),
         ],
     )
     coco.write(dataset, tmp_path / "predictions.json")
@@ -86,7 +87,7 @@ def test_to_results_evaluates_perfectly_against_itself(bccd: Path) -> None:
     gt.dataset = coco.to_coco_dict(truth)
     gt.createIndex()
     results = coco.to_results(truth, coco.image_numbers(truth))
-    assert len(results) == sum(len(image.boxes) for image in truth)
+    assert len(results) == sum(len(image.cells) for image in truth)
     assert {"image_id", "category_id", "bbox", "score"} <= set(results[0])
     evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
     evaluation.params.maxDets = [1, 10, 100]
@@ -114,7 +115,7 @@ def test_box_outside_is_clipped_and_empty_box_skipped_with_warnings(tmp_path: Pa
     )
     with caplog.at_level(logging.WARNING):
         image = coco.read(path).images[0]
-    np.testing.assert_allclose(image.boxes, [[50, 40, 64, 48]])
+    np.testing.assert_allclose(image.cells.boxes, [[50, 40, 64, 48]])
     assert "clipped" in caplog.text and "zero or negative size: skipped" in caplog.text
 
 

@@ -35,11 +35,11 @@ def test_real_dataset_counts_and_splits(crchisto: Path, caplog) -> None:
     assert len(dataset) == 80
     assert {split: len(ids) for split, ids in dataset.splits.items()} == {"train": 70, "validation": 10}
     assert dataset.images[0].image_id == "train/img1" and dataset.images[0].size == (500, 500)
-    assert sum(len(image.points) for image in dataset) == 23254
+    assert sum(len(image.cells) for image in dataset) == 23254
     counts = dataset.object_counts()
     assert sum(counts[name] for name in crchisto_format.CLASSES) == 17801 - 6  # six class points match no nucleus
     assert "6 class point(s) dropped in total" in caplog.text
-    points = np.concatenate([image.points for image in dataset])
+    points = np.concatenate([image.cells.centres for image in dataset])
     assert points.min() >= 0 and points.max() <= 500
 
 
@@ -66,9 +66,9 @@ def test_class_points_label_the_nearest_nucleus_within_the_radius(tmp_path: Path
         dataset = crchisto_format.read(tmp_path)
     image = dataset.images[0]
     assert (image.image_id, image.size, dataset.splits) == ("img3", (40, 30), {})
-    np.testing.assert_allclose(image.points, [[0.5, 0.5], [10.5, 10.5], [20.5, 20.5], [30.5, 0.5], [0, 29.9]])
+    np.testing.assert_allclose(image.cells.centres, [[0.5, 0.5], [10.5, 10.5], [20.5, 20.5], [30.5, 0.5], [0, 29.9]])
     epithelial, inflammatory = dataset.classes.index("epithelial"), dataset.classes.index("inflammatory")
-    assert image.point_labels.tolist() == [epithelial, inflammatory, UNCLASSIFIED, UNCLASSIFIED, UNCLASSIFIED]
+    assert image.cells.labels.tolist() == [epithelial, inflammatory, UNCLASSIFIED, UNCLASSIFIED, UNCLASSIFIED]
     assert "img3: 2 class point(s) with no unclaimed nucleus within 6 px: dropped" in caplog.text
     assert "2 class point(s) dropped in total" in caplog.text
     assert "1 point(s) outside the 40x30 image" in caplog.text
@@ -86,7 +86,7 @@ def test_root_with_splits_and_empty_files(tmp_path: Path) -> None:
 def test_class_order_can_be_given(tmp_path: Path) -> None:
     image_folder(tmp_path, "img1", [[5, 5]], {"others": [[5, 5]]})
     order = ["others", "inflammatory", "fibroblast", "epithelial"]
-    assert crchisto_format.read(tmp_path, classes=order).images[0].point_labels.tolist() == [0]
+    assert crchisto_format.read(tmp_path, classes=order).images[0].cells.labels.tolist() == [0]
     with pytest.raises(DataError, match="'others' is not in the class map"):
         crchisto_format.read(tmp_path, classes=order[1:])
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import folders, read_dataset, write_dataset
 from helpers import assert_same_annotations, write_image
@@ -18,7 +19,7 @@ def test_erythrocytesidb_counts(erythrocytesidb: Path) -> None:
     assert len(dataset) == 626
     assert dataset.classes == ["circular", "elongated", "other"]
     assert dataset.images[0].image_id == "circular/c0001" and dataset.images[0].size == (80, 80)
-    assert all(len(image.image_labels) == 1 and not len(image.points) for image in dataset)
+    assert all(len(image.image_labels) == 1 and not len(image.cells) for image in dataset)
 
 
 def test_cric_counts_and_given_class_order(cric: Path) -> None:
@@ -53,7 +54,7 @@ def test_write_multi_label_unlabelled_and_boxes(tmp_path: Path, caplog) -> None:
         ["p", "q"],
         [
             AnnotatedImage(tmp_path / "c.png", 64, 48, "slide/c", image_labels=[0, 1]),
-            AnnotatedImage(tmp_path / "c.png", 64, 48, "other", boxes=[[1, 1, 5, 5]], box_labels=[0]),
+            AnnotatedImage(tmp_path / "c.png", 64, 48, "other", cells=Cells(boxes=[[1, 1, 5, 5]], labels=[0])),
         ],
     )
     with caplog.at_level(logging.WARNING):

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import geojson, read_dataset, write_dataset
 from cytolens.io.colors import class_color
@@ -31,8 +33,8 @@ def test_bccd_predictions_keep_scores(bccd: Path, tmp_path: Path) -> None:
     dataset = read_dataset(bccd, "voc")
     dataset.images = dataset.images[:20]
     rng = np.random.default_rng(0)
-    for image in dataset.images:
-        image.box_scores = rng.random(len(image.boxes))
+    dataset.images = [replace(image, cells=replace(image.cells, scores=rng.random(len(image.cells))))
+                      for image in dataset.images]
     back = _round_trip(dataset, bccd / "JPEGImages", tmp_path / "out")
     assert_same_annotations(dataset, back, atol=0, check_splits=False)
 
@@ -40,7 +42,7 @@ def test_bccd_predictions_keep_scores(bccd: Path, tmp_path: Path) -> None:
 def test_chula_points_round_trip(chula: Path, tmp_path: Path) -> None:
     dataset = read_dataset(chula, "chula")
     back = _round_trip(dataset, chula / "Dataset", tmp_path / "out")
-    assert sum(len(image.points) for image in back) == sum(len(image.points) for image in dataset)
+    assert sum(len(image.cells) for image in back) == sum(len(image.cells) for image in dataset)
     assert_same_annotations(dataset, back, atol=0, check_splits=False)
 
 
@@ -49,29 +51,30 @@ def _blank(path: Path) -> Path:
 
 
 def test_feature_collection_layout(tmp_path: Path) -> None:
-    image = AnnotatedImage(
-        tmp_path / "a.png", 40, 30,
-        boxes=[[1, 2, 11, 12]], box_labels=[1], box_scores=[0.75],
-        points=[[5.5, 6.5], [7, 8]], point_labels=[0, UNCLASSIFIED], point_scores=[0.5, 0.25],
-    )
-    collection = geojson.to_feature_collection(image, ["RBC", "WBC"], {"p_WBC": [0.7, 0.1, 0.2]})
+    cells = Cells.concatenate([
+        Cells(boxes=[[1, 2, 11, 12]], labels=[1], scores=[0.75]),
+        Cells(centres=[[5.5, 6.5], [7, 8]], labels=[0, UNCLASSIFIED], scores=[0.5, 0.25]),
+    ])
+    probabilities = [[0.3, 0.7], [0.9, 0.1], [0.8, 0.2]]
+    image = AnnotatedImage(tmp_path / "a.png", 40, 30, cells=replace(cells, probabilities=probabilities))
+    collection = geojson.to_feature_collection(image, ["RBC", "WBC"])
     box, point, unclassified = collection["features"]
     assert collection["type"] == "FeatureCollection"
     assert box["geometry"] == {"type": "Polygon", "coordinates": [[[1, 2], [11, 2], [11, 12], [1, 12], [1, 2]]]}
     assert box["properties"]["objectType"] == "detection"
     assert box["properties"]["classification"] == {"name": "WBC", "color": list(class_color(1))}
-    assert box["properties"]["measurements"] == {"score": 0.75, "p_WBC": 0.7}
+    assert box["properties"]["measurements"] == {"score": 0.75, "p_RBC": 0.3, "p_WBC": 0.7}
     assert point["geometry"] == {"type": "Point", "coordinates": [5.5, 6.5]}
     assert "classification" not in unclassified["properties"]
     assert len({box["id"], point["id"], unclassified["id"]}) == 3
     json.dumps(collection)  # serialisable as it is
-    with pytest.raises(ValueError, match="p_WBC"):
-        geojson.to_feature_collection(image, ["RBC", "WBC"], {"p_WBC": [0.7]})
+    with pytest.raises(ValueError, match="1 probabilities for 3 cells"):
+        replace(cells, probabilities=[[0.3, 0.7]])
 
 
 def test_unclassified_points_round_trip(tmp_path: Path) -> None:
     image = AnnotatedImage(
-        _blank(tmp_path / "a.png"), 40, 30, points=[[1.25, 2.5], [30, 20]], point_labels=[UNCLASSIFIED, 0]
+        _blank(tmp_path / "a.png"), 40, 30, cells=Cells(centres=[[1.25, 2.5], [30, 20]], labels=[UNCLASSIFIED, 0])
     )
     dataset = Dataset(["cell"], [image])
     write_dataset(dataset, tmp_path, "geojson")
@@ -103,11 +106,12 @@ def test_reads_qupath_02_list_of_features(tmp_path: Path, caplog: pytest.LogCapt
     image = dataset.images[0]
     assert dataset.classes == ["Tumor", "Stroma"]
     assert image.image_id == "slide" and image.size == (40, 30)
-    np.testing.assert_array_equal(image.boxes, [[3, 2, 12, 10]])
-    np.testing.assert_array_equal(image.box_scores, [0.9])
-    np.testing.assert_array_equal(image.points, [[1, 1], [2.5, 3.5]])
-    np.testing.assert_array_equal(image.point_labels, [1, 1])
-    assert image.point_scores is None
+    boxes, points = image.cells.box_cells(), image.cells.point_cells()
+    np.testing.assert_array_equal(boxes.boxes, [[3, 2, 12, 10]])
+    np.testing.assert_array_equal(boxes.scores, [0.9])
+    np.testing.assert_array_equal(points.centres, [[1, 1], [2.5, 3.5]])
+    np.testing.assert_array_equal(points.labels, [1, 1])
+    assert points.scores is None
     assert "skipped 1 LineString geometries" in caplog.text
     assert "skipped 1 polygons without a class" in caplog.text
 

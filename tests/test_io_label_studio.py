@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import label_studio, read_dataset, write_dataset
 from helpers import assert_same_annotations, write_image
@@ -27,13 +29,13 @@ def test_bccd_predictions_round_trip(bccd: Path, tmp_path: Path) -> None:
     dataset = read_dataset(bccd, "voc")
     dataset.images = dataset.images[:20]
     rng = np.random.default_rng(0)
-    for image in dataset.images:
-        image.box_scores = rng.random(len(image.boxes))
+    dataset.images = [replace(image, cells=replace(image.cells, scores=rng.random(len(image.cells))))
+                      for image in dataset.images]
     write_dataset(dataset, tmp_path / "preds.json", "label-studio")
     tasks = json.loads((tmp_path / "preds.json").read_text())
     prediction = tasks[0]["predictions"][0]
     assert prediction["model_version"].startswith("cytolens")
-    assert prediction["score"] == pytest.approx(dataset.images[0].box_scores.mean())
+    assert prediction["score"] == pytest.approx(dataset.images[0].cells.scores.mean())
     back = read_dataset(tmp_path / "preds.json", "label-studio")
     assert_same_annotations(dataset, back, atol=1e-9, check_splits=False)
 
@@ -41,7 +43,9 @@ def test_bccd_predictions_round_trip(bccd: Path, tmp_path: Path) -> None:
 def test_task_layout_and_relative_image_path(tmp_path: Path) -> None:
     path = write_image(tmp_path / "images" / "a.png", 200, 100)
     image = AnnotatedImage(
-        path, 200, 100, boxes=[[20, 10, 60, 30]], box_labels=[1], points=[[50, 25]], point_labels=[0]
+        path, 200, 100, cells=Cells.concatenate([
+            Cells(boxes=[[20, 10, 60, 30]], labels=[1]), Cells(centres=[[50, 25]], labels=[0])
+        ]),
     )
     task = label_studio.to_task(image, ["RBC", "WBC"], relative_to=tmp_path)
     assert task["data"]["image"] == "images/a.png"
@@ -56,21 +60,21 @@ def test_task_layout_and_relative_image_path(tmp_path: Path) -> None:
     assert "score" not in box
     ranked = label_studio.to_task(image, ["RBC", "WBC"], score=0.3)
     assert ranked["predictions"][0]["score"] == 0.3 and "annotations" not in ranked
-    unscored = AnnotatedImage(path, 200, 100, box_scores=[])
+    unscored = AnnotatedImage(path, 200, 100, cells=Cells(boxes=[], scores=[]))
     assert label_studio.to_task(unscored, [])["predictions"][0]["score"] is None
     with pytest.raises(ValueError, match="unclassified"):
-        label_studio.to_task(AnnotatedImage(path, 200, 100, points=[[1, 1]], point_labels=[UNCLASSIFIED]), [])
+        label_studio.to_task(AnnotatedImage(path, 200, 100, cells=Cells(centres=[[1, 1]], labels=[UNCLASSIFIED])), [])
 
 
 def test_points_round_trip_and_unclassified_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_image(tmp_path / "a.png", 64, 48)
-    image = AnnotatedImage(path, 64, 48, points=[[3.5, 4.5], [60, 2], [1, 1]], point_labels=[0, 1, UNCLASSIFIED],
-                           point_scores=[0.9, 0.8, 0.1])
+    image = AnnotatedImage(path, 64, 48, cells=Cells(
+        centres=[[3.5, 4.5], [60, 2], [1, 1]], labels=[0, 1, UNCLASSIFIED], scores=[0.9, 0.8, 0.1]))
     with caplog.at_level(logging.WARNING):
         dropped = write_dataset(Dataset(["a", "b"], [image]), tmp_path, "label-studio")
     assert dropped == {"unclassified points": 1}
     back = read_dataset(tmp_path, "label-studio", classes=["a", "b"])
-    kept = AnnotatedImage(path, 64, 48, points=[[3.5, 4.5], [60, 2]], point_labels=[0, 1], point_scores=[0.9, 0.8])
+    kept = AnnotatedImage(path, 64, 48, cells=Cells(centres=[[3.5, 4.5], [60, 2]], labels=[0, 1], scores=[0.9, 0.8]))
     assert_same_annotations(Dataset(["a", "b"], [kept]), back, atol=1e-9, check_splits=False)
 
 
@@ -108,14 +112,15 @@ def test_reads_label_studio_export(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert dataset.classes == ["WBC", "RBC"]
     assert cells.path == tmp_path / "images" / "cells.png" and cells.size == (100, 50)
     # rotated 90 degrees clockwise about its top-left corner (10, 10) px: 10x10 px wide, 10 px tall
-    np.testing.assert_allclose(cells.boxes, [[0, 10, 10, 20], [10, 5, 30, 20]], atol=1e-9)
-    np.testing.assert_array_equal(cells.box_labels, [0, 1])
-    np.testing.assert_allclose(cells.points, [[50, 25]])
-    assert cells.box_scores is None and cells.point_scores is None
+    boxes, points = cells.cells.box_cells(), cells.cells.point_cells()
+    np.testing.assert_allclose(boxes.boxes, [[0, 10, 10, 20], [10, 5, 30, 20]], atol=1e-9)
+    np.testing.assert_array_equal(boxes.labels, [0, 1])
+    np.testing.assert_allclose(points.centres, [[50, 25]])
+    assert cells.cells.scores is None
     assert "skipped 1 choices regions" in caplog.text
     assert gone.path == tmp_path / "elsewhere" / "gone.png" and gone.size == (100, 50)
-    np.testing.assert_allclose(gone.points, [[10, 5]])
-    np.testing.assert_array_equal(gone.point_scores, [0.25])
+    np.testing.assert_allclose(gone.cells.centres, [[10, 5]])
+    np.testing.assert_array_equal(gone.cells.scores, [0.25])
 
 
 @pytest.mark.parametrize(

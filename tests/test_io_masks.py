@@ -37,9 +37,9 @@ def test_binary_mask_gives_exact_pixel_edge_boxes(tmp_path: Path) -> None:
     dataset = read_dataset(_dataset(tmp_path, {"a": _three_blobs()}), "masks")
     image = dataset.images[0]
     assert dataset.classes == ["cell"] and image.size == (40, 30)
-    np.testing.assert_array_equal(image.boxes, [[3, 2, 10, 6], [30, 10, 40, 20], [0, 25, 4, 29]])
-    np.testing.assert_array_equal(image.box_labels, [0, 0, 0])
-    assert image.box_scores is None
+    np.testing.assert_array_equal(image.cells.boxes, [[3, 2, 10, 6], [30, 10, 40, 20], [0, 25, 4, 29]])
+    np.testing.assert_array_equal(image.cells.labels, [0, 0, 0])
+    assert image.cells.scores is None
 
 
 def test_instance_mask_gives_one_box_per_value(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_instance_mask_gives_one_box_per_value(tmp_path: Path) -> None:
     mask[20:22, 0:3] = mask[25:27, 30:33] = 12  # one instance in two pieces
     dataset = read_dataset(_dataset(tmp_path, {"b": mask}), "masks", classes=["nucleus"])
     assert dataset.classes == ["nucleus"]
-    np.testing.assert_array_equal(dataset.images[0].boxes, [[4, 4, 9, 8], [0, 20, 33, 27], [0, 0, 5, 5]])
+    np.testing.assert_array_equal(dataset.images[0].cells.boxes, [[4, 4, 9, 8], [0, 20, 33, 27], [0, 0, 5, 5]])
 
 
 def test_small_components_are_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -57,7 +57,7 @@ def test_small_components_are_ignored_with_a_warning(tmp_path: Path, caplog: pyt
     mask[0, 39] = mask[29, 20] = mask[28, 20] = 255  # two specks of 1 and 2 pixels
     with caplog.at_level(logging.WARNING):
         dataset = read_dataset(_dataset(tmp_path, {"a": mask, "empty": np.zeros((30, 40), np.uint8)}), "masks")
-    assert [len(image.boxes) for image in dataset.images] == [3, 0]
+    assert [len(image.cells) for image in dataset.images] == [3, 0]
     assert "ignored 2 mask components smaller than 4 pixels" in caplog.text
     boxes, ignored = mask_boxes(mask, min_area=1)
     assert (len(boxes), ignored) == (5, 0)
@@ -65,7 +65,7 @@ def test_small_components_are_ignored_with_a_warning(tmp_path: Path, caplog: pyt
 
 def test_rgb_mask_with_equal_channels_is_accepted(tmp_path: Path) -> None:
     dataset = read_dataset(_dataset(tmp_path, {"a": np.repeat(_three_blobs()[:, :, None], 3, axis=2)}), "masks")
-    assert len(dataset.images[0].boxes) == 3
+    assert len(dataset.images[0].cells) == 3
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import points_csv, read_dataset, write_dataset
 from helpers import assert_same_annotations, write_image
@@ -26,7 +27,7 @@ def test_chula_through_points_csv_keeps_every_point(chula: Path, tmp_path: Path)
     write_dataset(dataset, tmp_path / "all.csv", "points")
     back = read_dataset(tmp_path / "all.csv", "points")
     assert len(back) == 523
-    assert sum(len(image.points) for image in back) == 18056
+    assert sum(len(image.cells) for image in back) == 18056
     assert sorted(back.classes) == sorted(dataset.classes)
     assert_same_annotations(dataset, back)
 
@@ -38,9 +39,9 @@ def test_read_relative_paths_unclassified_and_empty_images(tmp_path: Path) -> No
     assert dataset.classes == ["RBC"]
     a, b = dataset.images
     assert (a.image_id, a.size, b.image_id, b.size) == ("a", (64, 48), "b", (20, 10))
-    np.testing.assert_allclose(a.points, [[1.5, 2.5], [3, 4]])
-    assert a.point_labels.tolist() == [0, UNCLASSIFIED]
-    assert len(b.points) == 0 and a.point_scores is None
+    np.testing.assert_allclose(a.cells.centres, [[1.5, 2.5], [3, 4]])
+    assert a.cells.labels.tolist() == [0, UNCLASSIFIED]
+    assert len(b.cells) == 0 and a.cells.scores is None
 
 
 def test_scores_ids_and_unclassified_points_round_trip(tmp_path: Path) -> None:
@@ -48,9 +49,9 @@ def test_scores_ids_and_unclassified_points_round_trip(tmp_path: Path) -> None:
     dataset = Dataset(
         ["RBC", "WBC"],
         [
-            AnnotatedImage(tmp_path / "imgs" / "x.png", 40, 30, "slide1/x", points=[[1.25, 2.5], [39.9, 0]],
-                           point_labels=[1, UNCLASSIFIED], point_scores=[0.875, 0.123456789]),
-            AnnotatedImage(tmp_path / "imgs" / "x.png", 40, 30, "slide2/x", point_scores=[]),
+            AnnotatedImage(tmp_path / "imgs" / "x.png", 40, 30, "slide1/x", cells=Cells(
+                centres=[[1.25, 2.5], [39.9, 0]], labels=[1, UNCLASSIFIED], scores=[0.875, 0.123456789])),
+            AnnotatedImage(tmp_path / "imgs" / "x.png", 40, 30, "slide2/x", cells=Cells(scores=[])),
         ],
     )
     points_csv.write(dataset, tmp_path)
@@ -60,8 +61,8 @@ def test_scores_ids_and_unclassified_points_round_trip(tmp_path: Path) -> None:
 
 
 def test_write_napari_shifts_half_a_pixel_and_swaps_axes(tmp_path: Path) -> None:
-    dataset = Dataset(["c"], [AnnotatedImage(tmp_path / "a.png", 64, 48, "s/a", points=[[10.5, 3.5], [0, 0]],
-                                             point_labels=[0, 0])])
+    dataset = Dataset(["c"], [AnnotatedImage(tmp_path / "a.png", 64, 48, "s/a",
+                                             cells=Cells(centres=[[10.5, 3.5], [0, 0]], labels=[0, 0]))])
     (path,) = points_csv.write_napari(dataset, tmp_path / "napari")
     assert path == tmp_path / "napari" / "s" / "a.csv"
     with path.open() as handle:
@@ -74,7 +75,7 @@ def test_point_outside_the_image_is_moved_with_a_warning(tmp_path: Path, caplog)
     path = write_csv(tmp_path / "p.csv", "image,x,y,class\na.png,70,-1,RBC\n")
     with caplog.at_level(logging.WARNING):
         image = points_csv.read(path).images[0]
-    np.testing.assert_allclose(image.points, [[64, 0]])
+    np.testing.assert_allclose(image.cells.centres, [[64, 0]])
     assert "1 point(s) outside the 64x48 image" in caplog.text
 
 

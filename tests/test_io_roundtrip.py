@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.io import capabilities, read_dataset, write_dataset
 from helpers import assert_same_annotations, write_image
 
@@ -28,8 +29,8 @@ def generated(root: Path, scores: bool) -> Dataset:
         "c": ([[0, 0, 50, 40], [5, 6, 7, 8], [49, 1, 50, 39]], [1, 1, 0]),
     }
     images = [
-        AnnotatedImage(paths[stem], *sizes[stem], stem, boxes=box, box_labels=labels,
-                       box_scores=[0.5 + 0.1 * i for i in range(len(labels))] if scores else None)
+        AnnotatedImage(paths[stem], *sizes[stem], stem, cells=Cells(
+            boxes=box, labels=labels, scores=[0.5 + 0.1 * i for i in range(len(labels))] if scores else None))
         for stem, (box, labels) in boxes.items()
     ]
     return Dataset(["RBC", "WBC", "Platelets"], images, {"train": ["a", "b"], "val": ["c"]})

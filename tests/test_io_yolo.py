@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io import read_dataset, write_dataset, yolo
 from helpers import assert_same_annotations, write_image
@@ -43,7 +44,7 @@ def test_bccd_through_yolo_keeps_boxes_and_splits(bccd: Path, tmp_path: Path) ->
     assert not placed.is_symlink() and placed.read_bytes() == (bccd / "JPEGImages" / placed.name).read_bytes()
     back = read_dataset(tmp_path, "yolo")
     assert len(back) == 364
-    assert sum(len(image.boxes) for image in back) == 4886
+    assert sum(len(image.cells) for image in back) == 4886
     assert back.classes == voc.classes
     assert_same_annotations(voc, back)
 
@@ -52,10 +53,10 @@ def test_read_converts_normalised_centres(tmp_path: Path) -> None:
     dataset = yolo.read(small_yolo(tmp_path, "1 0.5 0.5 0.25 0.5\n0 0.125 0.25 0.25 0.5\n"))
     image = dataset.images[0]
     assert (image.image_id, image.size) == ("a", (64, 48))
-    np.testing.assert_allclose(image.boxes, [[24, 12, 40, 36], [0, 0, 16, 24]])
-    assert image.box_labels.tolist() == [1, 0] and image.box_scores is None
+    np.testing.assert_allclose(image.cells.boxes, [[24, 12, 40, 36], [0, 0, 16, 24]])
+    assert image.cells.labels.tolist() == [1, 0] and image.cells.scores is None
     assert dataset.splits == {"train": ["a"]}
-    assert yolo.read(tmp_path, classes=["WBC", "RBC"]).images[0].box_labels.tolist() == [0, 1]
+    assert yolo.read(tmp_path, classes=["WBC", "RBC"]).images[0].cells.labels.tolist() == [0, 1]
 
 
 def test_path_key_names_dict_list_files_and_missing_labels(tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_path_key_names_dict_list_files_and_missing_labels(tmp_path: Path) -> No
     dataset = yolo.read(write_yaml(tmp_path / "data.yaml", spec))
     assert dataset.classes == ["RBC", "WBC"]
     assert dataset.splits == {"train": ["a", "c"], "val": ["b"]}
-    counts = {image.image_id: len(image.boxes) for image in dataset}
+    counts = {image.image_id: len(image.cells) for image in dataset}
     assert counts == {"a": 1, "b": 0, "c": 0}
 
 
@@ -78,9 +79,9 @@ def test_scores_nested_ids_and_empty_images_round_trip(tmp_path: Path) -> None:
     dataset = Dataset(
         ["RBC", "WBC"],
         [
-            AnnotatedImage(tmp_path / "src" / "x.png", 40, 30, "slide1/x", boxes=[[1.5, 2.25, 10, 20], [0, 0, 40, 30]],
-                           box_labels=[1, 0], box_scores=[0.875, 0.1]),
-            AnnotatedImage(tmp_path / "src" / "x.png", 40, 30, "slide2/x", box_scores=[]),
+            AnnotatedImage(tmp_path / "src" / "x.png", 40, 30, "slide1/x", cells=Cells(
+                boxes=[[1.5, 2.25, 10, 20], [0, 0, 40, 30]], labels=[1, 0], scores=[0.875, 0.1])),
+            AnnotatedImage(tmp_path / "src" / "x.png", 40, 30, "slide2/x", cells=Cells(boxes=[], scores=[])),
         ],
         {"val": ["slide1/x"], "test": ["slide2/x"]},
     )
@@ -91,7 +92,8 @@ def test_scores_nested_ids_and_empty_images_round_trip(tmp_path: Path) -> None:
 
 def test_without_splits_train_and_val_name_every_image(tmp_path: Path) -> None:
     write_image(tmp_path / "x.png")
-    dataset = Dataset(["c"], [AnnotatedImage(tmp_path / "x.png", 64, 48, boxes=[[1, 2, 3, 4]], box_labels=[0])])
+    cells = Cells(boxes=[[1, 2, 3, 4]], labels=[0])
+    dataset = Dataset(["c"], [AnnotatedImage(tmp_path / "x.png", 64, 48, cells=cells)])
     yolo.write(dataset, tmp_path / "out")
     back = yolo.read(tmp_path / "out" / "data.yaml")
     assert back.splits == {"train": ["x"], "val": ["x"]}
@@ -107,7 +109,7 @@ def test_write_needs_the_image_file(tmp_path: Path) -> None:
 def test_box_outside_is_clipped_and_empty_box_skipped_with_warnings(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         image = yolo.read(small_yolo(tmp_path, "0 0.95 0.5 0.2 0.5\n0 0.5 0.5 0 0.5\n")).images[0]
-    np.testing.assert_allclose(image.boxes, [[54.4, 12, 64, 36]])
+    np.testing.assert_allclose(image.cells.boxes, [[54.4, 12, 64, 36]])
     assert "clipped" in caplog.text and "zero or negative size: skipped" in caplog.text
 
 

@@ -3,12 +3,14 @@ import pytest
 import torch
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.io import read_dataset
 from cytolens.metrics.boxes import box_ap, plot_pr_curves
 
 
 def image(image_id, boxes, labels, scores=None, size=200):
-    return AnnotatedImage(f"{image_id}.png", size, size, image_id, boxes=boxes, box_labels=labels, box_scores=scores)
+    cells = Cells(boxes=boxes, labels=labels, scores=scores)
+    return AnnotatedImage(f"{image_id}.png", size, size, image_id, cells=cells)
 
 
 def test_perfect_predictions_score_one_and_empty_classes_are_none():
@@ -105,14 +107,14 @@ def test_agrees_with_torchmetrics_on_random_cases(one_thread):
         metric.update(
             [
                 {
-                    "boxes": torch.tensor(p.boxes, dtype=torch.float64),
-                    "scores": torch.tensor(p.box_scores, dtype=torch.float64),
-                    "labels": torch.tensor(p.box_labels),
+                    "boxes": torch.tensor(p.cells.boxes, dtype=torch.float64),
+                    "scores": torch.tensor(p.cells.scores, dtype=torch.float64),
+                    "labels": torch.tensor(p.cells.labels),
                 }
                 for p in pred
             ],
             [
-                {"boxes": torch.tensor(t.boxes, dtype=torch.float64), "labels": torch.tensor(t.box_labels)}
+                {"boxes": torch.tensor(t.cells.boxes, dtype=torch.float64), "labels": torch.tensor(t.cells.labels)}
                 for t in truth
             ],
         )
@@ -138,8 +140,8 @@ def test_plot_pr_curves_writes_a_png(tmp_path):
 def scored(dataset, keep=None):
     images = []
     for im in dataset:
-        mask = np.ones(len(im.boxes), bool) if keep is None else keep(im)
-        images.append(image(im.image_id, im.boxes[mask], im.box_labels[mask], np.ones(mask.sum()), im.width))
+        mask = np.ones(len(im.cells), bool) if keep is None else keep(im)
+        images.append(image(im.image_id, im.cells.boxes[mask], im.cells.labels[mask], np.ones(mask.sum()), im.width))
     return Dataset(dataset.classes, images)
 
 
@@ -149,11 +151,11 @@ def test_bccd_test_split_against_itself_and_with_boxes_dropped(bccd):
     assert perfect["map50"] == pytest.approx(1.0) and perfect["map50_95"] == pytest.approx(1.0)
 
     def first_half(im):  # each image's first half of boxes (rounded up): every class loses some recall
-        return np.arange(len(im.boxes)) < (len(im.boxes) + 1) // 2
+        return np.arange(len(im.cells)) < (len(im.cells) + 1) // 2
 
     dropped = box_ap(scored(truth, first_half), truth)
     for k, name in enumerate(truth.classes):
-        kept = sum(int((im.box_labels[first_half(im)] == k).sum()) for im in truth)
+        kept = sum(int((im.cells.labels[first_half(im)] == k).sum()) for im in truth)
         figures = dropped["per_class"][name]
         assert figures["recall"] == pytest.approx(kept / figures["count"])
         assert figures["recall"] < 1.0

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.io import read_dataset
 from cytolens.metrics.counting import count_metrics
 
@@ -12,10 +13,10 @@ def image(image_id, box_labels=(), point_labels=()):
         100,
         100,
         image_id,
-        boxes=np.tile([0.0, 0.0, 5.0, 5.0], (len(box_labels), 1)),
-        box_labels=list(box_labels),
-        points=np.ones((len(point_labels), 2)),
-        point_labels=list(point_labels),
+        cells=Cells.concatenate([
+            Cells(boxes=np.tile([0.0, 0.0, 5.0, 5.0], (len(box_labels), 1)), labels=list(box_labels)),
+            Cells(centres=np.ones((len(point_labels), 2)), labels=list(point_labels)),
+        ]),
     )
 
 
@@ -59,13 +60,13 @@ def test_bccd_counts_against_itself_and_with_boxes_dropped(bccd):
     assert count_metrics(truth, truth)["count_mae"] == 0.0
     halved = Dataset(
         truth.classes,
-        [image(im.image_id, im.box_labels[: (len(im.box_labels) + 1) // 2]) for im in truth],
+        [image(im.image_id, im.cells.labels[: (len(im.cells.labels) + 1) // 2]) for im in truth],
     )
     result = count_metrics(halved, truth)
     for k, name in enumerate(truth.classes):
-        missing = [int((im.box_labels[(len(im.box_labels) + 1) // 2 :] == k).sum()) for im in truth]
+        missing = [int((im.cells.labels[(len(im.cells.labels) + 1) // 2 :] == k).sum()) for im in truth]
         assert result["per_class"][name]["count_mae"] == pytest.approx(np.mean(missing))
-        assert result["per_class"][name]["true"] == sum(int((im.box_labels == k).sum()) for im in truth)
+        assert result["per_class"][name]["true"] == sum(int((im.cells.labels == k).sum()) for im in truth)
     assert result["count_mae"] > 0
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import CytolensError
 from cytolens.io import read_dataset
 from cytolens.metrics import evaluate_datasets
@@ -14,12 +15,12 @@ def as_json(result):
 
 
 def test_boxes_give_ap_and_counts_merged_per_class():
-    truth = Dataset(["wbc", "rbc"], [AnnotatedImage("1.png", 50, 50, boxes=[[0, 0, 10, 10]], box_labels=[0])])
+    truth = Dataset(["wbc", "rbc"], [AnnotatedImage("1.png", 50, 50, cells=Cells(boxes=[[0, 0, 10, 10]], labels=[0]))])
     pred = Dataset(
         ["rbc", "wbc"],
         [
             AnnotatedImage(
-                "1.png", 50, 50, boxes=[[0, 0, 10, 10], [20, 20, 30, 30]], box_labels=[1, 0], box_scores=[0.9, 0.8]
+                "1.png", 50, 50, cells=Cells(boxes=[[0, 0, 10, 10], [20, 20, 30, 30]], labels=[1, 0], scores=[0.9, 0.8])
             )
         ],
     )
@@ -37,8 +38,8 @@ def test_boxes_give_ap_and_counts_merged_per_class():
 
 
 def test_points_need_a_radius():
-    truth = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, points=[[5, 5], [20, 20]], point_labels=[0, 0])])
-    pred = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, points=[[6, 5]], point_labels=[0], point_scores=[0.7])])
+    truth = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, cells=Cells(centres=[[5, 5], [20, 20]], labels=[0, 0]))])
+    pred = Dataset(["a"], [AnnotatedImage("1.png", 50, 50, cells=Cells(centres=[[6, 5]], labels=[0], scores=[0.7]))])
     with pytest.raises(CytolensError, match="--radius"):
         evaluate_datasets(pred, truth)
     result = evaluate_datasets(pred, truth, radius=3)
@@ -84,9 +85,9 @@ def with_scores(dataset, keep):
                 im.width,
                 im.height,
                 im.image_id,
-                boxes=im.boxes[keep(im)],
-                box_labels=im.box_labels[keep(im)],
-                box_scores=np.ones(int(keep(im).sum())),
+                cells=Cells(
+                    boxes=im.cells.boxes[keep(im)], labels=im.cells.labels[keep(im)], scores=np.ones(keep(im).sum())
+                ),
             )
             for im in dataset
         ],
@@ -95,17 +96,17 @@ def with_scores(dataset, keep):
 
 def test_bccd_test_split_against_itself_and_with_boxes_dropped(bccd):
     truth = read_dataset(bccd, "voc").subset("test")
-    perfect = evaluate_datasets(with_scores(truth, lambda im: np.ones(len(im.boxes), bool)), truth)
+    perfect = evaluate_datasets(with_scores(truth, lambda im: np.ones(len(im.cells), bool)), truth)
     assert perfect["map50"] == pytest.approx(1.0) and perfect["count_mae"] == 0.0
     assert as_json(perfect) == perfect
 
     def every_third_dropped(im):
-        return np.arange(len(im.boxes)) % 3 != 2
+        return np.arange(len(im.cells)) % 3 != 2
 
     dropped = evaluate_datasets(with_scores(truth, every_third_dropped), truth)
     for k, name in enumerate(truth.classes):
         figures = dropped["per_class"][name]
-        kept = sum(int((im.box_labels[every_third_dropped(im)] == k).sum()) for im in truth)
+        kept = sum(int((im.cells.labels[every_third_dropped(im)] == k).sum()) for im in truth)
         assert figures["recall"] == pytest.approx(kept / figures["count"])
         assert figures["predicted"] == kept and figures["true"] == figures["count"]
         # Every kept box is a hit scored 1.0: AP50 is the share of COCO's 101 recall points reached.

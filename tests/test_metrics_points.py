@@ -3,6 +3,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.metrics.points import match_points, point_metrics
 
 
@@ -62,9 +63,8 @@ def test_matching_edge_cases():
 
 
 def image(image_id, points, labels, scores=None):
-    return AnnotatedImage(
-        f"{image_id}.png", 100, 100, image_id, points=points, point_labels=labels, point_scores=scores
-    )
+    cells = Cells(centres=points, labels=labels, scores=scores)
+    return AnnotatedImage(f"{image_id}.png", 100, 100, image_id, cells=cells)
 
 
 def test_point_metrics_hand_case():

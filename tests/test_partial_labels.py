@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.partial_labels import drop_unlabelled_detections, known_pixels, stained_mask
 from cytolens.data.spec import load_data
 from cytolens.io.images import read_image
@@ -26,7 +27,7 @@ def test_labelled_centres_lie_on_stained_pixels(fields):
     images, _ = fields
     for image in images.values():
         mask = stained_mask(read_image(image.path))
-        cols, rows = np.minimum(image.points.astype(int).T, [[image.width - 1], [image.height - 1]])
+        cols, rows = np.minimum(image.cells.centres.astype(int).T, [[image.width - 1], [image.height - 1]])
         assert mask[rows, cols].mean() == 1.0
         assert 0.2 < mask.mean() < 0.8  # cells and background both present
 
@@ -39,13 +40,13 @@ def test_known_pixels_leave_out_unlabelled_cells(fields):
     images, data = fields
     sparse = images["598"]
     stained = stained_mask(read_image(sparse.path))
-    distance, _ = nearest_centre(sparse.points, stained.shape, 24.0)
+    distance, _ = nearest_centre(sparse.cells.centres, stained.shape, 24.0)
     known = known_pixels(stained, distance, 24.0)
     assert known.dtype == np.float32
     assert (known[distance <= 24] == 1).all() and (known[~stained] == 1).all()
     assert 0.4 < 1 - known.mean() < 0.6  # about half of the field is unlabelled cells (measured 0.49)
     full = images["40"]
-    distance, _ = nearest_centre(full.points, stained.shape, 24.0)
+    distance, _ = nearest_centre(full.cells.centres, stained.shape, 24.0)
     assert 1 - known_pixels(stained_mask(read_image(full.path)), distance, 24.0).mean() < 0.15  # edge cells: 0.10
     # the dataset hands the same map to the loss (validation samples are whole images)
     data.images = [sparse]
@@ -58,18 +59,20 @@ def test_detections_on_unlabelled_cells_are_dropped(fields):
     images, data = fields
     sparse = images["598"]
     stained = stained_mask(read_image(sparse.path))
-    distance, _ = nearest_centre(sparse.points, stained.shape, np.inf)
+    distance, _ = nearest_centre(sparse.cells.centres, stained.shape, np.inf)
     rows, cols = np.nonzero(stained & (distance > 60))
     on_cell = [cols[0] + 0.5, rows[0] + 0.5]
     rows, cols = np.nonzero(~stained & (distance > 60))
     on_background = [cols[0] + 0.5, rows[0] + 0.5]
     found = dataclasses.replace(
         sparse,
-        points=np.vstack([sparse.points + 13, [on_cell, on_background]]),  # 13 px off: beyond r, within 2r
-        point_labels=np.zeros(len(sparse.points) + 2, dtype=int),
-        point_scores=np.ones(len(sparse.points) + 2),
+        cells=Cells(
+            centres=np.vstack([sparse.cells.centres + 13, [on_cell, on_background]]),  # 13 px off: beyond r, within 2r
+            labels=np.zeros(len(sparse.cells) + 2, dtype=int),
+            scores=np.ones(len(sparse.cells) + 2),
+        ),
     )
     kept, dropped = drop_unlabelled_detections(Dataset(data.classes, [found]), Dataset(data.classes, [sparse]), 12.0)
     assert dropped == 1
-    np.testing.assert_allclose(kept.images[0].points, np.vstack([sparse.points + 13, [on_background]]))
-    assert len(kept.images[0].point_scores) == len(kept.images[0].point_labels) == len(sparse.points) + 1
+    np.testing.assert_allclose(kept.images[0].cells.centres, np.vstack([sparse.cells.centres + 13, [on_background]]))
+    assert len(kept.images[0].cells.scores) == len(kept.images[0].cells.labels) == len(sparse.cells) + 1

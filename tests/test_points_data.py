@@ -8,6 +8,7 @@ import torch
 
 from cytolens import examples
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.errors import CytolensError
@@ -19,21 +20,20 @@ from cytolens.training.recipe import Recipe
 
 
 def test_boxes_to_points_keeps_centres_classes_and_scores():
-    image = AnnotatedImage(
-        "a.png", 50, 40, boxes=[[0, 0, 10, 20], [10, 10, 20, 30], [30, 0, 40, 4]], box_labels=[0, 1, 1],
-        box_scores=[0.9, 0.8, 0.7], points=[[45.5, 35.5]], point_labels=[UNCLASSIFIED], image_labels=[1],
-    )
+    boxes = Cells(boxes=[[0, 0, 10, 20], [10, 10, 20, 30], [30, 0, 40, 4]], labels=[0, 1, 1], scores=[0.9, 0.8, 0.7])
+    points = Cells(centres=[[45.5, 35.5]], labels=[UNCLASSIFIED])  # unscored among scored boxes: scored 1
+    image = AnnotatedImage("a.png", 50, 40, cells=Cells.concatenate([boxes, points]), image_labels=[1])
     data = Dataset(["WBC", "RBC"], [image], {"train": ["a"]}, "demo", "MIT")
     points = boxes_to_points(data)
     out = points.images[0]
     assert points.classes == ["WBC", "RBC"] and points.splits == {"train": ["a"]} and points.licence == "MIT"
-    assert len(out.boxes) == 0
-    np.testing.assert_allclose(out.points, [[45.5, 35.5], [5, 10], [15, 20], [35, 2]])
-    np.testing.assert_array_equal(out.point_labels, [UNCLASSIFIED, 0, 1, 1])
-    np.testing.assert_allclose(out.point_scores, [1.0, 0.9, 0.8, 0.7])
+    assert out.cells.boxes is None
+    np.testing.assert_allclose(out.cells.centres, [[45.5, 35.5], [5, 10], [15, 20], [35, 2]])
+    np.testing.assert_array_equal(out.cells.labels, [UNCLASSIFIED, 0, 1, 1])
+    np.testing.assert_allclose(out.cells.scores, [1.0, 0.9, 0.8, 0.7])
     red = boxes_to_points(data, ["RBC"]).images[0]
-    np.testing.assert_allclose(red.points, [[45.5, 35.5], [15, 20], [35, 2]])
-    np.testing.assert_array_equal(red.point_labels, [UNCLASSIFIED, 0, 0])
+    np.testing.assert_allclose(red.cells.centres, [[45.5, 35.5], [15, 20], [35, 2]])
+    np.testing.assert_array_equal(red.cells.labels, [UNCLASSIFIED, 0, 0])
     assert red.image_labels == [0]
     with pytest.raises(CytolensError, match="no class 'Platelets'"):
         boxes_to_points(data, ["Platelets"])
@@ -67,7 +67,7 @@ def test_training_crops_carry_aligned_targets(chula_few):
     pixels = torch.from_numpy(read_image(chula_few.images[0].path)[top : top + 128, left : left + 128])
     pixels = pixels.permute(2, 0, 1).float() / 255
     torch.testing.assert_close(sample["image"], pixels)
-    inside = chula_few.images[0].points - [left, top]
+    inside = chula_few.images[0].cells.centres - [left, top]
     inside = inside[(inside >= 0).all(axis=1) & (inside < 128).all(axis=1)]
     found = find_peaks(sample["proximity"].numpy(), 0.9, 3)
     assert len(found) == len(inside)
@@ -85,7 +85,7 @@ def test_validation_samples_and_collate(chula_few):
     dataset = PointDataset(chula_few, d=16.0, train=False)
     sample = dataset[0]
     assert sample["image"].shape == (3, 480, 640) and sample["size"] == (480, 640)
-    np.testing.assert_allclose(sample["points"].numpy(), chula_few.images[0].points, atol=1e-5)
+    np.testing.assert_allclose(sample["points"].numpy(), chula_few.images[0].cells.centres, atol=1e-5)
     small = dict(sample, image=sample["image"][:, :100, :90], proximity=sample["proximity"][:100, :90],
                  classes=sample["classes"][:100, :90], size=(100, 90))
     (batch,) = collate([small, small])
@@ -98,7 +98,7 @@ def test_auxiliary_box_data_as_unclassified_centres(chula_few):
     recipe = Recipe(task="points", aux_data=str(examples.path()), aux_format="voc", aux_classes=["RBC"], aux_scale=0.5)
     aux = auxiliary_data(recipe, chula_few.classes)
     assert aux.classes == chula_few.classes and len(aux) == 3
-    assert all((image.point_labels == UNCLASSIFIED).all() and len(image.points) for image in aux.images)
+    assert all((image.cells.labels == UNCLASSIFIED).all() and len(image.cells) for image in aux.images)
     pairs = WithAuxiliary(
         PointDataset(chula_few, d=16.0, crop_size=64), PointDataset(aux, d=16.0, crop_size=64, scale=0.5)
     )

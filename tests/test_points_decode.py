@@ -83,32 +83,31 @@ def test_tiled_prediction_finds_border_cells_once():
     meta = {"classes": ["left", "right"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3, "threshold_abs": 0.1}}
     tiled = predict_points(EchoModel(), image, meta, tile_size=64, overlap=16)
     whole = predict_points(EchoModel(), image, meta, tile_size=256, overlap=16)
-    assert len(tiled) == len(whole) == len(centres)
-    np.testing.assert_array_equal(sorted_xy(tiled.points), sorted_xy(centres))
-    np.testing.assert_array_equal(sorted_xy(tiled.points), sorted_xy(whole.points))
-    np.testing.assert_array_equal(tiled.labels, (tiled.points[:, 0] >= 100).astype(int))
-    np.testing.assert_allclose(tiled.scores, 1.0)
-    np.testing.assert_allclose(tiled.probabilities.sum(axis=1), 1.0)
+    assert len(tiled.cells) == len(whole.cells) == len(centres)
+    np.testing.assert_array_equal(sorted_xy(tiled.cells.centres), sorted_xy(centres))
+    np.testing.assert_array_equal(sorted_xy(tiled.cells.centres), sorted_xy(whole.cells.centres))
+    np.testing.assert_array_equal(tiled.cells.labels, (tiled.cells.centres[:, 0] >= 100).astype(int))
+    np.testing.assert_allclose(tiled.cells.scores, 1.0)
+    np.testing.assert_allclose(tiled.cells.probabilities.sum(axis=1), 1.0)
     assert tiled.classes == ["left", "right"] and (tiled.width, tiled.height) == (200, 200)
 
 
 def test_tiled_prediction_of_an_empty_image_and_bad_overlap():
     meta = {"classes": ["a", "b"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3}}
     empty = predict_points(EchoModel(), np.zeros((100, 90, 3), dtype=np.uint8), meta, tile_size=64, overlap=16)
-    assert len(empty) == 0 and empty.probabilities.shape == (0, 2)
+    assert len(empty.cells) == 0 and empty.cells.probabilities.shape == (0, 2)
     with pytest.raises(ValueError, match="min_distance"):
         predict_points(EchoModel(), np.zeros((10, 10, 3), dtype=np.uint8), meta, tile_size=64, overlap=4)
 
 
 def test_tune_threshold_rel_drops_a_low_false_peak():
     from cytolens.data.annotations import AnnotatedImage, Dataset
+    from cytolens.data.cells import Cells
     from cytolens.inference.peaks import tune_threshold_rel
 
-    true = AnnotatedImage("a.png", 50, 50, "a", points=[[10.5, 10.5], [30.5, 30.5]], point_labels=[0, 0])
-    found = AnnotatedImage(
-        "a.png", 50, 50, "a", points=[[10.5, 10.5], [30.5, 30.5], [40.5, 5.5]], point_labels=[0, 0, 0],
-        point_scores=[1.0, 0.8, 0.3],
-    )
+    true = AnnotatedImage("a.png", 50, 50, "a", cells=Cells(centres=[[10.5, 10.5], [30.5, 30.5]], labels=[0, 0]))
+    found = AnnotatedImage("a.png", 50, 50, "a", cells=Cells(
+        centres=[[10.5, 10.5], [30.5, 30.5], [40.5, 5.5]], labels=[0, 0, 0], scores=[1.0, 0.8, 0.3]))
     xi, figures = tune_threshold_rel([(found, 1.0)], Dataset(["cell"], [true]), radius=3.0)
     assert figures["f1"] == 1.0
     assert xi == 0.7  # every ξ from 0.3 to 0.7 keeps exactly the two true peaks: the highest wins the tie

@@ -71,7 +71,7 @@ def test_short_training_lowers_the_loss_and_exports_a_model(chula_spec, tmp_path
 
     result = predict_points(model.eval(), read_image(train_images.images[0].path), meta)
     assert result.kind == "points" and (result.width, result.height) == (640, 480)
-    assert result.probabilities is None or result.probabilities.shape == (len(result), 13)
+    assert result.cells.probabilities is None or result.cells.probabilities.shape == (len(result.cells), 13)
 
 
 def test_training_with_auxiliary_box_data(chula_spec, tmp_path):

@@ -28,22 +28,23 @@ def test_predict_returns_results_that_convert_to_every_output(model: object) -> 
     results = model.predict(EXAMPLES, score_threshold=0.0)
     assert [result.path.name for result in results] == sorted(path.name for path in EXAMPLES.glob("*.jpg"))
     for result in results:
-        assert isinstance(result, Result) and len(result) > 0
+        assert isinstance(result, Result) and len(result.cells) > 0
         assert (result.width, result.height) == (640, 480)
 
         table = result.to_dataframe()
-        assert len(table) == len(result)
+        assert len(table) == len(result.cells)
         assert {"image", "x", "y", "class", "score", "x1", "y1", "x2", "y2"} <= set(table.columns)
         assert set(table["class"]) <= {*CLASSES, ""}  # "" for a box without a class
 
         coco = result.to_coco(image_id=7)
-        assert len(coco) == len(result)
+        assert len(coco) == len(result.cells)
         assert all(entry["image_id"] == 7 and len(entry["bbox"]) == 4 and "score" in entry for entry in coco)
-        classified = [entry["category_id"] for entry, label in zip(coco, result.labels, strict=True) if label >= 0]
+        labels = result.cells.labels
+        classified = [entry["category_id"] for entry, label in zip(coco, labels, strict=True) if label >= 0]
         assert set(classified) <= {1, 2, 3}
 
         collection = result.to_geojson()
-        assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(result)
+        assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(result.cells)
 
         picture = result.plot()
         original = read_image(result.path)
@@ -55,13 +56,13 @@ def test_predict_takes_arrays_and_applies_the_score_threshold(model: object) -> 
     pixels = read_image(next(EXAMPLES.glob("*.jpg")))
     (everything,) = model.predict([pixels], score_threshold=0.0)
     (some,) = model.predict([pixels], score_threshold=0.2)
-    assert 0 < len(some) < len(everything) and (some.scores >= 0.2).all()
-    assert len(model.predict([pixels])[0]) == 0  # the stored threshold 0.3 is above every score
+    assert 0 < len(some.cells) < len(everything.cells) and (some.cells.scores >= 0.2).all()
+    assert len(model.predict([pixels])[0].cells) == 0  # the stored threshold 0.3 is above every score
 
 
 def test_a_box_detector_gives_every_cell_a_class(model: object) -> None:
     (result,) = model.predict([read_image(next(EXAMPLES.glob("*.jpg")))], score_threshold=0.0)
-    assert (result.labels >= 0).all()
+    assert (result.cells.labels >= 0).all()
 
 
 def test_a_pixel_size_far_from_the_models_is_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -73,7 +73,7 @@ def test_predict_writes_every_output_and_they_parse(checkpoint: Path, tmp_path: 
     shutil.copytree(EXAMPLES, out / "geojson" / "images")  # the reader finds images beside the .geojson files
     back = read_dataset(out / "geojson", "geojson")
     assert sorted(image.image_id for image in back.images) == STEMS
-    read_back = Counter(back.classes[label] for image in back.images for label in image.box_labels)
+    read_back = Counter(back.classes[label] for image in back.images for label in image.cells.labels)
     assert read_back == Counter(cells["class"][cells["class"].isin(CLASSES)])  # unclassified boxes are skipped
     assert not leftovers(out)
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import CytolensError
 from cytolens.examples import path as examples_path
 from cytolens.io.registry import read_dataset
@@ -30,7 +31,7 @@ def grey_image(path: Path, width: int = 200, height: int = 100) -> Path:
 
 
 def boxes_image(path: Path, boxes: list, labels: list, scores: list | None = None) -> AnnotatedImage:
-    return AnnotatedImage(path, 200, 100, boxes=boxes, box_labels=labels, box_scores=scores)
+    return AnnotatedImage(path, 200, 100, cells=Cells(boxes=boxes, labels=labels, scores=scores))
 
 
 # --- match_boxes ----------------------------------------------------------------------------------
@@ -76,10 +77,10 @@ def test_box_outcome_counts_only_predictions_above_the_threshold(tmp_path: Path)
     (outcome,) = image_outcomes(Dataset(CLASSES, [predicted]), truth, score_threshold=0.5)
     assert (outcome.tp, outcome.fp, outcome.fn) == (1, 2, 2)
     assert outcome.f1 == pytest.approx(2 / (2 + 2 + 2))
-    missed, missed_labels = outcome.cells("missed")
-    assert missed.tolist() == [[60, 10, 100, 50], [120, 10, 160, 50]] and missed_labels.tolist() == [0, 1]
-    assert outcome.cells("false")[0].tolist() == [[150, 60, 190, 95], [120, 10, 160, 50]]
-    assert outcome.cells("matched")[0].tolist() == [[10, 10, 50, 50]]
+    missed = outcome.cells("missed")
+    assert missed.boxes.tolist() == [[60, 10, 100, 50], [120, 10, 160, 50]] and missed.labels.tolist() == [0, 1]
+    assert outcome.cells("false").boxes.tolist() == [[150, 60, 190, 95], [120, 10, 160, 50]]
+    assert outcome.cells("matched").boxes.tolist() == [[10, 10, 50, 50]]
 
 
 def test_worst_images_skips_perfect_ones_and_puts_more_errors_first_at_equal_f1(tmp_path: Path) -> None:
@@ -111,9 +112,9 @@ def test_worst_images_skips_perfect_ones_and_puts_more_errors_first_at_equal_f1(
 
 
 def points_datasets(image: Path) -> tuple[Dataset, Dataset]:
-    truth = AnnotatedImage(image, 200, 100, points=[[20, 20], [60, 20], [100, 50]], point_labels=[0, 1, -1])
+    truth = AnnotatedImage(image, 200, 100, cells=Cells(centres=[[20, 20], [60, 20], [100, 50]], labels=[0, 1, -1]))
     predicted = AnnotatedImage(
-        image, 200, 100, points=[[22, 21], [61, 26], [180, 80]], point_labels=[0, 0, 1], point_scores=[0.9, 0.8, 0.7]
+        image, 200, 100, cells=Cells(centres=[[22, 21], [61, 26], [180, 80]], labels=[0, 0, 1], scores=[0.9, 0.8, 0.7])
     )
     return Dataset(CLASSES, [predicted]), Dataset(CLASSES, [truth])
 
@@ -145,7 +146,7 @@ def test_the_picture_draws_each_outcome_in_its_colour(tmp_path: Path) -> None:
 
 def test_a_large_picture_is_shrunk_and_points_are_drawn(tmp_path: Path) -> None:
     image = grey_image(tmp_path / "big.png", 1600, 800)
-    truth = Dataset(CLASSES, [AnnotatedImage(image, 1600, 800, points=[[400, 400]], point_labels=[0])])
+    truth = Dataset(CLASSES, [AnnotatedImage(image, 1600, 800, cells=Cells(centres=[[400, 400]], labels=[0]))])
     (outcome,) = image_outcomes(Dataset(CLASSES, []), truth, radius=10)
     picture = draw_outcome(outcome, CLASSES, max_size=800)
     assert picture.shape == (400, 800, 3)
@@ -161,19 +162,14 @@ def embedded_pictures(page: str) -> int:
 
 def test_report_on_the_examples_with_errors_on_two_images(tmp_path: Path) -> None:
     truth = read_dataset(examples_path(), "voc")
-    scored = [replace(image, box_scores=np.full(len(image.boxes), 0.9)) for image in truth.images]
+    scored = [replace(image, cells=replace(image.cells, scores=np.full(len(image.cells), 0.9))) for image in truth]
     by_id = {image.image_id: image for image in scored}
     few = by_id["BloodImage_00011"]
-    by_id["BloodImage_00011"] = replace(
-        few, boxes=few.boxes[5:], box_labels=few.box_labels[5:], box_scores=few.box_scores[5:]
-    )
+    by_id["BloodImage_00011"] = replace(few, cells=few.cells.select(np.arange(5, len(few.cells))))
     more = by_id["BloodImage_00015"]
-    by_id["BloodImage_00015"] = replace(
-        more,
-        boxes=np.vstack([more.boxes, [[1, 1, 30, 30], [600, 400, 630, 430], [300, 1, 330, 30]]]),
-        box_labels=np.concatenate([more.box_labels, [1, 1, 1]]),
-        box_scores=np.concatenate([more.box_scores, [0.8, 0.7, 0.1]]),  # the last is below the threshold
-    )
+    boxes = [[1, 1, 30, 30], [600, 400, 630, 430], [300, 1, 330, 30]]
+    extra = Cells(boxes=boxes, labels=[1] * 3, scores=[0.8, 0.7, 0.1])
+    by_id["BloodImage_00015"] = replace(more, cells=Cells.concatenate([more.cells, extra]))  # the last is below 0.5
     predictions = Dataset(truth.classes, list(by_id.values()), name="edited truth")
     figures = evaluate_datasets(predictions, truth, count_threshold=0.5) | {"model": "edited", "score_threshold": 0.5}
 

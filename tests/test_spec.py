@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import DatasetSpec, SplitSpec, load_data, load_spec, rename_classes, write_spec
 from cytolens.data.splits import kfold_split, ratio_split
 from cytolens.errors import CytolensError, DataError
@@ -108,12 +109,12 @@ def test_class_map_renames_and_merges(bccd: Path, tmp_path: Path) -> None:
 
 def test_rename_classes_keeps_unclassified_points_and_merges_image_labels(tmp_path: Path) -> None:
     image = AnnotatedImage(
-        tmp_path / "a.png", 10, 10, points=[[1, 1], [2, 2], [3, 3]], point_labels=[2, UNCLASSIFIED, 0],
+        tmp_path / "a.png", 10, 10, cells=Cells(centres=[[1, 1], [2, 2], [3, 3]], labels=[2, UNCLASSIFIED, 0]),
         image_labels=[0, 2], image_scores=np.array([0.5, 0.2, 0.3]),
     )
     renamed = rename_classes(Dataset(["a", "b", "c"], [image]), {"c": "x", "a": "y", "b": "x"}, "spec.yaml")
     assert renamed.classes == ["x", "y"]
-    np.testing.assert_array_equal(renamed.images[0].point_labels, [0, UNCLASSIFIED, 1])
+    np.testing.assert_array_equal(renamed.images[0].cells.labels, [0, UNCLASSIFIED, 1])
     assert renamed.images[0].image_labels == [1, 0]
     np.testing.assert_allclose(renamed.images[0].image_scores, [0.5, 0.5])
 

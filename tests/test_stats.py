@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.spec import load_data
 from cytolens.data.stats import dataset_stats, nearest_neighbour_distances
 
@@ -36,10 +37,12 @@ def test_generated_points_boxes_and_splits() -> None:
     classes = ["a", "b"]
     first = AnnotatedImage(
         Path("one.png"), 100, 50,
-        boxes=[[0, 0, 10, 20], [5, 5, 35, 15]], box_labels=[0, 1],
-        points=[[0, 0], [3, 4], [20, 0]], point_labels=[1, UNCLASSIFIED, 1],
+        cells=Cells.concatenate([
+            Cells(boxes=[[0, 0, 10, 20], [5, 5, 35, 15]], labels=[0, 1]),
+            Cells(centres=[[0, 0], [3, 4], [20, 0]], labels=[1, UNCLASSIFIED, 1]),
+        ]),
     )
-    second = AnnotatedImage(Path("two.png"), 60, 40, points=[[1, 1]], point_labels=[0])  # alone: no neighbour
+    second = AnnotatedImage(Path("two.png"), 60, 40, cells=Cells(centres=[[1, 1]], labels=[0]))  # alone: no neighbour
     dataset = Dataset(classes, [first, second], {"train": ["one", "missing"], "test": ["two"]}, "made")
     figures = dataset_stats(dataset)
     assert figures["objects"] == 6 and figures["boxes"] == 2 and figures["points"] == 4

@@ -60,7 +60,7 @@ def choose_threshold_rel(
     if meta.get("recipe", {}).get("ignore_unlabelled_cells"):
         found, _ = drop_unlabelled_detections(found, truth, radius)
     # an image's highest peak is its map's maximum
-    candidates = [(image, float(image.point_scores.max(initial=0.0))) for image in found.images]
+    candidates = [(image, float(image.cells.scores.max(initial=0.0))) for image in found.images]
     xi, figures = tune_threshold_rel(candidates, truth, radius)
     print(f"threshold_rel {xi}: detection F1 {figures['f1']:.4f}")
     return xi, figures["f1"] or 0.0

@@ -4,25 +4,29 @@ Coordinates are in pixels with the origin at the top-left corner of the top-left
 right and y down. A pixel with integer indices ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)``
 and its centre is at ``(col + 0.5, row + 0.5)``. Boxes are ``xyxy`` floats. Readers convert their
 format's convention to this one; writers convert back.
+
+An :class:`AnnotatedImage` is an image with its cells (one :class:`~cytolens.data.cells.Cells` record,
+boxes and points alike) and its image-level labels and scores; predictions are annotated images whose
+cells have scores (:class:`cytolens.results.result.Result`), so metrics and writers take either.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-UNCLASSIFIED = -1
-"""Label of a point that marks a cell without saying its class."""
+from cytolens.data.cells import UNCLASSIFIED, Cells, ScoreThreshold
+from cytolens.errors import DataError
 
 
-def _as_array(values: object, shape_tail: tuple[int, ...], dtype: type) -> np.ndarray:
-    array = np.asarray(values, dtype=dtype)
-    if array.size == 0:
-        return np.zeros((0, *shape_tail), dtype=dtype)
-    return array.reshape((-1, *shape_tail))
+def class_index_map(source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """For each class name of ``source``, its index in ``target`` (:data:`UNCLASSIFIED` if absent)."""
+    index = {name: i for i, name in enumerate(target)}
+    return np.array([index.get(name, UNCLASSIFIED) for name in source], dtype=np.int64)
 
 
 @dataclass
@@ -35,12 +39,7 @@ class AnnotatedImage:
         height: Image height in pixels.
         image_id: A key unique within its dataset (used by split lists); defaults to the file stem.
         mpp: Physical pixel size in micrometres per pixel, if known.
-        boxes: ``(N, 4)`` float array of ``x1, y1, x2, y2``.
-        box_labels: ``(N,)`` int array of class indices.
-        box_scores: ``(N,)`` float array of confidences, or ``None`` for ground truth.
-        points: ``(M, 2)`` float array of ``x, y`` centres.
-        point_labels: ``(M,)`` int array of class indices, :data:`UNCLASSIFIED` when unknown.
-        point_scores: ``(M,)`` float array of confidences, or ``None`` for ground truth.
+        cells: The cells: centres, boxes, labels, scores (``None`` for ground truth) and more.
         image_labels: Class indices that apply to the whole image (multi-label allowed).
         image_scores: ``(C,)`` float array of per-class image-level scores, or ``None``.
 
@@ -51,12 +50,7 @@ class AnnotatedImage:
     height: int
     image_id: str = ""
     mpp: float | None = None
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-    box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    box_scores: np.ndarray | None = None
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    point_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    point_scores: np.ndarray | None = None
+    cells: Cells = field(default_factory=Cells)
     image_labels: list[int] = field(default_factory=list)
     image_scores: np.ndarray | None = None
 
@@ -64,32 +58,45 @@ class AnnotatedImage:
         self.path = Path(self.path)
         if not self.image_id:
             self.image_id = self.path.stem
-        self.boxes = _as_array(self.boxes, (4,), np.float64)
-        self.box_labels = _as_array(self.box_labels, (), np.int64)
-        self.points = _as_array(self.points, (2,), np.float64)
-        self.point_labels = _as_array(self.point_labels, (), np.int64)
-        if self.box_scores is not None:
-            self.box_scores = _as_array(self.box_scores, (), np.float64)
-        if self.point_scores is not None:
-            self.point_scores = _as_array(self.point_scores, (), np.float64)
-        if len(self.boxes) != len(self.box_labels):
-            raise ValueError(f"{self.path}: {len(self.boxes)} boxes but {len(self.box_labels)} labels")
-        if len(self.points) != len(self.point_labels):
-            raise ValueError(f"{self.path}: {len(self.points)} points but {len(self.point_labels)} labels")
 
     @property
     def size(self) -> tuple[int, int]:
         """``(width, height)`` in pixels."""
         return self.width, self.height
 
-    @property
-    def has_scores(self) -> bool:
-        """Whether this holds predictions (objects with scores) rather than ground truth."""
-        return self.box_scores is not None or self.point_scores is not None
+    def relabel(self, mapping: np.ndarray, classes: Sequence[str]) -> AnnotatedImage:
+        """The image with its labels re-expressed in ``classes``.
 
-    def box_centres(self) -> np.ndarray:
-        """Centres of the boxes as an ``(N, 2)`` array of ``x, y``."""
-        return np.column_stack([(self.boxes[:, 0] + self.boxes[:, 2]) / 2, (self.boxes[:, 1] + self.boxes[:, 3]) / 2])
+        Args:
+            mapping: For each class index, its index in ``classes`` (:data:`UNCLASSIFIED`: the class is
+                forgotten); several classes may map to one.
+            classes: The new class names.
+
+        Returns:
+            A copy whose cells are relabelled (:meth:`~cytolens.data.cells.Cells.relabel`), whose image labels
+            are mapped (forgotten ones dropped, repeats removed) and whose image scores are per new class
+            (the scores of merged classes add up; 0 for a class no old one maps to).
+
+        Raises:
+            DataError: If the image scores are not one per class of ``mapping``.
+
+        """
+        mapping = np.asarray(mapping, dtype=np.int64)
+        scores = None
+        if self.image_scores is not None:
+            values = np.asarray(self.image_scores, dtype=np.float64).ravel()
+            if len(values) != len(mapping):
+                raise DataError(self.path, f"{len(values)} image scores for {len(mapping)} classes")
+            scores = np.zeros(len(classes))
+            kept = mapping >= 0
+            np.add.at(scores, mapping[kept], values[kept])
+        labels = [int(mapping[label]) for label in self.image_labels if mapping[label] != UNCLASSIFIED]
+        return replace(
+            self,
+            cells=self.cells.relabel(mapping, len(classes)),
+            image_labels=list(dict.fromkeys(labels)),
+            image_scores=scores,
+        )
 
 
 @dataclass
@@ -132,9 +139,31 @@ class Dataset:
         return Dataset(self.classes, chosen, {}, f"{self.name}:{split}", self.licence)
 
     def object_counts(self) -> dict[str, int]:
-        """Objects (boxes and points) per class name; unclassified points count under ``"unclassified"``."""
+        """Cells per class name; unclassified cells count under ``"unclassified"``."""
         counts: Counter[str] = Counter()
         for image in self.images:
-            for label in np.concatenate([image.box_labels, image.point_labels]):
+            for label in image.cells.labels:
                 counts[self.classes[label] if label >= 0 else "unclassified"] += 1
         return dict(counts)
+
+    def relabel(self, classes: Sequence[str], mapping: np.ndarray | None = None) -> Dataset:
+        """The dataset with its labels re-expressed in ``classes`` (see :meth:`AnnotatedImage.relabel`).
+
+        Args:
+            classes: The new class names.
+            mapping: For each class of this dataset, its index in ``classes`` (:data:`UNCLASSIFIED`: forgotten);
+                by default by name (:func:`class_index_map`: classes not in ``classes`` are forgotten).
+
+        """
+        mapping = class_index_map(self.classes, classes) if mapping is None else mapping
+        images = [image.relabel(mapping, classes) for image in self.images]
+        return Dataset(list(classes), images, dict(self.splits), self.name, self.licence)
+
+    def scoring_at_least(self, threshold: ScoreThreshold | None) -> Dataset:
+        """The dataset with only the cells scoring at least ``threshold`` (see
+        :meth:`~cytolens.data.cells.Cells.scoring_at_least`; ``None`` keeps every cell).
+        """
+        if threshold is None:
+            return self
+        images = [replace(image, cells=image.cells.scoring_at_least(threshold, self.classes)) for image in self.images]
+        return replace(self, images=images)

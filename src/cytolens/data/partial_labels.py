@@ -72,7 +72,7 @@ def drop_unlabelled_detections(predictions: Dataset, truth: Dataset, radius: flo
 
     A predicted centre is kept when it lies on unstained background (a false positive) or within
     ``2 · radius`` of a true centre (matched, or a second detection on a labelled cell); the others lie
-    on cells nobody labelled. Images pair by ``image_id``.
+    on cells nobody labelled. Images pair by ``image_id``; predicted boxes are all kept.
 
     Args:
         predictions: Predicted points.
@@ -86,22 +86,18 @@ def drop_unlabelled_detections(predictions: Dataset, truth: Dataset, radius: flo
     truths = {image.image_id: image for image in truth.images}
     images, dropped = [], 0
     for image in predictions.images:
-        true = truths.get(image.image_id)
-        if true is None or not len(image.points):
+        true, cells = truths.get(image.image_id), image.cells
+        boxed = cells.has_box
+        if true is None or boxed.all():
             images.append(image)
             continue
         stained = stained_mask(read_image(true.path))
         height, width = stained.shape
-        cols = np.clip(image.points[:, 0].astype(int), 0, width - 1)
-        rows = np.clip(image.points[:, 1].astype(int), 0, height - 1)
-        far = np.full(len(image.points), np.inf)
-        if len(true.points):
-            far, _ = cKDTree(true.points).query(image.points)
-        keep = ~stained[rows, cols] | (far <= 2 * radius)
+        cols = np.clip(cells.centres[:, 0].astype(int), 0, width - 1)
+        rows = np.clip(cells.centres[:, 1].astype(int), 0, height - 1)
+        true_centres = true.cells.point_cells().centres
+        far = cKDTree(true_centres).query(cells.centres)[0] if len(true_centres) else np.full(len(cells), np.inf)
+        keep = boxed | ~stained[rows, cols] | (far <= 2 * radius)
         dropped += int((~keep).sum())
-        scores = None if image.point_scores is None else image.point_scores[keep]
-        kept = dataclasses.replace(
-            image, points=image.points[keep], point_labels=image.point_labels[keep], point_scores=scores
-        )
-        images.append(kept)
+        images.append(dataclasses.replace(image, cells=cells.select(keep)))
     return dataclasses.replace(predictions, images=images), dropped

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.annotations import Dataset
 from cytolens.data.splits import kfold_split, ratio_split
 from cytolens.errors import CytolensError, DataError
 from cytolens.io.atomic import write_text
@@ -133,24 +133,6 @@ class DatasetSpec:
         return dataset
 
 
-def _relabel(labels: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return np.where(labels == UNCLASSIFIED, UNCLASSIFIED, index[np.maximum(labels, 0)])
-
-
-def _renamed_image(image: AnnotatedImage, index: np.ndarray, n_targets: int) -> AnnotatedImage:
-    scores = None
-    if image.image_scores is not None:  # merged classes: their scores add up
-        scores = np.zeros(n_targets)
-        np.add.at(scores, index, image.image_scores)
-    return dataclasses.replace(
-        image,
-        box_labels=_relabel(image.box_labels, index),
-        point_labels=_relabel(image.point_labels, index),
-        image_labels=list(dict.fromkeys(int(index[label]) for label in image.image_labels)),
-        image_scores=scores,
-    )
-
-
 def rename_classes(dataset: Dataset, mapping: Mapping[str, str], source: str | Path) -> Dataset:
     """A copy of ``dataset`` with its classes renamed (and merged) by ``mapping``.
 
@@ -170,9 +152,7 @@ def rename_classes(dataset: Dataset, mapping: Mapping[str, str], source: str | P
     if missing:
         raise DataError(source, f"class {missing[0]!r} of the dataset is not in the class map ({', '.join(mapping)})")
     targets = list(dict.fromkeys(mapping.values()))
-    index = np.array([targets.index(mapping[name]) for name in dataset.classes], dtype=np.int64)
-    images = [_renamed_image(image, index, len(targets)) for image in dataset.images]
-    return Dataset(targets, images, dataset.splits, dataset.name, dataset.licence)
+    return dataset.relabel(targets, np.array([targets.index(mapping[name]) for name in dataset.classes]))
 
 
 _SPEC_KEYS = ("format", "root", "name", "classes", "splits")

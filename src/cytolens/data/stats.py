@@ -46,9 +46,11 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
     """
     n_classes = len(dataset.classes)
     images = dataset.images
-    box_labels = np.concatenate([image.box_labels for image in images] or [np.zeros(0, np.int64)])
-    point_labels = np.concatenate([image.point_labels for image in images] or [np.zeros(0, np.int64)])
-    boxes = np.concatenate([image.boxes for image in images] or [np.zeros((0, 4))])
+    box_cells = [image.cells.box_cells() for image in images]
+    point_cells = [image.cells.point_cells() for image in images]
+    box_labels = np.concatenate([cells.labels for cells in box_cells] or [np.zeros(0, np.int64)])
+    point_labels = np.concatenate([cells.labels for cells in point_cells] or [np.zeros(0, np.int64)])
+    boxes = np.concatenate([cells.boxes for cells in box_cells] or [np.zeros((0, 4))])
     image_labels = np.array([label for image in images for label in image.image_labels], dtype=np.int64)
     objects = len(box_labels) + len(point_labels)
     if objects:
@@ -57,7 +59,7 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
         per_class_of, counts = "image_labels", _count(image_labels, n_classes)
     present = {image.image_id for image in images}
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    spacing = np.concatenate([nearest_neighbour_distances(image.points) for image in images] or [np.zeros(0)])
+    spacing = np.concatenate([nearest_neighbour_distances(cells.centres) for cells in point_cells] or [np.zeros(0)])
     return {
         "name": dataset.name,
         "images": len(images),

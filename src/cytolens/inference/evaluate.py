@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cytolens.data.annotations import Dataset
@@ -15,7 +16,8 @@ def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progr
     """Run ``model`` on every image of ``truth`` keeping every detection (score threshold 0).
 
     Returns:
-        The predictions as a dataset with the model's classes and the truth's image ids.
+        The predictions (:class:`~cytolens.results.result.Result` images) as a dataset with the model's classes
+        and the truth's image ids.
 
     Raises:
         DataError: If an image cannot be read (evaluation needs all of them).
@@ -27,9 +29,7 @@ def predict_dataset(model: CellModel, truth: Dataset, batch_size: int = 1, progr
     for item in show_progress(items, len(truth), "evaluating", progress):
         if isinstance(item, DataError):
             raise item
-        annotated = item.to_annotated()
-        annotated.image_id = ids.get(str(item.path), annotated.image_id)
-        images.append(annotated)
+        images.append(replace(item, image_id=ids.get(str(item.path), item.image_id)))
     return Dataset(model.classes, images, name=f"{model.source} on {truth.name}")
 
 

@@ -23,6 +23,7 @@ from skimage.feature import peak_local_max
 from torch import nn
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.inference.tiles import tiles
 from cytolens.metrics.points import point_metrics
 from cytolens.models.point_fcn import STRIDE
@@ -66,7 +67,7 @@ def tune_threshold_rel(
 
     Args:
         candidates: Per image (paired with ``truth`` by ``image_id``), the peaks found with ``ξ = 0``
-            (``point_scores``: their proximity values) and the maximum of its proximity map.
+            (scored by their proximity values) and the maximum of its proximity map.
         truth: The true centres.
         radius: Matching radius (pixels).
         threshold_abs: The absolute floor that applies with every ``ξ``.
@@ -77,13 +78,10 @@ def tune_threshold_rel(
     """
     figures = {}
     for xi in THRESHOLD_GRID:
-        images = []
-        for found, image_max in candidates:
-            keep = above(found.point_scores, image_max, xi, threshold_abs)
-            images.append(
-                replace(found, points=found.points[keep], point_labels=found.point_labels[keep],
-                        point_scores=found.point_scores[keep])
-            )
+        images = [
+            replace(found, cells=found.cells.select(above(found.cells.scores, image_max, xi, threshold_abs)))
+            for found, image_max in candidates
+        ]
         figures[xi] = point_metrics(Dataset(truth.classes, images), truth, radius)
     best = max(figures, key=lambda xi: (figures[xi]["f1"] or 0.0, xi))
     return best, figures[best]
@@ -137,6 +135,8 @@ def predict_points(
     overlap: int | None = None,
     device: torch.device | str = "cpu",
     path: str | Path = "",
+    image_id: str = "",
+    mpp: float | None = None,
 ) -> Result:
     """Find and classify the cells of an RGB image with a point model.
 
@@ -158,6 +158,8 @@ def predict_points(
             still runs).
         device: Where to run the model.
         path: The image file, for the result.
+        image_id: The image's key (default: the file stem).
+        mpp: µm/px of the image, when known.
 
     Returns:
         One cell per peak: centre, class (argmax of the class probabilities at the centre), score
@@ -190,17 +192,11 @@ def predict_points(
         found_rc.append(peaks + [rows.start, cols.start])
         values.append(proximity[peaks[:, 0], peaks[:, 1]])
         probabilities.append(torch.softmax(logits[:, peaks[:, 0], peaks[:, 1]].T, dim=1).numpy())
-    found_rc, values = np.concatenate(found_rc), np.concatenate(values)
-    probabilities = np.concatenate(probabilities).astype(np.float64)
+    values, probabilities = np.concatenate(values), np.concatenate(probabilities).astype(np.float64)
+    found = Cells(
+        centres=to_xy(np.concatenate(found_rc)), labels=probabilities.argmax(axis=1), scores=values,
+        probabilities=probabilities,
+    )
     kept = np.flatnonzero(above(values, image_max, float(thresholds["threshold_rel"]), floor))
     kept = kept[np.argsort(-values[kept], kind="stable")]
-    return Result(
-        Path(path),
-        width,
-        height,
-        list(meta["classes"]),
-        labels=probabilities[kept].argmax(axis=1),
-        scores=values[kept],
-        points=to_xy(found_rc[kept]),
-        probabilities=probabilities[kept],
-    )
+    return Result(Path(path), width, height, image_id, mpp, cells=found.select(kept), classes=list(meta["classes"]))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
@@ -90,7 +91,7 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         width, height = image_size(image_path)
         mapped = [names.index(CLASSES[index], label) for index in chula_classes]
         points = clip_points(pixels + 0.5, width, height, label)
-        images.append(AnnotatedImage(image_path, width, height, label.stem, points=points, point_labels=mapped))
+        images.append(AnnotatedImage(image_path, width, height, label.stem, cells=Cells(centres=points, labels=mapped)))
     if not images:
         raise DataError(labels_folder, "no .txt label files")
     return Dataset(names.names, images, {}, path.name, read_licence(path))
@@ -106,8 +107,8 @@ def write(dataset: Dataset, out: Path) -> None:
 
     """
     for image in dataset.images:
-        lines = []
-        for (x, y), label in zip(np.floor(image.points).astype(int), image.point_labels, strict=True):
+        lines, cells = [], image.cells.point_cells()
+        for (x, y), label in zip(np.floor(cells.centres).astype(int), cells.labels, strict=True):
             name = dataset.classes[label]
             if name not in CLASSES:
                 raise DataError(out, f"class {name!r} (image {image.image_id}) is not a Chula RBC-12 class")

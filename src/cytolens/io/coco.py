@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.images import image_size
 from cytolens.io.json_files import read_json, write_json
@@ -124,11 +125,10 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         annotations = objects[entry.get("id")]
         boxes = np.array([_annotation_box(annotation, path) for annotation in annotations]).reshape(-1, 4)
         labels = np.array([category_index[annotation["category_id"]] for annotation in annotations], dtype=np.int64)
-        kept, kept_labels, index = clean_boxes(boxes, labels, width, height, source)
-        scores = np.array([_score(annotation, path) for annotation in annotations])[index] if any(scored) else None
-        images.append(
-            AnnotatedImage(image_path, width, height, image_id, boxes=kept, box_labels=kept_labels, box_scores=scores)
-        )
+        clipped, kept = clean_boxes(boxes, width, height, source)
+        scores = [_score(annotation, path) for annotation in annotations] if any(scored) else None
+        cells = Cells(boxes=clipped, labels=labels, scores=scores).select(kept)
+        images.append(AnnotatedImage(image_path, width, height, image_id, cells=cells))
     licences = data.get("licenses") or []
     licence = str(licences[0].get("name", "")) if licences and isinstance(licences[0], dict) else ""
     return Dataset(names.names, images, {}, path.stem, licence)
@@ -169,7 +169,8 @@ def to_coco_dict(dataset: Dataset, root: Path | None = None) -> dict:
         if image.image_id != image.path.stem:
             entry[ID_KEY] = image.image_id
         images.append(entry)
-        for i, (box, label) in enumerate(zip(image.boxes, image.box_labels, strict=True)):
+        cells = image.cells.box_cells()
+        for i, (box, label) in enumerate(zip(cells.boxes, cells.labels, strict=True)):
             bbox = _bbox(box)
             annotation = {
                 "id": len(annotations) + 1,
@@ -179,8 +180,8 @@ def to_coco_dict(dataset: Dataset, root: Path | None = None) -> dict:
                 "area": bbox[2] * bbox[3],
                 "iscrowd": 0,
             }
-            if image.box_scores is not None:
-                annotation["score"] = float(image.box_scores[i])
+            if cells.scores is not None:
+                annotation["score"] = float(cells.scores[i])
             annotations.append(annotation)
     return {
         "info": {"description": dataset.name},
@@ -207,8 +208,9 @@ def to_results(dataset: Dataset, numbers: dict[str, int] | None = None) -> list[
     numbers = numbers if numbers is not None else image_numbers(dataset)
     results = []
     for image in dataset.images:
-        scores = image.box_scores if image.box_scores is not None else np.ones(len(image.boxes))
-        for box, label, score in zip(image.boxes, image.box_labels, scores, strict=True):
+        cells = image.cells.box_cells()
+        scores = cells.scores if cells.scores is not None else np.ones(len(cells))
+        for box, label, score in zip(cells.boxes, cells.labels, scores, strict=True):
             results.append(
                 {
                     "image_id": numbers[image.image_id],

@@ -24,6 +24,7 @@ import scipy.io
 from scipy.spatial import cKDTree
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.io.point_checks import clip_points
@@ -96,9 +97,10 @@ def _read_image(folder: Path, image_id: str, names: ClassNames) -> tuple[Annotat
     if dropped:
         log.warning("%s: %d class point(s) with no unclaimed nucleus within %g px: dropped", folder, dropped,
                     MATCH_RADIUS)
-    index = np.array([names.index(name, folder) for name in CLASSES] + [UNCLASSIFIED], dtype=np.int64)
+    mapping = [names.index(name, folder) for name in CLASSES]  # the classes in the order of the class files
     points = clip_points(nuclei, width, height, folder / f"{folder.name}_detection.mat")
-    return AnnotatedImage(image_path, width, height, image_id, points=points, point_labels=index[labels]), dropped
+    cells = Cells(centres=points, labels=labels).relabel(mapping, len(names.names))
+    return AnnotatedImage(image_path, width, height, image_id, cells=cells), dropped
 
 
 def _image_folders(folder: Path) -> list[Path]:

@@ -6,7 +6,8 @@ the top-left pixel, x right and y down, exactly as cytolens, so coordinates pass
 Writing: a box becomes a ``Polygon`` (its closed five-vertex ring), a point a ``Point``; each
 feature is a ``"detection"`` whose ``classification`` carries the class name and its palette colour
 (:func:`cytolens.io.colors.class_color`); unclassified points have no ``classification``. A score
-goes in ``measurements["score"]``. Images are not copied: the reader expects them beside the
+goes in ``measurements["score"]``, class probabilities in ``p_<class>`` and the record's extras under
+their names (a prediction's). Images are not copied: the reader expects them beside the
 ``.geojson`` files or in an ``images/`` folder there.
 
 Reading accepts a folder of ``.geojson`` files or one file, holding a ``FeatureCollection``, a
@@ -54,41 +55,33 @@ def _point(point: np.ndarray) -> dict[str, Any]:
     return {"type": "Point", "coordinates": [float(point[0]), float(point[1])]}
 
 
-def to_feature_collection(
-    image: AnnotatedImage, classes: Sequence[str], extra_measurements: Mapping[str, Sequence[float]] | None = None
-) -> dict[str, Any]:
-    """The QuPath GeoJSON ``FeatureCollection`` of one image's boxes and points.
+def to_feature_collection(image: AnnotatedImage, classes: Sequence[str]) -> dict[str, Any]:
+    """The QuPath GeoJSON ``FeatureCollection`` of one image's cells.
 
     Args:
         image: The annotated (or predicted) image.
         classes: Class names indexed by the image's labels.
-        extra_measurements: Further per-object measurements (for example per-class probabilities),
-            as measurement name to one value per object: the boxes first, then the points.
 
     Returns:
-        A JSON-serialisable mapping; features are boxes then points, in the image's order.
-
-    Raises:
-        ValueError: If a measurement does not have one value per object.
+        A JSON-serialisable mapping with one feature per cell, in the record's order: a box as a
+        ``Polygon``, a cell without a box as a ``Point``. Its measurements are its score, its class
+        probabilities (``p_<class>``) and its extras, when the record holds them.
 
     """
-    geometries = [_box_polygon(box) for box in image.boxes] + [_point(point) for point in image.points]
-    labels = np.concatenate([image.box_labels, image.point_labels])
-    scores = [
-        *(image.box_scores if image.box_scores is not None else [None] * len(image.boxes)),
-        *(image.point_scores if image.point_scores is not None else [None] * len(image.points)),
-    ]
-    extra = {name: np.asarray(values, dtype=np.float64).ravel() for name, values in (extra_measurements or {}).items()}
-    for name, values in extra.items():
-        if len(values) != len(geometries):
-            raise ValueError(f"measurement {name!r} has {len(values)} values for {len(geometries)} objects")
+    cells, boxed = image.cells, image.cells.has_box
+    measured: dict[str, np.ndarray] = {}
+    if cells.probabilities is not None:
+        measured = {f"p_{name}": cells.probabilities[:, index] for index, name in enumerate(classes)}
+    measured.update(cells.extras)
     features = []
-    for i, (geometry, label, score) in enumerate(zip(geometries, labels, scores, strict=True)):
+    for i, (centre, label) in enumerate(zip(cells.centres, cells.labels, strict=True)):
+        geometry = _box_polygon(cells.boxes[i]) if boxed[i] else _point(centre)
         properties: dict[str, Any] = {"objectType": "detection"}
         if label != UNCLASSIFIED:
             properties["classification"] = {"name": classes[label], "color": list(class_color(int(label)))}
-        measurements = {"score": float(score)} if score is not None else {}
-        measurements.update({name: float(values[i]) for name, values in extra.items()})
+        scored = cells.scores is not None and not np.isnan(cells.scores[i])
+        measurements = {"score": float(cells.scores[i])} if scored else {}
+        measurements.update({name: float(values[i]) for name, values in measured.items()})
         if measurements:
             properties["measurements"] = measurements
         features.append({"type": "Feature", "id": str(uuid.uuid4()), "geometry": geometry, "properties": properties})

@@ -82,28 +82,31 @@ def _region(image: AnnotatedImage, kind: str, value: dict[str, Any], score: floa
 
 
 def _regions(image: AnnotatedImage, classes: Sequence[str]) -> list[dict[str, Any]]:
-    """The Label Studio regions of an image's boxes and points."""
-    if (image.point_labels == UNCLASSIFIED).any():
+    """The Label Studio regions of an image's cells, in the record's order: a box as a rectangle, else a keypoint."""
+    cells, boxed = image.cells, image.cells.has_box
+    if (cells.labels == UNCLASSIFIED).any():
         raise ValueError(f"{image.image_id}: Label Studio cannot hold unclassified points")
     scale = np.array([100.0 / image.width, 100.0 / image.height])
+    scores = np.full(len(cells), np.nan) if cells.scores is None else cells.scores
     regions = []
-    box_scores = image.box_scores if image.box_scores is not None else [None] * len(image.boxes)
-    for box, label, score in zip(image.boxes, image.box_labels, box_scores, strict=True):
-        x, y, w, h = (float(v) for v in (*(box[:2] * scale), *((box[2:] - box[:2]) * scale)))
-        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [classes[label]]}
-        regions.append(_region(image, "rectanglelabels", value, score))
-    point_scores = image.point_scores if image.point_scores is not None else [None] * len(image.points)
-    for point, label, score in zip(image.points, image.point_labels, point_scores, strict=True):
-        x, y = point * scale
-        value = {"x": float(x), "y": float(y), "width": POINT_WIDTH, "keypointlabels": [classes[label]]}
-        regions.append(_region(image, "keypointlabels", value, score))
+    for i, (centre, label, score) in enumerate(zip(cells.centres, cells.labels, scores, strict=True)):
+        score = None if np.isnan(score) else score
+        if boxed[i]:
+            box = cells.boxes[i]
+            x, y, w, h = (float(v) for v in (*(box[:2] * scale), *((box[2:] - box[:2]) * scale)))
+            value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [classes[label]]}
+            regions.append(_region(image, "rectanglelabels", value, score))
+        else:
+            x, y = centre * scale
+            value = {"x": float(x), "y": float(y), "width": POINT_WIDTH, "keypointlabels": [classes[label]]}
+            regions.append(_region(image, "keypointlabels", value, score))
     return regions
 
 
 def _mean_score(image: AnnotatedImage) -> float | None:
-    scores = [s for s in (image.box_scores, image.point_scores) if s is not None]
-    values = np.concatenate(scores) if scores else np.zeros(0)
-    return float(values.mean()) if len(values) else None
+    scores = image.cells.scores
+    scored = np.zeros(0) if scores is None else scores[~np.isnan(scores)]
+    return float(scored.mean()) if len(scored) else None
 
 
 def to_task(
@@ -129,7 +132,7 @@ def to_task(
     """
     path = portable_path(image.path, relative_to) if relative_to is not None else image.path.as_posix()
     entry: dict[str, Any] = {"result": _regions(image, classes)}
-    if score is None and not image.has_scores:
+    if score is None and image.cells.scores is None:
         return {"data": {"image": path}, "annotations": [entry]}
     entry["model_version"] = f"cytolens {__version__}"
     entry["score"] = float(score) if score is not None else _mean_score(image)

@@ -26,6 +26,7 @@ import numpy as np
 from skimage.measure import label, regionprops
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.images import image_size, list_images
 from cytolens.io.registry import Capabilities
@@ -130,7 +131,7 @@ def read(path: Path, classes: list[str] | None = None, min_area: int = 4) -> Dat
             raise DataError(mask_file, f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
         boxes, small = mask_boxes(mask, min_area)
         ignored += small
-        images.append(AnnotatedImage(image_file, width, height, boxes=boxes, box_labels=np.zeros(len(boxes), np.int64)))
+        images.append(AnnotatedImage(image_file, width, height, cells=Cells(boxes=boxes, labels=np.zeros(len(boxes)))))
     if ignored:
         log.warning("%s: ignored %d mask components smaller than %d pixels", path, ignored, min_area)
     return Dataset(names, images, {}, path.name)

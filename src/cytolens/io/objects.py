@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cytolens.data.annotations import AnnotatedImage
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.point_checks import clip_points
 from cytolens.io.validation import clean_boxes
@@ -53,20 +54,18 @@ class ObjectList:
         self._point_scores.append(score)
 
     def to_image(self, path: Path, width: int, height: int, image_id: str = "") -> AnnotatedImage:
-        """The annotated image holding the objects; boxes and points are clipped to the image, empty boxes skipped.
+        """The annotated image holding the objects, boxes first; boxes and points are clipped to the image, empty
+        boxes skipped. Boxes may have scores and points not, or the other way round.
 
         Raises:
             DataError: If some boxes (or points) have scores and others not.
 
         """
-        box_scores = _scores(self._box_scores, "boxes", self.source)
-        point_scores = _scores(self._point_scores, "points", self.source)
-        boxes, box_labels, kept = clean_boxes(
-            np.asarray(self._boxes, dtype=np.float64), np.asarray(self._box_labels), width, height, self.source
+        clipped, kept = clean_boxes(np.asarray(self._boxes, dtype=np.float64), width, height, self.source)
+        boxes = Cells(boxes=clipped, labels=self._box_labels, scores=_scores(self._box_scores, "boxes", self.source))
+        points = Cells(
+            centres=clip_points(np.asarray(self._points, dtype=np.float64), width, height, self.source),
+            labels=self._point_labels, scores=_scores(self._point_scores, "points", self.source),
         )
-        return AnnotatedImage(
-            path, width, height, image_id,
-            boxes=boxes, box_labels=box_labels, box_scores=None if box_scores is None else box_scores[kept],
-            points=clip_points(np.asarray(self._points, dtype=np.float64), width, height, self.source),
-            point_labels=self._point_labels, point_scores=point_scores,
-        )
+        cells = Cells.concatenate([boxes.select(kept), points] if len(clipped) else [points])
+        return AnnotatedImage(path, width, height, image_id, cells=cells)

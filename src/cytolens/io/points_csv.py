@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import atomic_write
 from cytolens.io.images import image_size
@@ -91,12 +92,8 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
     for image_id, entry in grouped.items():
         width, height = image_size(entry["path"])
         points = clip_points(np.array(entry["points"]), width, height, path)
-        images.append(
-            AnnotatedImage(
-                entry["path"], width, height, image_id, points=points, point_labels=entry["labels"],
-                point_scores=np.array(entry["scores"]) if has_scores else None,
-            )
-        )
+        cells = Cells(centres=points, labels=entry["labels"], scores=entry["scores"] if has_scores else None)
+        images.append(AnnotatedImage(entry["path"], width, height, image_id, cells=cells))
     if not images:
         raise DataError(path, "holds no rows")
     return Dataset(names.names, images, {}, path.parent.name)
@@ -113,7 +110,7 @@ def write(dataset: Dataset, out: Path) -> None:
     has point scores, an ``image_id`` column when an image id is not its file stem.
     """
     out = output_file(out, ".csv", "points.csv")
-    with_scores = any(image.point_scores is not None for image in dataset.images)
+    with_scores = any(image.cells.point_cells().scores is not None for image in dataset.images)
     with_ids = any(image.image_id != image.path.stem for image in dataset.images)
     header = [*COLUMNS, *(["score"] if with_scores else []), *(["image_id"] if with_ids else [])]
     with atomic_write(out, "w") as handle:
@@ -121,10 +118,11 @@ def write(dataset: Dataset, out: Path) -> None:
         writer.writeheader()
         for image in dataset.images:
             base = {"image": portable_path(image.path, out.parent), "image_id": image.image_id}
-            if not len(image.points):
+            cells = image.cells.point_cells()
+            if not len(cells):
                 writer.writerow(base)
-            scores = image.point_scores if image.point_scores is not None else [None] * len(image.points)
-            for (x, y), label, score in zip(image.points, image.point_labels, scores, strict=True):
+            scores = cells.scores if cells.scores is not None else [None] * len(cells)
+            for (x, y), label, score in zip(cells.centres, cells.labels, scores, strict=True):
                 writer.writerow({
                     **base, "x": _value(x), "y": _value(y),
                     "class": dataset.classes[label] if label != UNCLASSIFIED else "",
@@ -145,7 +143,7 @@ def write_napari(dataset: Dataset, out_folder: Path) -> list[Path]:
         with atomic_write(path, "w") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(NAPARI_COLUMNS)
-            for index, (x, y) in enumerate(image.points):
+            for index, (x, y) in enumerate(image.cells.point_cells().centres):
                 writer.writerow([index, _value(y - 0.5), _value(x - 0.5)])
         written.append(path)
     return written

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
@@ -87,47 +87,31 @@ def read_dataset(path: str | Path, fmt: str, classes: list[str] | None = None) -
 
 def _dropped(image: AnnotatedImage, caps: Capabilities) -> tuple[AnnotatedImage, dict[str, int]]:
     """A copy of ``image`` without what ``caps`` cannot hold, and counts of what was removed."""
+    cells, points = image.cells, ~image.cells.has_box
     dropped: dict[str, int] = {}
-    boxes, box_labels, box_scores = image.boxes, image.box_labels, image.box_scores
-    points, point_labels, point_scores = image.points, image.point_labels, image.point_scores
-    if not caps.boxes and len(boxes):
-        dropped["boxes"] = len(boxes)
-        boxes, box_labels, box_scores = np.zeros((0, 4)), np.zeros(0, np.int64), None
-    if not caps.points and len(points):
-        dropped["points"] = len(points)
-        points, point_labels, point_scores = np.zeros((0, 2)), np.zeros(0, np.int64), None
-    elif not caps.unclassified_points:
-        keep = point_labels != UNCLASSIFIED
-        if not keep.all():
-            dropped["unclassified points"] = int((~keep).sum())
-            points, point_labels = points[keep], point_labels[keep]
-            point_scores = point_scores[keep] if point_scores is not None else None
+    unfit = {
+        "boxes": ~points if not caps.boxes else None,
+        "points": points if not caps.points else None,
+        "unclassified points": (
+            points & (cells.labels == UNCLASSIFIED) if caps.points and not caps.unclassified_points else None
+        ),
+    }
+    drop = np.zeros(len(cells), dtype=bool)
+    for kind, cut in unfit.items():
+        if cut is not None and cut.any():
+            dropped[kind] = int(cut.sum())
+            drop |= cut
+    cells = cells.select(~drop) if caps.boxes else cells.select(~drop).point_cells()
     labels = image.image_labels
     if not caps.image_labels and labels:
         dropped["image labels"] = len(labels)
         labels = []
     if not caps.scores:
-        n_scores = (len(box_scores) if box_scores is not None else 0) + (
-            len(point_scores) if point_scores is not None else 0
-        )
-        if n_scores:
-            dropped["scores"] = n_scores
-        box_scores = point_scores = None
-    copy = AnnotatedImage(
-        image.path,
-        image.width,
-        image.height,
-        image.image_id,
-        image.mpp,
-        boxes,
-        box_labels,
-        box_scores,
-        points,
-        point_labels,
-        point_scores,
-        labels,
-        image.image_scores if caps.scores else None,
-    )
+        scored = 0 if cells.scores is None else int((~np.isnan(cells.scores)).sum())
+        if scored:
+            dropped["scores"] = scored
+        cells = replace(cells, scores=None)
+    copy = replace(image, cells=cells, image_labels=labels, image_scores=image.image_scores if caps.scores else None)
     return copy, dropped
 
 
@@ -138,8 +122,9 @@ def _check_writable(image: AnnotatedImage) -> None:
         DataError: Naming the image file.
 
     """
-    for values, what in ((image.boxes, "box"), (image.box_scores, "box score"), (image.points, "point"),
-                         (image.point_scores, "point score"), (image.image_scores, "image score")):
+    boxes, points = image.cells.box_cells(), image.cells.point_cells()
+    for values, what in ((boxes.boxes, "box"), (boxes.scores, "box score"), (points.centres, "point"),
+                         (points.scores, "point score"), (image.image_scores, "image score")):
         if values is not None:
             check_finite(values, what, image.path)
     key = PurePosixPath(image.image_id)

@@ -205,20 +205,17 @@ class ClassNames:
         return self._index[name]
 
 
-def clean_boxes(
-    boxes: np.ndarray, labels: np.ndarray, width: int, height: int, source: str | Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip boxes to the image and drop empty ones, warning about each.
+def clean_boxes(boxes: np.ndarray, width: int, height: int, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Clip boxes to the image and find the empty ones, warning about each.
 
     Args:
         boxes: ``(N, 4)`` xyxy boxes.
-        labels: ``(N,)`` labels.
         width: Image width.
         height: Image height.
         source: The annotation file, for the warnings.
 
     Returns:
-        The kept boxes, their labels and the indices kept.
+        The ``(N, 4)`` clipped boxes, and the ``(N,)`` mask of those to keep (not empty).
 
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -232,5 +229,4 @@ def clean_boxes(
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     for i in np.flatnonzero(~keep):
         log.warning("%s: box %d %s has zero or negative size: skipped", source, i, boxes[i].tolist())
-    index = np.flatnonzero(keep)
-    return clipped[index], np.asarray(labels, dtype=np.int64)[index], index
+    return clipped, keep

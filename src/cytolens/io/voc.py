@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
@@ -64,8 +65,9 @@ def read_annotation(xml_path: Path, root: Path, names: ClassNames) -> AnnotatedI
         corners = [_number(box, tag, xml_path, where) for tag in ("xmin", "ymin", "xmax", "ymax")]
         boxes.append([value - 1 for value in corners])
         labels.append(names.index((obj.findtext("name") or "").strip(), xml_path, where))
-    kept, kept_labels, _ = clean_boxes(np.array(boxes), np.array(labels), width, height, xml_path)
-    return AnnotatedImage(image_path, width, height, xml_path.stem, boxes=kept, box_labels=kept_labels)
+    clipped, kept = clean_boxes(np.array(boxes), width, height, xml_path)
+    cells = Cells(boxes=clipped, labels=labels).select(kept)
+    return AnnotatedImage(image_path, width, height, xml_path.stem, cells=cells)
 
 
 def read(path: Path, classes: list[str] | None = None) -> Dataset:
@@ -103,7 +105,8 @@ def to_xml(image: AnnotatedImage, classes: list[str]) -> str:
     size = ET.SubElement(root, "size")
     for tag, value in (("width", image.width), ("height", image.height), ("depth", 3)):
         ET.SubElement(size, tag).text = str(value)
-    for box, label in zip(image.boxes, image.box_labels, strict=True):
+    cells = image.cells.box_cells()
+    for box, label in zip(cells.boxes, cells.labels, strict=True):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = classes[label]
         ET.SubElement(obj, "difficult").text = "0"

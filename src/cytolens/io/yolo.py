@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import filecmp
 import os
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import yaml
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
@@ -162,11 +164,9 @@ def _read_image(image_id: str, path: Path, class_index: np.ndarray) -> Annotated
     rows, yolo_classes, scores = _parse_labels(labels, len(class_index))
     cx, cy, w, h = rows.T * np.array([[width], [height], [width], [height]])
     boxes = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-    kept, kept_labels, index = clean_boxes(boxes, class_index[yolo_classes], width, height, labels)
-    return AnnotatedImage(
-        path, width, height, image_id, boxes=kept, box_labels=kept_labels,
-        box_scores=scores[index] if scores is not None else None,
-    )
+    clipped, kept = clean_boxes(boxes, width, height, labels)
+    cells = Cells(boxes=clipped, labels=class_index[yolo_classes], scores=scores).select(kept)
+    return AnnotatedImage(path, width, height, image_id, cells=cells)
 
 
 def read(path: Path, classes: list[str] | None = None) -> Dataset:
@@ -197,23 +197,24 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
         splits[split] = [image_id for image_id, _ in members]
     if not images:
         raise DataError(yaml_file, "names no images")
-    scored = [image for image in images.values() if image.box_scores is not None]
-    if scored:
-        unscored = [image for image in images.values() if image.box_scores is None and len(image.boxes)]
-        if unscored:
-            raise DataError(label_path(unscored[0].path), "has no score column while other label files do")
-        for image in images.values():
-            image.box_scores = image.box_scores if image.box_scores is not None else np.zeros(0)
+    unscored = [image for image in images.values() if image.cells.scores is None]
+    if len(unscored) < len(images):
+        with_cells = [image for image in unscored if len(image.cells)]
+        if with_cells:
+            raise DataError(label_path(with_cells[0].path), "has no score column while other label files do")
+        for image in unscored:  # an image without boxes among scored ones is scored, with no scores
+            images[image.image_id] = replace(image, cells=replace(image.cells, scores=np.zeros(0)))
     return Dataset(names.names, list(images.values()), splits, root.name)
 
 
 def _label_lines(image: AnnotatedImage) -> str:
     scale = np.array([image.width, image.height, image.width, image.height], dtype=np.float64)
-    x1, y1, x2, y2 = image.boxes.T
+    cells = image.cells.box_cells()
+    x1, y1, x2, y2 = cells.boxes.T
     rows = np.column_stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]) / scale
     lines = []
-    for i, (row, label) in enumerate(zip(rows, image.box_labels, strict=True)):
-        values = [*row, image.box_scores[i]] if image.box_scores is not None else list(row)
+    for i, (row, label) in enumerate(zip(rows, cells.labels, strict=True)):
+        values = [*row, cells.scores[i]] if cells.scores is not None else list(row)
         lines.append(" ".join([str(int(label)), *(repr(float(value)) for value in values)]))
     return "".join(f"{line}\n" for line in lines)
 

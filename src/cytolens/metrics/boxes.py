@@ -13,7 +13,7 @@ Departures from COCO's defaults:
   detections per image and class (``maxDets``). Here the limit is :data:`MAX_DETECTIONS` (1000).
 - Only the ``all`` area range is evaluated (no small/medium/large breakdown).
 
-Predictions without ``box_scores`` count as scored 1.0.
+Predicted boxes without scores count as scored 1.0.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def _annotations(dataset: Dataset, scored: bool) -> list[dict[str, Any]]:
     """COCO annotation dicts for every box with a known class (image ids 1.., category ids 1..)."""
     annotations = []
     for image_number, image in enumerate(dataset.images, start=1):
-        scores = image.box_scores if image.box_scores is not None else np.ones(len(image.boxes))
-        for box, label, score in zip(image.boxes, image.box_labels, scores, strict=True):
+        cells = image.cells.box_cells()
+        scores = cells.scores if cells.scores is not None else np.ones(len(cells))
+        for box, label, score in zip(cells.boxes, cells.labels, scores, strict=True):
             if label < 0:
                 continue
             width, height = float(box[2] - box[0]), float(box[3] - box[1])
@@ -96,7 +97,7 @@ def box_ap(predictions: Dataset, truth: Dataset, max_detections: int = MAX_DETEC
     """COCO average precision of predicted boxes against ground-truth boxes.
 
     Args:
-        predictions: Predicted boxes with ``box_scores``; images matched to ``truth`` by ``image_id``,
+        predictions: Predicted boxes with scores; images matched to ``truth`` by ``image_id``,
             classes by name (see :func:`~cytolens.metrics.pairing.align_predictions`).
         truth: Ground-truth boxes.
         max_detections: Best-scored detections per image and class that count.
@@ -114,7 +115,7 @@ def box_ap(predictions: Dataset, truth: Dataset, max_detections: int = MAX_DETEC
     evaluator = _evaluated(truth, predictions, max_detections)
     precision = evaluator.eval["precision"][:, :, :, 0, -1]  # IoU threshold, recall point, class
     recall = evaluator.eval["recall"][0, :, 0, -1]  # IoU 0.5, class
-    counts = class_counts(concatenated(image.box_labels for image in truth.images), len(truth.classes))
+    counts = class_counts(concatenated(image.cells.box_cells().labels for image in truth.images), len(truth.classes))
     per_class, curves = {}, {}
     for k, name in enumerate(truth.classes):
         per_class[name] = {

@@ -22,7 +22,7 @@ def _count_table(dataset: Dataset, n_classes: int) -> np.ndarray:
     """``(images, n_classes + 1)`` objects per image and class, unclassified ones in the last column."""
     table = np.zeros((len(dataset), n_classes + 1), dtype=np.int64)
     for row, image in enumerate(dataset):
-        labels = np.concatenate([image.box_labels, image.point_labels])
+        labels = image.cells.labels
         table[row] = class_counts(np.where(labels < 0, n_classes, labels), n_classes + 1)
     return table
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cytolens.data.annotations import Dataset
+from cytolens.data.cells import ScoreThreshold
 from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.errors import CytolensError, DataError
 from cytolens.io.validation import check_number
@@ -15,7 +15,6 @@ from cytolens.metrics.classification import image_classification_metrics
 from cytolens.metrics.counting import count_metrics
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import point_metrics
-from cytolens.results.thresholds import ScoreThreshold, scoring_at_least
 
 TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
     "boxes": ("map50", "map50_95"),
@@ -26,19 +25,13 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
 """Figures lifted to the top of :func:`evaluate_datasets`' result, by the part that computes them."""
 
 
-def _scoring_at_least(predictions: Dataset, threshold: ScoreThreshold) -> Dataset:
-    """The predictions whose boxes and points score at least ``threshold`` (unscored objects are kept)."""
-    kept = [scoring_at_least(image, threshold, predictions.classes) for image in predictions.images]
-    return replace(predictions, images=kept)
-
-
 def _named_classes(dataset: Dataset) -> set[str]:
-    """The classes that some box, point, image label or image score of ``dataset`` refers to."""
+    """The classes that some cell, image label or image score of ``dataset`` refers to."""
     used: set[int] = set()
     for image in dataset:
         if image.image_scores is not None:
             return set(dataset.classes)
-        used.update(int(label) for label in (*image.box_labels, *image.point_labels, *image.image_labels))
+        used.update(int(label) for label in (*image.cells.labels, *image.image_labels))
     return {dataset.classes[label] for label in used if label >= 0}
 
 
@@ -129,8 +122,8 @@ def evaluate_datasets(
     """
     check_overlap(predictions, truth, source)
     predictions = align_predictions(predictions, truth)
-    has_boxes = any(len(image.boxes) for image in truth)
-    has_points = any(len(image.points) for image in truth)
+    has_boxes = any(image.cells.has_box.any() for image in truth)
+    has_points = any((~image.cells.has_box).any() for image in truth)
     has_labels = any(image.image_labels for image in truth)
     has_scores = any(image.image_scores is not None for image in predictions)
     if has_points and radius is None:
@@ -148,8 +141,7 @@ def evaluate_datasets(
     if has_labels and has_scores:
         details["classification"] = image_classification_metrics(predictions, truth)
     if has_boxes or has_points:
-        counted = predictions if count_threshold is None else _scoring_at_least(predictions, count_threshold)
-        details["counting"] = count_metrics(counted, truth)
+        details["counting"] = count_metrics(predictions.scoring_at_least(count_threshold), truth)
     if not details:
         raise CytolensError(
             "nothing to evaluate: the ground truth holds no boxes, points or image labels "

@@ -10,12 +10,13 @@ F1 there. An image's error is its F1 ``2 TP / (2 TP + FP + FN)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells, ScoreThreshold
 from cytolens.errors import CytolensError
 from cytolens.io.images import read_image
 from cytolens.metrics.box_matching import match_boxes
@@ -23,7 +24,6 @@ from cytolens.metrics.numbers import f1_from_counts
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import match_points
 from cytolens.results.overlay import font
-from cytolens.results.thresholds import ScoreThreshold, scoring_at_least
 
 IOU_THRESHOLD = 0.5
 """IoU at which a predicted box matches a true box in the gallery."""
@@ -38,8 +38,8 @@ class ImageOutcome:
     """How the predictions on one image compare with its truth.
 
     Attributes:
-        truth: The true cells.
-        predicted: The predicted cells compared with the truth (labels in the truth's classes; boxes
+        truth: The true image, holding the cells compared (its boxes, or its points).
+        predicted: The predicted image, holding the cells compared (labels in the truth's classes; boxes
             below the score threshold left out).
         kind: ``"boxes"`` or ``"points"``.
         pairs: ``(K, 2)`` matched ``(predicted index, true index)`` pairs.
@@ -51,9 +51,6 @@ class ImageOutcome:
     kind: str
     pairs: np.ndarray
 
-    def _coordinates(self, image: AnnotatedImage) -> np.ndarray:
-        return image.boxes if self.kind == "boxes" else image.points
-
     @property
     def tp(self) -> int:
         """Matched cells."""
@@ -62,12 +59,12 @@ class ImageOutcome:
     @property
     def fp(self) -> int:
         """False cells: predictions without a match."""
-        return len(self._coordinates(self.predicted)) - self.tp
+        return len(self.predicted.cells) - self.tp
 
     @property
     def fn(self) -> int:
         """Missed cells: true cells without a match."""
-        return len(self._coordinates(self.truth)) - self.tp
+        return len(self.truth.cells) - self.tp
 
     @property
     def f1(self) -> float | None:
@@ -75,21 +72,21 @@ class ImageOutcome:
         value = f1_from_counts(self.tp, self.fp, self.fn)
         return None if np.isnan(value) else value
 
-    def cells(self, outcome: str) -> tuple[np.ndarray, np.ndarray]:
-        """Coordinates (boxes or points) and labels of the ``"matched"``, ``"missed"`` or ``"false"`` cells.
+    def cells(self, outcome: str) -> Cells:
+        """The ``"matched"``, ``"missed"`` or ``"false"`` cells.
 
-        Matched and false cells are given at their predicted position, missed cells at their true position.
+        Matched and false cells are the predicted ones (at their predicted position), missed cells the true ones.
         """
         if outcome == "matched":
-            image, chosen = self.predicted, self.pairs[:, 0]
-        elif outcome == "false":
-            image = self.predicted
-            chosen = np.setdiff1d(np.arange(self.tp + self.fp), self.pairs[:, 0])
-        else:
-            image = self.truth
-            chosen = np.setdiff1d(np.arange(self.tp + self.fn), self.pairs[:, 1])
-        labels = image.box_labels if self.kind == "boxes" else image.point_labels
-        return self._coordinates(image)[chosen], labels[chosen]
+            return self.predicted.cells.select(self.pairs[:, 0])
+        if outcome == "false":
+            return self.predicted.cells.select(np.setdiff1d(np.arange(self.tp + self.fp), self.pairs[:, 0]))
+        return self.truth.cells.select(np.setdiff1d(np.arange(self.tp + self.fn), self.pairs[:, 1]))
+
+
+def _only(image: AnnotatedImage, kind: str) -> AnnotatedImage:
+    """``image`` holding only its cells of ``kind`` (``"boxes"`` or ``"points"``)."""
+    return replace(image, cells=image.cells.box_cells() if kind == "boxes" else image.cells.point_cells())
 
 
 def image_outcomes(
@@ -111,24 +108,24 @@ def image_outcomes(
 
     """
     predictions = align_predictions(predictions, truth)
-    pairs = zip(truth.images, predictions.images, strict=True)
-    if any(len(image.boxes) for image in truth):
-        outcomes = []
-        for true, predicted in pairs:
-            kept = scoring_at_least(predicted, score_threshold, predictions.classes)
-            matched = match_boxes(
-                kept.boxes, kept.box_labels, kept.box_scores, true.boxes, true.box_labels, IOU_THRESHOLD
-            )
-            outcomes.append(ImageOutcome(true, kept, "boxes", matched))
-        return outcomes
-    if not any(len(image.points) for image in truth):
+    if any(image.cells.has_box.any() for image in truth):
+        kind, predictions = "boxes", predictions.scoring_at_least(score_threshold)
+    elif any(len(image.cells) for image in truth):
+        kind = "points"
+        if radius is None:
+            raise CytolensError("the ground truth holds points: a radius (pixels) is needed to match predicted points")
+    else:
         return []
-    if radius is None:
-        raise CytolensError("the ground truth holds points: a radius (pixels) is needed to match predicted points")
-    return [
-        ImageOutcome(true, predicted, "points", match_points(predicted.points, true.points, radius)[0])
-        for true, predicted in pairs
-    ]
+    outcomes = []
+    for true, predicted in zip(truth.images, predictions.images, strict=True):
+        true, predicted = _only(true, kind), _only(predicted, kind)
+        if kind == "boxes":
+            found, cells = predicted.cells, true.cells
+            pairs = match_boxes(found.boxes, found.labels, found.scores, cells.boxes, cells.labels, IOU_THRESHOLD)
+        else:
+            pairs = match_points(predicted.cells.centres, true.cells.centres, radius)[0]
+        outcomes.append(ImageOutcome(true, predicted, kind, pairs))
+    return outcomes
 
 
 def worst_images(outcomes: list[ImageOutcome], count: int) -> list[ImageOutcome]:
@@ -153,7 +150,8 @@ def draw_outcome(outcome: ImageOutcome, class_names: list[str], max_size: int = 
     width, radius, text_font = max(1, round(2 * scale)), 4 * scale, font(int(11 * scale))
     for name in ("matched", "false", "missed"):  # errors drawn last, on top
         colour = OUTCOME_COLORS[name]
-        for where, label in zip(*outcome.cells(name), strict=True):
+        cells = outcome.cells(name)
+        for where, label in zip(cells.boxes if outcome.kind == "boxes" else cells.centres, cells.labels, strict=True):
             if outcome.kind == "boxes":
                 draw.rectangle(where.tolist(), outline=colour, width=width)
                 if name != "matched":

@@ -8,59 +8,18 @@ and labels that index into the ground truth's class list.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Sequence
 
-import numpy as np
-
-from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
-from cytolens.errors import DataError
+from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset, class_index_map
 
 log = logging.getLogger(__name__)
-
-
-def class_index_map(source: Sequence[str], target: Sequence[str]) -> np.ndarray:
-    """For each class name of ``source``, its index in ``target`` (:data:`UNCLASSIFIED` if absent)."""
-    index = {name: i for i, name in enumerate(target)}
-    return np.array([index.get(name, UNCLASSIFIED) for name in source], dtype=np.int64)
-
-
-def relabel(labels: np.ndarray, mapping: np.ndarray) -> np.ndarray:
-    """Class indices mapped through ``mapping`` (from :func:`class_index_map`); unclassified stay so."""
-    labels = np.asarray(labels, dtype=np.int64)
-    out = np.full(labels.shape, UNCLASSIFIED, dtype=np.int64)
-    known = labels >= 0
-    out[known] = mapping[labels[known]]
-    return out
-
-
-def _reordered_scores(image: AnnotatedImage, mapping: np.ndarray, n_target: int) -> np.ndarray | None:
-    if image.image_scores is None:
-        return None
-    scores = np.asarray(image.image_scores, dtype=np.float64).ravel()
-    if len(scores) != len(mapping):
-        raise DataError(image.path, f"{len(scores)} image scores but the predictions have {len(mapping)} classes")
-    out = np.zeros(n_target)
-    known = mapping >= 0
-    out[mapping[known]] = scores[known]
-    return out
-
-
-def _aligned(image: AnnotatedImage, mapping: np.ndarray, n_target: int) -> AnnotatedImage:
-    return dataclasses.replace(
-        image,
-        box_labels=relabel(image.box_labels, mapping),
-        point_labels=relabel(image.point_labels, mapping),
-        image_scores=_reordered_scores(image, mapping, n_target),
-    )
 
 
 def align_predictions(predictions: Dataset, truth: Dataset) -> Dataset:
     """Predictions re-expressed against the ground truth's images and classes.
 
     Args:
-        predictions: Predicted objects (and image scores), in any class order.
+        predictions: Predicted cells (and image scores), in any class order.
         truth: The ground truth.
 
     Returns:
@@ -88,7 +47,7 @@ def align_predictions(predictions: Dataset, truth: Dataset) -> Dataset:
     if missing:
         log.warning("%d ground-truth images have no predictions and count as empty", missing)
     images = [
-        _aligned(by_id[image.image_id], mapping, len(truth.classes))
+        by_id[image.image_id].relabel(mapping, truth.classes)
         if image.image_id in by_id
         else AnnotatedImage(image.path, image.width, image.height, image.image_id, image.mpp)
         for image in truth.images

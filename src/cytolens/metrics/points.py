@@ -81,19 +81,20 @@ def point_metrics(predictions: Dataset, truth: Dataset, radius: float) -> dict[s
     per_image, distances, true_labels, pred_labels = [], [], [], []
     class_tp, class_pred, class_true = (np.zeros(n_classes, dtype=np.int64) for _ in range(3))
     for true_image, pred_image in zip(truth.images, predictions.images, strict=True):
-        pairs, pair_distances = match_points(pred_image.points, true_image.points, radius)
+        true, pred = true_image.cells.point_cells(), pred_image.cells.point_cells()
+        pairs, pair_distances = match_points(pred.centres, true.centres, radius)
         tp = len(pairs)
-        fp, fn = len(pred_image.points) - tp, len(true_image.points) - tp
+        fp, fn = len(pred) - tp, len(true) - tp
         f1 = f1_from_counts(tp, fp, fn)
         per_image.append({"image_id": true_image.image_id, "tp": tp, "fp": fp, "fn": fn, "f1": f1})
         distances.append(pair_distances)
-        matched_true = true_image.point_labels[pairs[:, 1]]
-        matched_pred = pred_image.point_labels[pairs[:, 0]]
+        matched_true = true.labels[pairs[:, 1]]
+        matched_pred = pred.labels[pairs[:, 0]]
         true_labels.append(matched_true)
         pred_labels.append(matched_pred)
         class_tp += class_counts(np.where(matched_true == matched_pred, matched_true, -1), n_classes)
-        class_pred += class_counts(pred_image.point_labels, n_classes)
-        class_true += class_counts(true_image.point_labels, n_classes)
+        class_pred += class_counts(pred.labels, n_classes)
+        class_true += class_counts(true.labels, n_classes)
     tp, fp, fn = (sum(row[key] for row in per_image) for key in ("tp", "fp", "fn"))
     distances = concatenated(distances, np.float64)
     y_true, y_pred = concatenated(true_labels), concatenated(pred_labels)

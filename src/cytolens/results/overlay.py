@@ -40,16 +40,17 @@ def draw_result(result: Result, image: np.ndarray | None = None, labels: bool = 
     scale = max(1.0, max(canvas.size) / 640)
     text_font = font(int(11 * scale))
     width = max(1, int(round(2 * scale)))
-    for index, (label, score) in enumerate(zip(result.labels, result.scores, strict=True)):
+    cells, boxed = result.cells, result.cells.has_box
+    for index, (label, score) in enumerate(zip(cells.labels, cells.scores, strict=True)):
         colour = class_color(int(label))
-        if result.boxes is not None:
-            x1, y1, x2, y2 = result.boxes[index]
+        if boxed[index]:
+            x1, y1, x2, y2 = cells.boxes[index]
             draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
             if labels:
                 name = result.classes[label] if label >= 0 else "?"
                 draw.text((x1 + 2, y1 + 1), f"{name} {score:.2f}", fill=colour, font=text_font)
         else:
-            x, y = result.points[index]
+            x, y = cells.centres[index]
             radius = 3 * scale
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255))
     counts = [f"{name}: {count}" for name, count in result.counts().items() if count]

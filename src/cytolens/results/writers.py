@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ class PredictionWriter:
         before the error is raised, so that the files on disk and the tables cover the same images.
         """
         stem = _unique_stem(result, self._stems)
-        result.image_id = stem  # keys COCO image ids: two images named alike in different folders stay apart
+        result = replace(result, image_id=stem)  # keys COCO image ids: images named alike in two folders stay apart
         written: list[Path] = []
         try:
             if "overlay" in self.outputs:
@@ -98,7 +99,7 @@ class PredictionWriter:
                 write_text(written[-1], json.dumps(result.to_geojson()))
             if "napari" in self.outputs and result.kind == "points":
                 written.append(self.out / "napari" / f"{stem}.csv")
-                write_napari(Dataset(self.classes, [result.to_annotated()]), self.out / "napari")
+                write_napari(Dataset(self.classes, [result]), self.out / "napari")
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
@@ -123,7 +124,7 @@ class PredictionWriter:
                 self.out / "counts.csv", counts_table(self.results, self.classes, self.ratios).to_csv(index=False)
             )
         if "coco" in self.outputs and self.results and self.results[0].kind == "boxes":
-            dataset = Dataset(self.classes, [result.to_annotated() for result in self.results], name="predictions")
+            dataset = Dataset(self.classes, list(self.results), name="predictions")
             document = to_coco_dict(dataset, root=self.out)
             document["info"] = {"description": RESEARCH_NOTICE}
             write_text(self.out / "predictions.coco.json", json.dumps(document))

@@ -38,9 +38,9 @@ class BoxDataset(TorchDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = self.images[index]
-        pixels = _cached_pixels(str(image.path))
+        pixels, cells = _cached_pixels(str(image.path)), image.cells.box_cells()
         out = box_pipeline(self.max_size, self.train)(
-            image=pixels, bboxes=image.boxes.astype(np.float32), labels=image.box_labels.tolist()
+            image=pixels, bboxes=cells.boxes.astype(np.float32), labels=cells.labels.tolist()
         )
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
         labels = torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)) + 1

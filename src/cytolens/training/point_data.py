@@ -9,7 +9,6 @@ true centres. :func:`collate` pads a batch to a common size, a multiple of 32.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import lru_cache
 
 import cv2
@@ -22,7 +21,6 @@ from cytolens.data.partial_labels import REACH, known_pixels, stained_mask
 from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.io.images import read_image
-from cytolens.metrics.pairing import class_index_map, relabel
 from cytolens.models.point_fcn import STRIDE
 from cytolens.training.augment import point_pipeline
 from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map
@@ -111,14 +109,15 @@ class PointDataset(TorchDataset):
         arrays = [_pixels(str(image.path), self.scale)]
         if self.ignore_unlabelled:
             arrays.append(_stained(str(image.path), self.scale))
-        points = image.points * self.scale
+        cells = image.cells.point_cells()
+        points = cells.centres * self.scale
         if self.train:
             arrays, points = self._crop(arrays, points)
         pixels, shape = arrays[0], arrays[0].shape[:2]
         reach = REACH * self.d if self.ignore_unlabelled else self.d
         nearest = nearest_centre(points, shape, reach)  # one query for all three targets
         proximity = proximity_map(points, shape, self.d, self.a, nearest)
-        classes = class_target(points, image.point_labels, shape, self.d, nearest)
+        classes = class_target(points, cells.labels, shape, self.d, nearest)
         if self.ignore_unlabelled:  # pixels that count in the proximity loss: all but unlabelled cells'
             known = known_pixels(arrays[1], nearest[0], reach)
         else:
@@ -132,7 +131,7 @@ class PointDataset(TorchDataset):
             proximity, known = (np.asarray(m, dtype=np.float32) for m in out["masks"])
         else:
             sample["points"] = torch.as_tensor(points, dtype=torch.float32)
-            sample["labels"] = torch.as_tensor(image.point_labels)
+            sample["labels"] = torch.as_tensor(cells.labels)
         sample["image"] = _to_tensor(pixels)
         sample["proximity"] = torch.from_numpy(np.ascontiguousarray(proximity))
         sample["known"] = torch.from_numpy(np.ascontiguousarray(known))
@@ -171,9 +170,7 @@ def auxiliary_data(recipe: Recipe, classes: list[str]) -> Dataset:
     auxiliary classes that the target lacks become unclassified (they train detection only).
     """
     data = boxes_to_points(load_data(recipe.aux_data, recipe.aux_format, recipe.aux_split), recipe.aux_classes)
-    mapping = class_index_map(data.classes, classes)
-    images = [dataclasses.replace(image, point_labels=relabel(image.point_labels, mapping)) for image in data.images]
-    return Dataset(list(classes), images, data.splits, data.name, data.licence)
+    return data.relabel(classes)
 
 
 def _pad(tensor: torch.Tensor, height: int, width: int, value: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.inference.peaks import DEFAULT_THRESHOLDS, peak_candidates, to_xy, tune_threshold_rel
 from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.training.optim import adamw_warmup_cosine
@@ -129,12 +130,10 @@ class PointModule(pl.LightningModule):
             peaks = peaks[known]  # peaks on unlabelled cells are neither right nor wrong
             labels = out["logits"][index, :, peaks[:, 0], peaks[:, 1]].argmax(dim=0).cpu().numpy()
             key = f"{batch_idx}-{index}"
-            self._truth.append(
-                AnnotatedImage(Path(key), width, height, key, points=batch["points"][index].cpu().numpy(),
-                               point_labels=batch["labels"][index].cpu().numpy())
-            )
-            found = AnnotatedImage(Path(key), width, height, key, points=to_xy(peaks), point_labels=labels,
-                                   point_scores=proximity[peaks[:, 0], peaks[:, 1]])
+            true = Cells(centres=batch["points"][index].cpu().numpy(), labels=batch["labels"][index].cpu().numpy())
+            self._truth.append(AnnotatedImage(Path(key), width, height, key, cells=true))
+            found = AnnotatedImage(Path(key), width, height, key, cells=Cells(
+                centres=to_xy(peaks), labels=labels, scores=proximity[peaks[:, 0], peaks[:, 1]]))
             self._candidates.append((found, float(proximity.max())))
 
     def on_validation_epoch_end(self) -> None:
