@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
@@ -27,7 +28,6 @@ from test_faults_run_folders import (
     assert_whole_run,
     beside,
     checkpoint,  # noqa: F401 - fixture
-    covered_images,
     images,  # noqa: F401 - fixture
     invoke,
     predict,
@@ -36,8 +36,9 @@ from test_faults_run_folders import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-WRITES_PER_RUN = 2 * len(STEMS) + 4
-"""Files a 3-image box-model run writes: an overlay and a GeoJSON per image, then cells, counts and two COCO files."""
+WRITES_PER_RUN = 2 * len(STEMS) + 2
+"""Files a 3-image box-model run moves into place: an overlay and a GeoJSON per image, then two COCO files
+(the rows of cells.csv and counts.csv are appended; see the test of a failed append)."""
 
 
 class ProcessKilledError(RuntimeError):
@@ -117,6 +118,26 @@ def test_a_failed_write_at_any_step_in_a_new_out_leaves_nothing_or_the_images_do
     assert beside(out) == []
 
 
+@pytest.mark.parametrize("table", ["cells.csv", "counts.csv"])
+def test_a_failed_append_to_a_table_keeps_the_images_done_and_their_rows_only(
+    table: str, checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from cytolens.results.writers import PredictionWriter
+
+    append, calls = PredictionWriter._append, []
+
+    def failing(self: PredictionWriter, name: str, rows: object) -> None:
+        calls.append(name)
+        append(self, name, rows)  # half written: the rows are there when the disk fills up
+        if calls.count(table) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PredictionWriter, "_append", failing)
+    out = tmp_path / "out"
+    assert_one_line_error(predict(checkpoint, out, images), "No space left on device")
+    assert_whole_run(out, STEMS[:1])
+
+
 def test_a_kill_between_the_two_moves_puts_the_earlier_run_back(
     checkpoint: Path, images: Path, earlier: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
@@ -155,7 +176,6 @@ def test_a_killed_predict_process_leaves_the_earlier_run_and_the_next_run_cleans
         "def add_then_die(self, result, image=None):\n"
         "    add(self, result, image)\n"
         "    if len(self.results) == 2:\n"
-        "        self.flush()\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "PredictionWriter.add = add_then_die\n"
         "from cytolens.cli.main import run\n"
@@ -168,7 +188,8 @@ def test_a_killed_predict_process_leaves_the_earlier_run_and_the_next_run_cleans
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert snapshot(earlier) == before
     staging = earlier.with_name(".partial-out")
-    assert sorted(covered_images(staging)["cells.csv"]) == ["a", "b"]  # half a run, never seen in the output
+    rows = pd.read_csv(staging / "cells.csv")["image"]  # half a run (its COCO files come at the end), never seen
+    assert sorted({Path(image).stem for image in rows}) == ["a", "b"]
     result = predict(checkpoint, earlier, images / "c.png", "--exist-ok")
     assert result.exit_code == 0, result.output
     assert "deleted the unfinished output of a killed run" in result.stderr

@@ -26,10 +26,13 @@ class Result(AnnotatedImage):
 
     Attributes:
         classes: The model's class names, which the cells' labels index.
+        pixels: The image's ``(H, W, 3)`` uint8 pixels, when the result still carries them (as predicted;
+            :meth:`plot` draws on them, so an array input needs no file).
 
     """
 
     classes: list[str] = field(kw_only=True)
+    pixels: np.ndarray | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -84,10 +87,16 @@ class Result(AnnotatedImage):
         return to_feature_collection(self, self.classes)
 
     def plot(self, image: np.ndarray | None = None, labels: bool = True) -> np.ndarray:
-        """An RGB overlay: class-coloured boxes (or dots) with class and score labels."""
+        """An RGB overlay: class-coloured boxes (or dots) with class and score labels.
+
+        Args:
+            image: The pixels to draw on (default: those the result carries, else its image file's).
+            labels: Write ``class score`` beside each box.
+
+        """
         from cytolens.results.overlay import draw_result
 
-        return draw_result(self, image, labels=labels)
+        return draw_result(self, image if image is not None else self.pixels, labels=labels)
 
     # Transitional, for the calls inference/model.py makes until it builds results with ``cells=`` and filters
     # them with ``Cells.scoring_at_least`` (see the T1 report); remove with them.

@@ -1,4 +1,4 @@
-"""Writing prediction outputs as they are produced, so that a failure keeps the tables of the images done.
+"""Writing prediction outputs as they are produced, at a cost linear in the number of cells.
 
 Per image: an overlay PNG (``overlays/<stem>.png``) and a QuPath GeoJSON (``geojson/<stem>.geojson``).
 For the run: ``cells.csv`` (one row per cell), ``counts.csv`` (per-image counts, percentages and
@@ -6,8 +6,9 @@ ratios); for box models ``predictions.coco.json`` (a COCO dataset whose annotati
 readable by COCO tools and by ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain
 COCO results list for ``COCO.loadRes``, image ids as in the former); for point models
 ``napari/<stem>.csv`` (napari Points layer order: row = y, column = x, pixel-centre convention).
-Run-level files are rewritten atomically at most every :data:`FLUSH_SECONDS` while images come in, and
-when the writer is closed, so that a long run neither loses its tables nor rewrites them after each image.
+The rows of ``cells.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO files
+are written once, when the writer is closed. An image's pixels are drawn and then let go: a run holds
+the cells of the images done, never their pixels.
 The writer writes into the folder it is given; ``cytolens predict`` gives it the staging folder of an
 :class:`~cytolens.io.output_run.OutputRun`, so that ``--out`` only ever holds one whole run.
 """
@@ -15,7 +16,6 @@ The writer writes into the folder it is given; ``cytolens predict`` gives it the
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,9 +33,6 @@ from cytolens.results.result import Result
 
 OUTPUTS = ("csv", "coco", "geojson", "overlay", "counts", "napari")
 """Names of the outputs ``cytolens predict --outputs`` can choose from."""
-
-FLUSH_SECONDS = 10.0
-"""Longest time between rewrites of the run-level files during a run."""
 
 RESEARCH_NOTICE = "cytolens output: for research use only, not for diagnosis."
 
@@ -77,18 +74,25 @@ class PredictionWriter:
         self.ratios = list(ratios)
         self.results: list[Result] = []
         self._stems: set[str] = set()
-        self._flushed = time.monotonic()
+        self._started: set[str] = set()
         self.out.mkdir(parents=True, exist_ok=True)
 
     def add(self, result: Result, image: np.ndarray | None = None) -> None:
-        """Write the per-image outputs of ``result`` and refresh the run-level files.
+        """Write the per-image outputs of ``result`` and append its rows to the run-level tables.
 
-        If a per-image output cannot be written, those already written for this image are removed
-        before the error is raised, so that the files on disk and the tables cover the same images.
+        If an output cannot be written, what was already written for this image is removed (table rows
+        included) before the error is raised, so that the files on disk and the tables cover the same images.
+
+        Args:
+            result: One image's cells.
+            image: Its pixels, if ``result`` does not carry them (read from its file otherwise).
+
         """
         stem = _unique_stem(result, self._stems)
-        result = replace(result, image_id=stem)  # keys COCO image ids: images named alike in two folders stay apart
+        # keys COCO image ids (images named alike in two folders stay apart); the pixels are let go once drawn
+        kept = replace(result, image_id=stem, pixels=None)
         written: list[Path] = []
+        sizes = {name: self._size(name) for name in ("cells.csv", "counts.csv")}
         try:
             if "overlay" in self.outputs:
                 written.append(self.out / "overlays" / f"{stem}.png")
@@ -96,33 +100,40 @@ class PredictionWriter:
                     Image.fromarray(result.plot(image)).save(handle, format="PNG")
             if "geojson" in self.outputs:
                 written.append(self.out / "geojson" / f"{stem}.geojson")
-                write_text(written[-1], json.dumps(result.to_geojson()))
-            if "napari" in self.outputs and result.kind == "points":
+                write_text(written[-1], json.dumps(kept.to_geojson()))
+            if "napari" in self.outputs and kept.kind == "points":
                 written.append(self.out / "napari" / f"{stem}.csv")
-                write_napari(Dataset(self.classes, [result]), self.out / "napari")
+                write_napari(Dataset(self.classes, [kept]), self.out / "napari")
+            if "csv" in self.outputs:
+                self._append("cells.csv", kept.to_dataframe())
+            if "counts" in self.outputs:
+                self._append("counts.csv", counts_table([kept], self.classes, self.ratios))
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
+            for name, size in sizes.items():
+                if size is not None:
+                    with open(self.out / name, "r+b") as handle:
+                        handle.truncate(size)
             raise
-        self.results.append(result)
-        if time.monotonic() - self._flushed >= FLUSH_SECONDS:
-            self.flush()
+        self.results.append(kept)
+
+    def _size(self, name: str) -> int | None:
+        """The size of run-level table ``name`` so far (``None`` before its first row)."""
+        return (self.out / name).stat().st_size if name in self._started else None
+
+    def _append(self, name: str, table: pd.DataFrame) -> None:
+        """Append ``table``'s rows to run-level table ``name`` (its header first, with the first rows)."""
+        with open(self.out / name, "a", encoding="utf-8", newline="") as handle:
+            handle.write(table.to_csv(index=False, header=name not in self._started))
+        self._started.add(name)
 
     def close(self) -> None:
-        """Write the run-level files with every result (call at the end of the run, also after a failure)."""
-        self.flush()
-
-    def flush(self) -> None:
-        """Rewrite the run-level files from all results so far."""
-        self._flushed = time.monotonic()
-        if "csv" in self.outputs:
-            frames = [result.to_dataframe() for result in self.results]
-            table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            write_text(self.out / "cells.csv", table.to_csv(index=False))
-        if "counts" in self.outputs:
-            write_text(
-                self.out / "counts.csv", counts_table(self.results, self.classes, self.ratios).to_csv(index=False)
-            )
+        """Finish the run-level files: tables that got no row, and the COCO files (also after a failure)."""
+        if "csv" in self.outputs and "cells.csv" not in self._started:
+            write_text(self.out / "cells.csv", pd.DataFrame().to_csv(index=False))
+        if "counts" in self.outputs and "counts.csv" not in self._started:
+            write_text(self.out / "counts.csv", counts_table([], self.classes, self.ratios).to_csv(index=False))
         if "coco" in self.outputs and self.results and self.results[0].kind == "boxes":
             dataset = Dataset(self.classes, list(self.results), name="predictions")
             document = to_coco_dict(dataset, root=self.out)
