@@ -180,10 +180,10 @@ def train_resumable(recipe: Any, out: Path, max_steps: int = -1) -> Path:
 
 
 def smoke_recipe(recipe: Any) -> Any:
-    """``recipe`` shrunk to check a script end to end: 128-pixel crops, batches of 2, one epoch per stage."""
+    """Point ``recipe`` shrunk to check a script end to end: 128-pixel crops, batches of 2, one epoch per stage."""
     return dataclasses.replace(
         recipe,
-        crop_size=128,
+        points=dataclasses.replace(recipe.points, crop_size=128),
         batch_size=2,
         warmup_steps=2,
         val_every=1,
@@ -201,14 +201,16 @@ def seconds_per_step(recipe: Any, steps: int = 4) -> float:
 
     from cytolens.data.spec import load_data
     from cytolens.training.init import initial_model
+    from cytolens.training.stages import InputSize
     from cytolens.training.tasks import task_components
 
     data = load_data(recipe.data, recipe.format, recipe.train_split)
     model, *_ = initial_model(recipe.init, recipe.architecture, data.classes, recipe.kwargs)
     components = task_components(recipe.task)
-    module = components.module(model, recipe, data)
+    size = InputSize(recipe.stages, components.base_size(recipe))
+    module = components.module(model, recipe, data, size)
     loader = DataLoader(
-        components.dataset(data, recipe, module, True),
+        components.dataset(data, recipe, size, True),
         batch_size=recipe.batch_size,
         shuffle=True,
         collate_fn=components.collate,

@@ -39,8 +39,8 @@ from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
 from cytolens.metrics.numbers import f1_from_counts
 from cytolens.metrics.points import match_points
-from cytolens.training.recipe import Recipe
-from cytolens.training.transfer import Stage
+from cytolens.training.recipe import PointSettings, Recipe
+from cytolens.training.stages import Stage
 
 NAME = "crchisto_points"
 DATA = common.REPO.parent / "shared" / "datasets" / "crchisto"
@@ -76,14 +76,16 @@ def base_recipe(spec: Path) -> Recipe:
         warmup_steps=150,
         ema_decay=0.998,
         seed=SEED,
-        proximity_d=6.0,
-        proximity_a=3.0,
-        loss_lambda=5.0,
-        crop_size=256,
-        class_weight=0.2,  # the class CE (~1) would otherwise swamp the proximity loss (~0.005) in the shared decoder
-        match_radius=RADIUS,
-        min_distance=4,
         stages=[Stage(freeze_blocks=ENCODER_BLOCKS, epochs=1), Stage(freeze_blocks=0, epochs=1)],
+        points=PointSettings(
+            proximity_d=6.0,
+            proximity_a=3.0,
+            loss_lambda=5.0,
+            crop_size=256,
+            class_weight=0.2,  # the class CE (~1) would otherwise swamp the proximity loss (~0.005) in the decoder
+            match_radius=RADIUS,
+            min_distance=4,
+        ),
     )
 
 

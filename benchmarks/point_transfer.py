@@ -45,7 +45,7 @@ from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
 from cytolens.io.registry import write_dataset
 from cytolens.training.recipe import Recipe
-from cytolens.training.transfer import Stage
+from cytolens.training.stages import Stage
 
 NAME = "point_transfer"
 RECIPE = common.REPO / "configs" / "rbc-morphology.yaml"
@@ -131,16 +131,17 @@ def run_names() -> list[str]:
 
 def run_recipe(name: str, steps: int, out: Path, spec: Path, bccd: Path, smoke: bool) -> Recipe:
     """The recipe of run ``name`` with a schedule of about ``steps`` optimizer steps."""
+    base = Recipe.from_yaml(RECIPE)
     recipe = dataclasses.replace(
-        Recipe.from_yaml(RECIPE),
+        base,
         data=str(spec),
         format=None,
         train_split=f"train{AUX_FRACTION}",
         val_split="val",
         init="imagenet",
         warmup_steps=min(150, steps // 10),
-        crop_size=CROP,
         ema_decay=round(max(0.9, min(0.998, 1 - 10 / steps)), 4),
+        points=dataclasses.replace(base.points, crop_size=CROP),
     )
     kind, _, rest = name.partition("-")
     freeze = 0
@@ -152,8 +153,8 @@ def run_recipe(name: str, steps: int, out: Path, spec: Path, bccd: Path, smoke: 
             recipe.init, freeze = str(out / "runs" / "base" / "model.pt"), FREEZE_BLOCKS
     else:
         gamma = float(rest.split("-")[0][1:])
-        recipe = dataclasses.replace(
-            recipe,
+        recipe.points = dataclasses.replace(
+            recipe.points,
             aux_data=str(BCCD),
             aux_format="voc",
             aux_split="trainval",
@@ -262,7 +263,7 @@ def main() -> None:
             "train_split": recipe.train_split,
             "init": recipe.init,
             "freeze_blocks": recipe.stages[0].freeze_blocks,
-            "aux_weight": recipe.aux_weight if recipe.aux_data else None,
+            "aux_weight": recipe.points.aux_weight if recipe.points.aux_data else None,
             "epochs": recipe.epochs,
             "seconds": trained["seconds_last_session"],
         }

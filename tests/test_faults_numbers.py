@@ -68,8 +68,9 @@ def test_recipe_flags_are_real_booleans_and_yaml_floats_in_text_are_numbers(tmp_
         path = _recipe_file(tmp_path, f"ignore_unlabelled_cells: {value}\n")
         with pytest.raises(DataError, match="ignore_unlabelled_cells must be true or false"):
             Recipe.from_yaml(path)
-    recipe = Recipe.from_yaml(_recipe_file(tmp_path, "ignore_unlabelled_cells: no\nlr: 1e-3\nbatch_size: 2.0\n"))
-    assert recipe.ignore_unlabelled_cells is False and recipe.lr == 0.001 and recipe.batch_size == 2
+    text = "task: points\narchitecture: fcn-small\nignore_unlabelled_cells: no\nlr: 1e-3\nbatch_size: 2.0\n"
+    recipe = Recipe.from_yaml(_recipe_file(tmp_path, text))
+    assert recipe.points.ignore_unlabelled_cells is False and recipe.lr == 0.001 and recipe.batch_size == 2
     assert type(recipe.batch_size) is int
 
 

@@ -16,7 +16,8 @@ from cytolens.inference.peaks import find_peaks
 from cytolens.io.images import read_image
 from cytolens.training.augment import point_pipeline
 from cytolens.training.point_data import PointDataset, WithAuxiliary, auxiliary_data, collate
-from cytolens.training.recipe import Recipe
+from cytolens.training.recipe import PointSettings
+from cytolens.training.stages import InputSize, Stage
 
 
 def test_boxes_to_points_keeps_centres_classes_and_scores():
@@ -47,7 +48,7 @@ def chula_few(chula):
 
 def test_training_crops_carry_aligned_targets(chula_few):
     torch.manual_seed(0)
-    dataset = PointDataset(chula_few, d=16.0, crop_size=128, train=True)
+    dataset = PointDataset(chula_few, d=16.0, input_size=InputSize([], 128), train=True)
     dataset.pipeline = point_pipeline(train=True, colour=0.0)  # D4 views only, so pixels can be compared
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -58,7 +59,7 @@ def test_training_crops_carry_aligned_targets(chula_few):
         assert ((sample["classes"] >= 0) == (sample["proximity"] > 0)).float().mean() > 0.99
     # the same crop without the D4 view: the target's peaks sit on the image's labelled centres
     torch.manual_seed(1)
-    plain = PointDataset(chula_few, d=16.0, crop_size=128, train=True)
+    plain = PointDataset(chula_few, d=16.0, input_size=InputSize([], 128), train=True)
     plain.pipeline = lambda **kwargs: {"image": kwargs["image"], "mask": kwargs["mask"], "masks": kwargs["masks"]}
     sample = plain[0]
     torch.manual_seed(1)
@@ -74,7 +75,7 @@ def test_training_crops_carry_aligned_targets(chula_few):
 
 
 def test_small_images_are_padded(chula_few):
-    dataset = PointDataset(chula_few, d=16.0, crop_size=512 + 64, train=True)
+    dataset = PointDataset(chula_few, d=16.0, input_size=InputSize([], 512 + 64), train=True)
     dataset.pipeline = point_pipeline(train=True, colour=0.0)
     sample = dataset[0]
     assert sample["image"].shape == (3, 576, 576)
@@ -95,14 +96,15 @@ def test_validation_samples_and_collate(chula_few):
 
 
 def test_auxiliary_box_data_as_unclassified_centres(chula_few):
-    recipe = Recipe(task="points", aux_data=str(examples.path()), aux_format="voc", aux_classes=["RBC"], aux_scale=0.5)
-    aux = auxiliary_data(recipe, chula_few.classes)
+    settings = PointSettings(aux_data=str(examples.path()), aux_format="voc", aux_classes=["RBC"], aux_scale=0.5)
+    aux = auxiliary_data(settings, chula_few.classes)
     assert aux.classes == chula_few.classes and len(aux) == 3
     assert all((image.cells.labels == UNCLASSIFIED).all() and len(image.cells) for image in aux.images)
+    size = InputSize([Stage(0, 1), Stage(0, 1, max_size=96)], base=64)  # both datasets crop at the stage's size
     pairs = WithAuxiliary(
-        PointDataset(chula_few, d=16.0, crop_size=64), PointDataset(aux, d=16.0, crop_size=64, scale=0.5)
+        PointDataset(chula_few, d=16.0, input_size=size), PointDataset(aux, d=16.0, input_size=size, scale=0.5)
     )
-    pairs.crop_size = 96
+    size.enter(1)
     target, auxiliary = pairs[0]
     assert target["image"].shape == auxiliary["image"].shape == (3, 96, 96)
     assert (auxiliary["classes"] == -1).all()

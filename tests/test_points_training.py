@@ -83,5 +83,5 @@ def test_training_with_auxiliary_box_data(chula_spec, tmp_path):
     )
     out = train(recipe, tmp_path / "aux", max_steps=2, progress=False)
     model, meta = build_from_checkpoint(out)
-    assert meta["recipe"]["aux_weight"] == 5.0 and meta["recipe"]["aux_classes"] == ["RBC"]
+    assert meta["recipe"]["points"]["aux_weight"] == 5.0 and meta["recipe"]["points"]["aux_classes"] == ["RBC"]
     assert np.isfinite(meta["thresholds"]["threshold_rel"])

@@ -12,8 +12,8 @@ from cytolens.inference.model import load_model
 from cytolens.models.checkpoint import read_checkpoint
 from cytolens.training.box_data import BoxDataset, collate
 from cytolens.training.recipe import Recipe
+from cytolens.training.stages import InputSize, Stage
 from cytolens.training.train import train
-from cytolens.training.transfer import Stage
 
 IDS = ["BloodImage_00000", "BloodImage_00001", "BloodImage_00002", "BloodImage_00003"]
 
@@ -38,7 +38,8 @@ def _recipe(spec, epochs: int) -> Recipe:
 def _loss(model, spec) -> float:
     from cytolens.data.spec import load_data
 
-    images, targets = collate([BoxDataset(load_data(spec, split="train"), 256, train=False)[i] for i in range(4)])
+    dataset = BoxDataset(load_data(spec, split="train"), InputSize([], 256), train=False)
+    images, targets = collate([dataset[i] for i in range(4)])
     targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
     model.train()
     with torch.no_grad():

@@ -52,11 +52,13 @@ def train(
     from cytolens.cli.output import print_json
     from cytolens.models.checkpoint import read_checkpoint
     from cytolens.training.recipe import Recipe
+    from cytolens.training.stages import Stage
     from cytolens.training.train import train as run_training
-    from cytolens.training.transfer import Stage
 
     base = Recipe.from_yaml(recipe) if recipe else Recipe()
     values = base.to_dict()
+    if task is not None and task != base.task:
+        values.pop(base.task, None)  # the recipe's task settings belong to its own task
     given = {
         "data": str(data) if data else None,
         "format": fmt,
@@ -68,10 +70,14 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "aux_data": str(aux_data) if aux_data else None,
-        "aux_weight": aux_weight,
     }
     values.update({key: value for key, value in given.items() if value is not None})
+    auxiliary = {"aux_data": str(aux_data) if aux_data else None, "aux_weight": aux_weight}
+    auxiliary = {key: value for key, value in auxiliary.items() if value is not None}
+    if auxiliary and values["task"] != "points":
+        raise typer.BadParameter("auxiliary data trains point models (--task points)", param_hint="'--aux-data'")
+    if auxiliary:
+        values["points"] = {**(values.get("points") or {}), **auxiliary}
     if freeze_blocks is not None:
         if epochs is None and len(base.stages) > 1:
             raise typer.BadParameter("with a multi-stage recipe, give --epochs too", param_hint="'--freeze-blocks'")

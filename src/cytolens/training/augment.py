@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import albumentations as A
 
+from cytolens.training.stages import short_side
+
 
 def _colour(strength: float) -> list[A.BasicTransform]:
     return [
@@ -24,13 +26,15 @@ def _colour(strength: float) -> list[A.BasicTransform]:
 def box_pipeline(max_size: int, train: bool, crop_p: float = 0.5, colour: float = 1.0) -> A.Compose:
     """Resize so the longer side is ``max_size``; in training add crops, colour jitter and D4 views.
 
+    Training crops are ``max_size`` wide and :func:`~cytolens.training.stages.short_side` of it high.
+
     Boxes are ``pascal_voc`` (absolute xyxy) with a ``labels`` field; a cropped box is kept when at least
     45% of its area stays visible.
     """
     steps: list[A.BasicTransform] = [A.LongestMaxSize(max_size=max_size)]
     if train:
         steps += [
-            A.RandomResizedCrop(size=(max_size * 3 // 4, max_size), scale=(0.5, 1.0), ratio=(1.2, 1.45), p=crop_p),
+            A.RandomResizedCrop(size=(short_side(max_size), max_size), scale=(0.5, 1.0), ratio=(1.2, 1.45), p=crop_p),
             *_colour(colour),
             A.D4(p=1.0),
         ]

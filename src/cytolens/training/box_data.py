@@ -11,6 +11,7 @@ from torch.utils.data import Dataset as TorchDataset
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.io.images import read_image
 from cytolens.training.augment import box_pipeline
+from cytolens.training.stages import InputSize
 
 
 @lru_cache(maxsize=4096)
@@ -23,14 +24,14 @@ class BoxDataset(TorchDataset):
 
     Args:
         dataset: The annotated images.
-        max_size: Longer image side after resizing (changed between training stages by setting the attribute).
+        input_size: The input size of the current training stage (the longer image side after resizing).
         train: Whether to augment.
 
     """
 
-    def __init__(self, dataset: Dataset, max_size: int, train: bool) -> None:
+    def __init__(self, dataset: Dataset, input_size: InputSize, train: bool) -> None:
         self.images: list[AnnotatedImage] = list(dataset.images)
-        self.max_size = max_size
+        self.input_size = input_size
         self.train = train
 
     def __len__(self) -> int:
@@ -39,7 +40,7 @@ class BoxDataset(TorchDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = self.images[index]
         pixels, cells = _cached_pixels(str(image.path)), image.cells.box_cells()
-        out = box_pipeline(self.max_size, self.train)(
+        out = box_pipeline(self.input_size.side, self.train)(
             image=pixels, bboxes=cells.boxes.astype(np.float32), labels=cells.labels.tolist()
         )
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))

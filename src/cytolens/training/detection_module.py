@@ -9,6 +9,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.training.optim import adamw_warmup_cosine
+from cytolens.training.stages import InputSize, short_side
 
 
 class DetectionModule(pl.LightningModule):
@@ -16,6 +17,9 @@ class DetectionModule(pl.LightningModule):
 
     Args:
         model: A registered box detector (``blocks()`` exposed).
+        input_size: The input size of the current training stage: once a stage sets one, the detector's own
+            resizing follows it at the start of each epoch (longer side, and :func:`short_side` of it); until then
+            the detector keeps the size it was built with.
         lr: Base learning rate (AdamW).
         weight_decay: Weight decay, not applied to norms and biases.
         warmup_steps: Linear warm-up steps.
@@ -27,6 +31,7 @@ class DetectionModule(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
+        input_size: InputSize,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         warmup_steps: int = 150,
@@ -34,6 +39,7 @@ class DetectionModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
+        self.input_size = input_size
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
@@ -42,18 +48,11 @@ class DetectionModule(pl.LightningModule):
             iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, 100, 300]
         )
 
-    def set_input_size(self, max_size: int) -> None:
-        """Change the model's internal input size (longer side ``max_size``, shorter side 3/4 of it)."""
-        self.input_max_size = max_size
-        self.model.transform.max_size = max_size
-        self.model.transform.min_size = (max_size * 3 // 4,)
-        if self._trainer is None:
-            return
-        loaders = [self.trainer.train_dataloader, self.trainer.val_dataloaders]
-        for loader in loaders:
-            for each in loader if isinstance(loader, list | tuple) else [loader]:
-                if each is not None:
-                    each.dataset.max_size = max_size
+    def on_train_epoch_start(self) -> None:
+        staged = self.input_size.staged
+        if staged:
+            self.model.transform.max_size = staged
+            self.model.transform.min_size = (short_side(staged),)
 
     def tuned_thresholds(self) -> dict[str, float]:
         """Thresholds tuned during validation (none for box detectors: score and NMS come from the recipe)."""

@@ -7,7 +7,26 @@ import math
 import torch
 from torch import nn
 
-from cytolens.training.transfer import param_groups
+
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, pretrained_lr_factor: float, pretrained_blocks: int
+) -> list[dict]:
+    """Optimizer groups: the first ``pretrained_blocks`` blocks at ``lr * pretrained_lr_factor``, the rest at ``lr``;
+    no weight decay on norms and biases.
+    """
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for index, (_, block) in enumerate(model.blocks()):
+        for name, parameter in block.named_parameters():
+            no_decay = parameter.ndim <= 1 or name.endswith(".bias")
+            groups.setdefault((index < pretrained_blocks, no_decay), []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": lr * (pretrained_lr_factor if pretrained else 1.0),
+            "weight_decay": 0.0 if no_decay else weight_decay,
+        }
+        for (pretrained, no_decay), params in groups.items()
+    ]
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:

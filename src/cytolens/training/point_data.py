@@ -24,7 +24,8 @@ from cytolens.io.images import read_image
 from cytolens.models.point_fcn import STRIDE
 from cytolens.training.augment import point_pipeline
 from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map
-from cytolens.training.recipe import Recipe
+from cytolens.training.recipe import PointSettings
+from cytolens.training.stages import InputSize
 
 Sample = dict[str, object]
 """One sample: ``image`` (3, H, W) float 0-1, ``proximity`` (H, W), ``known`` (H, W) 0/1 (pixels that count in
@@ -58,11 +59,15 @@ class PointDataset(TorchDataset):
         dataset: Images with points (labels index the model's classes; unclassified train detection only).
         d: Proximity distance (pixels, after ``scale``); pixels within ``d`` of a centre also take its class.
         a: Proximity sharpness.
-        crop_size: Side of the square training crops (may be changed between epochs).
+        input_size: The input size of the current training stage: the side of the square training crops
+            (needed with ``train``).
         train: Random crops with augmentation; otherwise whole images.
         scale: Resize factor applied to the images and their points first (1: as they are).
         ignore_unlabelled: Leave the pixels of unlabelled cells out of the proximity loss (for images in
             which only some cells are labelled; see :mod:`cytolens.data.partial_labels`).
+
+    Raises:
+        ValueError: If ``train`` is asked for without ``input_size``.
 
     """
 
@@ -71,15 +76,17 @@ class PointDataset(TorchDataset):
         dataset: Dataset,
         d: float,
         a: float = 3.0,
-        crop_size: int = 256,
+        input_size: InputSize | None = None,
         train: bool = True,
         scale: float = 1.0,
         ignore_unlabelled: bool = False,
     ) -> None:
+        if train and input_size is None:
+            raise ValueError("training samples are crops: give their input_size")
         self.images: list[AnnotatedImage] = list(dataset.images)
         self.d = d
         self.a = a
-        self.crop_size = crop_size
+        self.input_size = input_size
         self.train = train
         self.scale = scale
         self.ignore_unlabelled = ignore_unlabelled
@@ -89,10 +96,10 @@ class PointDataset(TorchDataset):
         return len(self.images)
 
     def _crop(self, arrays: list[np.ndarray], points: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """The same random ``crop_size`` square of each array (zero-padded at the bottom right if smaller), points
-        moved.
+        """The same random square of each array, of the stage's input size (zero-padded at the bottom right if
+        smaller), points moved.
         """
-        size = self.crop_size
+        size = self.input_size.side
         height, width = arrays[0].shape[:2]
         top = int(torch.randint(0, max(height - size, 0) + 1, ()).item())
         left = int(torch.randint(0, max(width - size, 0) + 1, ()).item())
@@ -149,27 +156,19 @@ class WithAuxiliary(TorchDataset):
     def __len__(self) -> int:
         return len(self.target)
 
-    @property
-    def crop_size(self) -> int:
-        """Crop side of both datasets."""
-        return self.target.crop_size
-
-    @crop_size.setter
-    def crop_size(self, size: int) -> None:
-        self.target.crop_size = self.auxiliary.crop_size = size
-
     def __getitem__(self, index: int) -> tuple[Sample, Sample]:
         other = int(torch.randint(0, len(self.auxiliary), ()).item())
         return self.target[index], self.auxiliary[other]
 
 
-def auxiliary_data(recipe: Recipe, classes: list[str]) -> Dataset:
-    """The recipe's auxiliary data as points whose labels index ``classes`` (the target's).
+def auxiliary_data(settings: PointSettings, classes: list[str]) -> Dataset:
+    """The auxiliary data of a recipe's points section as points whose labels index ``classes`` (the target's).
 
-    Boxes become their centres; only the ``aux_classes`` of the recipe are kept (all when unset);
+    Boxes become their centres; only the ``aux_classes`` of the section are kept (all when unset);
     auxiliary classes that the target lacks become unclassified (they train detection only).
     """
-    data = boxes_to_points(load_data(recipe.aux_data, recipe.aux_format, recipe.aux_split), recipe.aux_classes)
+    data = load_data(settings.aux_data, settings.aux_format, settings.aux_split)
+    data = boxes_to_points(data, settings.aux_classes)
     return data.relabel(classes)
 
 

@@ -88,13 +88,6 @@ class PointModule(pl.LightningModule):
             "radius": self.match_radius,
         }
 
-    def set_input_size(self, size: int) -> None:
-        """Change the side of the training crops (from a training stage's ``max_size``)."""
-        self.input_max_size = size
-        loader = self.trainer.train_dataloader if self._trainer is not None else None
-        if loader is not None:
-            loader.dataset.crop_size = size
-
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``proximity``, ``class`` and their weighted sum ``loss`` on one batch."""
         out = self.model(batch["image"])

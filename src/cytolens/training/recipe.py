@@ -1,4 +1,19 @@
-"""Training recipes: every choice of a training run in one YAML-loadable record, stored in the checkpoint."""
+"""Training recipes: every choice of a training run in one YAML-loadable record, stored in the checkpoint.
+
+A recipe holds the choices common to every task at its top level and the choices of its task in a
+section named after the task (:data:`SECTIONS`)::
+
+    task: points
+    architecture: fcn-lite0
+    lr: 0.003
+    points:
+      crop_size: 256
+      ignore_unlabelled_cells: true
+
+The earlier flat layout, every key at the top level, still loads (recipe files and the recipes stored in
+earlier checkpoints): a top-level key of the task's section goes into the section, and keys of other
+tasks' sections, which that layout carried for every task, are checked and left out.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +28,70 @@ from cytolens.io.registry import FORMATS
 from cytolens.io.text import read_yaml
 from cytolens.io.validation import check_number
 from cytolens.models.registry import architectures
-from cytolens.training.transfer import Stage
+from cytolens.training.stages import Stage
 
 MIN_INPUT_SIZE = 32
 """Smallest training input side (crop size, stage ``max_size``): the networks' coarsest stride."""
 
 
 @dataclass
+class BoxSettings:
+    """The ``boxes`` section of a recipe.
+
+    Attributes:
+        score_threshold: Default score threshold stored with the model for prediction.
+
+    """
+
+    score_threshold: float = 0.3
+
+
+@dataclass
+class PointSettings:
+    """The ``points`` section of a recipe.
+
+    Attributes:
+        proximity_d: Distance (pixels) at which the proximity target reaches 0.
+        proximity_a: Sharpness ``a`` of the proximity target.
+        loss_lambda: Background weight ``λ`` of the proximity loss.
+        crop_size: Side of the square training crops (a stage's ``max_size`` replaces it from that stage on).
+        class_weight: Weight of the class cross-entropy next to the proximity loss.
+        match_radius: Radius (pixels) at which a found centre matches a true one (for tuning ``ξ``).
+        min_distance: Smallest distance (pixels) between two found centres.
+        ignore_unlabelled_cells: Leave stained pixels far from every labelled centre out of the proximity loss
+            and out of validation (for datasets that label only some cells of an image).
+        aux_data: Auxiliary training data (spec or folder) mixed into every step (``None``: none).
+        aux_format: Annotation format of ``aux_data`` when it is not a spec file.
+        aux_split: Split of ``aux_data`` to use (``None``: all its images).
+        aux_classes: Classes of ``aux_data`` to keep (``None``: all); boxes count by their centres.
+        aux_scale: Resize factor of the auxiliary images, so that their cells match the target's size.
+        aux_weight: ``γ`` of the loss ``γ·L_target + L_aux`` (used only with ``aux_data``).
+
+    """
+
+    proximity_d: float = 16.0
+    proximity_a: float = 3.0
+    loss_lambda: float = 5.0
+    crop_size: int = 256
+    class_weight: float = 1.0
+    match_radius: float = 12.0
+    min_distance: int = 6
+    ignore_unlabelled_cells: bool = False
+    aux_data: str | None = None
+    aux_format: str | None = None
+    aux_split: str | None = None
+    aux_classes: list[str] | None = None
+    aux_scale: float = 1.0
+    aux_weight: float = 1.0
+
+
+SECTIONS: dict[str, type] = {"boxes": BoxSettings, "points": PointSettings}
+"""The settings section of each task; a recipe holds it under the task's name."""
+
+
+@dataclass
 class Recipe:
-    """A training configuration.
+    """A training configuration: the choices common to every task, and the section of its task.
 
     Attributes:
         task: ``boxes`` or ``points``.
@@ -32,7 +102,7 @@ class Recipe:
         train_split: Split to train on.
         val_split: Split to validate on (``None``: no validation).
         init: ``imagenet``, ``none``, a bundled model name or a checkpoint path.
-        stages: Freezing schedule; ``epochs`` is their sum.
+        stages: Freezing schedule and input sizes; ``epochs`` is their sum.
         batch_size: Images per step.
         lr: Base learning rate.
         weight_decay: AdamW weight decay (none on norms and biases).
@@ -43,24 +113,13 @@ class Recipe:
         val_every: Validate every this many epochs.
         patience: Early-stopping patience in validations (``None``: no early stopping).
         seed: Random seed.
-        score_threshold: Default score threshold stored with the model for prediction.
         num_workers: Data-loading worker processes.
         keep: ``last`` (the final weights) or ``best`` (the weights scoring highest on the validation figure).
-        aux_data: Auxiliary training data (spec or folder) mixed into every step (``None``: none).
-        aux_format: Annotation format of ``aux_data`` when it is not a spec file.
-        aux_split: Split of ``aux_data`` to use (``None``: all its images).
-        aux_classes: Classes of ``aux_data`` to keep (``None``: all); boxes count by their centres.
-        aux_scale: Resize factor of the auxiliary images, so that their cells match the target's size.
-        aux_weight: ``γ`` of the loss ``γ·L_target + L_aux`` (used only with ``aux_data``).
-        proximity_d: Points: distance (pixels) at which the proximity target reaches 0.
-        proximity_a: Points: sharpness ``a`` of the proximity target.
-        loss_lambda: Points: background weight ``λ`` of the proximity loss.
-        crop_size: Points: side of the square training crops.
-        class_weight: Points: weight of the class cross-entropy next to the proximity loss.
-        match_radius: Points: radius (pixels) at which a found centre matches a true one (for tuning ``ξ``).
-        min_distance: Points: smallest distance (pixels) between two found centres.
-        ignore_unlabelled_cells: Points: leave stained pixels far from every labelled centre out of the
-            proximity loss and out of validation (for datasets that label only some cells of an image).
+        boxes: The settings of the ``boxes`` task (its defaults when the task is ``boxes`` and none are given).
+        points: The settings of the ``points`` task (likewise).
+
+    Raises:
+        CytolensError: If a section of another task than ``task`` is given.
 
     """
 
@@ -83,23 +142,17 @@ class Recipe:
     val_every: int = 1
     patience: int | None = None
     seed: int = 0
-    score_threshold: float = 0.3
     num_workers: int = 0
     keep: str = "last"
-    aux_data: str | None = None
-    aux_format: str | None = None
-    aux_split: str | None = None
-    aux_classes: list[str] | None = None
-    aux_scale: float = 1.0
-    aux_weight: float = 1.0
-    proximity_d: float = 16.0
-    proximity_a: float = 3.0
-    loss_lambda: float = 5.0
-    crop_size: int = 256
-    class_weight: float = 1.0
-    match_radius: float = 12.0
-    min_distance: int = 6
-    ignore_unlabelled_cells: bool = False
+    boxes: BoxSettings | None = None
+    points: PointSettings | None = None
+
+    def __post_init__(self) -> None:
+        others = [name for name in SECTIONS if name != self.task and getattr(self, name) is not None]
+        if others:
+            raise CytolensError(f"a {self.task} recipe takes no {others[0]} settings")
+        if self.task in SECTIONS and getattr(self, self.task) is None:
+            setattr(self, self.task, SECTIONS[self.task]())
 
     @property
     def epochs(self) -> int:
@@ -107,15 +160,17 @@ class Recipe:
         return sum(stage.epochs for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for checkpoints and logs)."""
-        return asdict(self)
+        """Plain-data form (for checkpoints and logs): the common keys and the task's section."""
+        values = asdict(self)
+        return {key: value for key, value in values.items() if not (key in SECTIONS and value is None)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str | Path | None = None) -> Recipe:
         """Build from plain data, checking every value (see :func:`checked_values`).
 
         Args:
-            values: Recipe keys and values (stages as mappings or :class:`Stage`).
+            values: Recipe keys and values (stages as mappings or :class:`Stage`, the task's section as a mapping
+                or its dataclass), in the sectioned or the flat layout.
             source: The recipe file, named in errors; ``None`` when the values come from elsewhere.
 
         Raises:
@@ -137,9 +192,12 @@ class Recipe:
         values = read_yaml(path, "recipe") or {}
         if not isinstance(values, dict):
             raise DataError(path, "a recipe must be a mapping of recipe keys to values")
-        for key in ("data", "aux_data"):
-            if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
-                values[key] = str((path.parent / values[key]).resolve())
+        for part in (values, *(values.get(task) for task in SECTIONS)):
+            if not isinstance(part, dict):
+                continue
+            for key in _PATHS:
+                if isinstance(part.get(key), str) and part[key] and not Path(part[key]).is_absolute():
+                    part[key] = str((path.parent / part[key]).resolve())
         return cls.from_dict(values, path)
 
 
@@ -166,11 +224,15 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "match_radius": {"low": 0, "low_open": True},
     "min_distance": {"integer": True, "low": 1},
 }
-"""Ranges of the numeric recipe keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
+"""Ranges of the numeric recipe and section keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
 _OPTIONAL_NUMBERS = ("patience",)
 _TEXT = ("data", "init")
 _OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split")
 _FORMATS = ("format", "aux_format")
+_FLAGS = ("ignore_unlabelled_cells",)
+_CLASS_LISTS = ("aux_classes",)
+_PATHS = ("data", "aux_data")
+"""Keys holding paths, taken relative to the recipe file."""
 _STAGE_NUMBERS: dict[str, dict[str, Any]] = {
     "freeze_blocks": {"integer": True, "low": 0},
     "epochs": {"integer": True, "low": 1},
@@ -227,64 +289,99 @@ def _kwargs(value: Any, architecture: str, task: str, source: str | Path | None)
     return checked
 
 
+def _checked(key: str, value: Any, what: str, source: str | Path | None) -> Any:
+    """A recipe or section value checked by the rule of its ``key``; ``what`` names it in errors."""
+    if key in _NUMBERS:
+        if value is None and key in _OPTIONAL_NUMBERS:
+            return None
+        if isinstance(value, str) and not _NUMBERS[key].get("integer"):
+            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 as text; other text is refused below
+                value = float(value)
+        return check_number(value, what, source, **_NUMBERS[key])
+    if key in (*_TEXT, *_OPTIONAL_TEXT, *_FORMATS, "keep"):
+        if not (isinstance(value, str) or (value is None and key in (*_OPTIONAL_TEXT, *_FORMATS))):
+            _refuse(source, f"{what} must be text, not {value!r}")
+        if key in _FORMATS and value is not None and value not in FORMATS:
+            _refuse(source, f"unknown {what} {value!r}; choose one of: {', '.join(FORMATS)}")
+        if key == "keep" and value not in _KEEP:
+            _refuse(source, f"{what} must be one of {', '.join(_KEEP)}, not {value!r}")
+    if key in _FLAGS and not isinstance(value, bool):
+        _refuse(source, f"{what} must be true or false, not {value!r}")
+    names = isinstance(value, list) and all(isinstance(name, str) for name in value)
+    if key in _CLASS_LISTS and not (value is None or names):
+        _refuse(source, f"{what} must be a list of class names, not {value!r}")
+    return value
+
+
+def _section(values: dict[str, Any], task: str, source: str | Path | None) -> Any:
+    """The checked section of ``task``, taken out of ``values`` with the keys of every section.
+
+    The section comes from ``values[task]`` and, in the flat layout, from top-level keys; top-level keys of
+    other tasks' sections are checked and left out; a section of another task is refused.
+    """
+    settings = SECTIONS[task]
+    for other in SECTIONS:
+        if other != task and values.pop(other, None) is not None:
+            _refuse(source, f"a {task} recipe takes no {other} settings")
+    given = values.pop(task, None)
+    given = asdict(given) if isinstance(given, settings) else {} if given is None else given
+    if not isinstance(given, dict):
+        _refuse(source, f"{task} must be a mapping of {task} settings, not {given!r}")
+    unknown = sorted(set(given) - {item.name for item in fields(settings)}, key=str)
+    if unknown:
+        _refuse(source, f"unknown {task} settings: {', '.join(map(str, unknown))}")
+    checked = {key: _checked(key, value, f"{task} {key}", source) for key, value in given.items()}
+    owners = {item.name: name for name, kind in SECTIONS.items() for item in fields(kind)}
+    for key in [key for key in values if key in owners]:  # the flat layout
+        value = _checked(key, values.pop(key), key, source)
+        if owners[key] == task:
+            if key in checked:
+                _refuse(source, f"{key} is given twice: at the top level and in {task}")
+            checked[key] = value
+    return settings(**checked)
+
+
 def checked_values(values: dict[str, Any], source: str | Path | None = None) -> dict[str, Any]:
     """Recipe values with every key known and every value usable: the one check of recipes, wherever they come from.
 
     Numbers go through :func:`~cytolens.io.validation.check_number` with the ranges of :data:`_NUMBERS`
     (a string float such as ``1e-3``, which YAML 1.1 reads as text, is taken as its number); flags must be
     real booleans; ``task``, ``architecture`` and ``kwargs`` are checked against the architecture registry,
-    formats against the format registry.
+    formats against the format registry. The task's section may be given as a mapping under the task's name
+    or, in the flat layout, as top-level keys (see the module's docstring).
 
     Args:
         values: Recipe keys and values.
         source: The recipe file, named in errors (``None``: the errors name no file).
 
     Returns:
-        The values, numbers as ``int`` or ``float``, stages as :class:`Stage`.
+        The values, numbers as ``int`` or ``float``, stages as :class:`Stage`, the task's section as its
+        dataclass (defaults filled in) under the task's name.
 
     Raises:
         DataError: If a key is unknown or a value unusable, naming ``source``.
         CytolensError: Likewise when ``source`` is ``None``.
 
     """
-    known = {item.name for item in fields(Recipe)}
-    unknown = sorted(set(values) - known)
+    sections = {item.name for kind in SECTIONS.values() for item in fields(kind)}
+    unknown = sorted(set(values) - {item.name for item in fields(Recipe)} - sections, key=str)
     if unknown:
         _refuse(source, f"unknown recipe keys: {', '.join(map(str, unknown))}")
     values = dict(values)
-    defaults = asdict(Recipe())
-    task = values.get("task", defaults["task"])
+    default = Recipe()
+    task = values.get("task", default.task)
     tasks = sorted({architecture.task for architecture in architectures().values()})
     if task not in tasks:
         _refuse(source, f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
-    architecture = values.get("architecture", defaults["architecture"])
+    architecture = values.get("architecture", default.architecture)
     if not isinstance(architecture, str) or architecture not in architectures(task):
         _refuse(source, f"architecture {architecture!r} does not serve task {task!r} "
                 f"(choose: {', '.join(architectures(task))})")
-    for key, ranges in _NUMBERS.items():
-        number = values.get(key, defaults[key])
-        if number is None and key in _OPTIONAL_NUMBERS:
-            continue
-        if isinstance(number, str) and not ranges.get("integer"):
-            with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 as text; other text is refused below
-                number = float(number)
-        values[key] = check_number(number, key, source, **ranges)
-    for key in (*_TEXT, *_OPTIONAL_TEXT, "keep", *_FORMATS):
-        text = values.get(key, defaults[key])
-        if not (isinstance(text, str) or (text is None and key not in (*_TEXT, "keep"))):
-            _refuse(source, f"{key} must be text, not {text!r}")
-    if values.get("keep", defaults["keep"]) not in _KEEP:
-        _refuse(source, f"keep must be one of {', '.join(_KEEP)}, not {values['keep']!r}")
-    for key in _FORMATS:
-        if values.get(key) is not None and values[key] not in FORMATS:
-            _refuse(source, f"unknown {key} {values[key]!r}; choose one of: {', '.join(FORMATS)}")
-    flag = values.get("ignore_unlabelled_cells", False)
-    if not isinstance(flag, bool):
-        _refuse(source, f"ignore_unlabelled_cells must be true or false, not {flag!r}")
-    classes = values.get("aux_classes")
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
-        _refuse(source, f"aux_classes must be a list of class names, not {classes!r}")
+    section = _section(values, task, source)
+    for key in [key for key in values if key not in ("task", "architecture", "kwargs", "stages")]:
+        values[key] = _checked(key, values[key], key, source)
     values["kwargs"] = _kwargs(values.get("kwargs", {}), architecture, task, source)
     if "stages" in values:
         values["stages"] = _stages(values["stages"], source)
+    values[task] = section
     return values

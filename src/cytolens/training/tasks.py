@@ -13,6 +13,7 @@ from torch.utils.data import Dataset as TorchDataset
 from cytolens.data.annotations import Dataset
 from cytolens.errors import CytolensError
 from cytolens.training.recipe import Recipe
+from cytolens.training.stages import InputSize, short_side
 
 
 @dataclass(frozen=True)
@@ -20,52 +21,60 @@ class TaskComponents:
     """The task-specific parts of training.
 
     Attributes:
-        module: ``(model, recipe, train_data) -> LightningModule``.
-        dataset: ``(data, recipe, module, train) -> torch Dataset``.
+        base_size: ``recipe -> int``: the input size before any stage sets one (see
+            :class:`~cytolens.training.stages.InputSize`).
+        module: ``(model, recipe, train_data, input_size) -> LightningModule``.
+        dataset: ``(data, recipe, input_size, train) -> torch Dataset``.
         collate: Batch collation function.
-        describe: ``(module, train_data, recipe) -> dict`` of checkpoint metadata (input size, mpp, thresholds).
-        final_kwargs: ``recipe -> dict`` of builder arguments that the schedule changes (e.g. final input size).
+        describe: ``(module, train_data, recipe, input_size) -> dict`` of checkpoint metadata (input size, mpp,
+            thresholds).
+        final_kwargs: ``input_size -> dict`` of builder arguments that the schedule changes (e.g. final input size).
         monitor: The validation figure that early stopping watches.
 
     """
 
-    module: Callable[[nn.Module, Recipe, Dataset], pl.LightningModule]
-    dataset: Callable[[Dataset, Recipe, pl.LightningModule, bool], TorchDataset]
+    base_size: Callable[[Recipe], int]
+    module: Callable[[nn.Module, Recipe, Dataset, InputSize], pl.LightningModule]
+    dataset: Callable[[Dataset, Recipe, InputSize, bool], TorchDataset]
     collate: Callable
-    describe: Callable[[pl.LightningModule, Dataset, Recipe], dict[str, Any]]
-    final_kwargs: Callable[[Recipe], dict[str, Any]]
+    describe: Callable[[pl.LightningModule, Dataset, Recipe, InputSize], dict[str, Any]]
+    final_kwargs: Callable[[InputSize], dict[str, Any]]
     monitor: str
+
+
+def _single_mpp(data: Dataset) -> float | None:
+    """The µm/px of the training images when they all share one, else ``None``."""
+    mpps = {image.mpp for image in data.images}
+    return mpps.pop() if len(mpps) == 1 else None
 
 
 def _box_components() -> TaskComponents:
     from cytolens.training.box_data import BoxDataset, collate
     from cytolens.training.detection_module import DetectionModule
 
-    def input_max(recipe: Recipe) -> int:
-        sizes = [stage.max_size for stage in recipe.stages if stage.max_size]
-        return sizes[-1] if sizes else int(recipe.kwargs.get("max_size", 416))
+    def base_size(recipe: Recipe) -> int:
+        return int(recipe.kwargs.get("max_size", 416))
 
-    def module(model: nn.Module, recipe: Recipe, data: Dataset) -> pl.LightningModule:
-        return DetectionModule(model, recipe.lr, recipe.weight_decay, recipe.warmup_steps, recipe.pretrained_lr_factor)
+    def module(model: nn.Module, recipe: Recipe, data: Dataset, size: InputSize) -> pl.LightningModule:
+        return DetectionModule(
+            model, size, recipe.lr, recipe.weight_decay, recipe.warmup_steps, recipe.pretrained_lr_factor
+        )
 
-    def dataset(data: Dataset, recipe: Recipe, module: pl.LightningModule, train: bool) -> TorchDataset:
-        first = next((stage.max_size for stage in recipe.stages if stage.max_size), None)
-        return BoxDataset(data, first or input_max(recipe), train)
+    def dataset(data: Dataset, recipe: Recipe, size: InputSize, train: bool) -> TorchDataset:
+        return BoxDataset(data, size, train)
 
-    def final_kwargs(recipe: Recipe) -> dict[str, Any]:
-        size = input_max(recipe)
-        return {"max_size": size, "min_size": size * 3 // 4}
+    def final_kwargs(size: InputSize) -> dict[str, Any]:
+        return {"max_size": size.final, "min_size": short_side(size.final)}
 
-    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe) -> dict[str, Any]:
-        size = input_max(recipe)
-        mpps = {image.mpp for image in data.images}
+    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe, size: InputSize) -> dict[str, Any]:
+        settings = recipe.boxes
         return {
-            "input_size": [size, size * 3 // 4],
-            "mpp": mpps.pop() if len(mpps) == 1 else None,
-            "thresholds": {"score": recipe.score_threshold, "nms": recipe.kwargs.get("nms_thresh", 0.6)},
+            "input_size": [size.final, short_side(size.final)],
+            "mpp": _single_mpp(data),
+            "thresholds": {"score": settings.score_threshold, "nms": recipe.kwargs.get("nms_thresh", 0.6)},
         }
 
-    return TaskComponents(module, dataset, collate, describe, final_kwargs, "val/map50")
+    return TaskComponents(base_size, module, dataset, collate, describe, final_kwargs, "val/map50")
 
 
 def _point_components() -> TaskComponents:
@@ -73,7 +82,11 @@ def _point_components() -> TaskComponents:
     from cytolens.training.point_data import PointDataset, WithAuxiliary, auxiliary_data, collate
     from cytolens.training.point_module import PointModule
 
-    def module(model: nn.Module, recipe: Recipe, data: Dataset) -> pl.LightningModule:
+    def base_size(recipe: Recipe) -> int:
+        return recipe.points.crop_size
+
+    def module(model: nn.Module, recipe: Recipe, data: Dataset, size: InputSize) -> pl.LightningModule:
+        settings = recipe.points
         return PointModule(
             model,
             data.classes,
@@ -81,36 +94,36 @@ def _point_components() -> TaskComponents:
             weight_decay=recipe.weight_decay,
             warmup_steps=recipe.warmup_steps,
             pretrained_lr_factor=recipe.pretrained_lr_factor,
-            loss_lambda=recipe.loss_lambda,
-            class_weight=recipe.class_weight,
-            aux_weight=recipe.aux_weight,
-            match_radius=recipe.match_radius,
-            min_distance=recipe.min_distance,
+            loss_lambda=settings.loss_lambda,
+            class_weight=settings.class_weight,
+            aux_weight=settings.aux_weight,
+            match_radius=settings.match_radius,
+            min_distance=settings.min_distance,
         )
 
-    def dataset(data: Dataset, recipe: Recipe, module: pl.LightningModule, train: bool) -> TorchDataset:
+    def dataset(data: Dataset, recipe: Recipe, size: InputSize, train: bool) -> TorchDataset:
+        settings = recipe.points
+
         def points(source: Dataset, scale: float = 1.0) -> PointDataset:
             return PointDataset(
-                source, recipe.proximity_d, recipe.proximity_a, recipe.crop_size, train, scale,
-                recipe.ignore_unlabelled_cells,
+                source, settings.proximity_d, settings.proximity_a, size, train, scale,
+                settings.ignore_unlabelled_cells,
             )
 
         target = points(boxes_to_points(data))  # box data (e.g. BCCD) trains on the box centres
-        if not (train and recipe.aux_data):
+        if not (train and settings.aux_data):
             return target
-        return WithAuxiliary(target, points(auxiliary_data(recipe, data.classes), recipe.aux_scale))
+        return WithAuxiliary(target, points(auxiliary_data(settings, data.classes), settings.aux_scale))
 
-    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe) -> dict[str, Any]:
-        mpps = {image.mpp for image in data.images}
-        crop = ([stage.max_size for stage in recipe.stages if stage.max_size] or [recipe.crop_size])[-1]
+    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe, size: InputSize) -> dict[str, Any]:
         return {
-            "input_size": [crop, crop],  # training crops (a stage's max_size changes the crop size)
-            "mpp": mpps.pop() if len(mpps) == 1 else None,
+            "input_size": [size.final, size.final],  # training crops (a stage's max_size changes the crop size)
+            "mpp": _single_mpp(data),
             "thresholds": module.tuned_thresholds(),
-            "proximity": {"d": recipe.proximity_d, "a": recipe.proximity_a},
+            "proximity": {"d": recipe.points.proximity_d, "a": recipe.points.proximity_a},
         }
 
-    return TaskComponents(module, dataset, collate, describe, lambda recipe: {}, "val/f1")
+    return TaskComponents(base_size, module, dataset, collate, describe, lambda size: {}, "val/f1")
 
 
 _TASKS: dict[str, Callable[[], TaskComponents]] = {"boxes": _box_components, "points": _point_components}

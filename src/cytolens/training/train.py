@@ -32,8 +32,8 @@ from cytolens.models.registry import architectures
 from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
 from cytolens.training.recipe import Recipe
+from cytolens.training.stages import InputSize, StageSchedule
 from cytolens.training.tasks import task_components
-from cytolens.training.transfer import StageSchedule
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,9 @@ def train(
         recipe.init, recipe.architecture, train_data.classes, recipe.kwargs
     )
     components = task_components(recipe.task)
-    module = components.module(model, recipe, train_data)
-    train_set = components.dataset(train_data, recipe, module, train=True)
+    input_size = InputSize(recipe.stages, components.base_size(recipe))  # moved by StageSchedule only
+    module = components.module(model, recipe, train_data, input_size)
+    train_set = components.dataset(train_data, recipe, input_size, train=True)
     loader = DataLoader(
         train_set,
         batch_size=recipe.batch_size,
@@ -232,16 +233,16 @@ def train(
     )
     val_loader = None
     if val_data is not None and len(val_data):
-        val_set = components.dataset(val_data, recipe, module, train=False)
+        val_set = components.dataset(val_data, recipe, input_size, train=False)
         val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
     final_kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
-    final_kwargs.update(components.final_kwargs(recipe))
+    final_kwargs.update(components.final_kwargs(input_size))
     meta = {
         "task": recipe.task,
         "architecture": architecture,
         "kwargs": final_kwargs,
         "classes": list(train_data.classes),
-        **components.describe(module, train_data, recipe),
+        **components.describe(module, train_data, recipe, input_size),
         "recipe": recipe.to_dict(),
         "init": init_info,
         "data": {
@@ -255,7 +256,7 @@ def train(
     monitor = components.monitor
     exporter = ExportModel(out / "model.pt", meta, monitor, keep_best=recipe.keep == "best")
     callbacks: list[pl.Callback] = [
-        StageSchedule(recipe.stages),
+        StageSchedule(recipe.stages, input_size),
         # no "last-v1.ckpt" beside last.ckpt (as when a run folder was moved): the folder holds this run only
         ModelCheckpoint(
             dirpath=out / "checkpoints",
