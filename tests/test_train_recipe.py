@@ -1,0 +1,101 @@
+"""Recipes in sections (common keys, the task's section), the flat layout still read, and the train CLI's options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cytolens.cli.main import app
+from cytolens.errors import CytolensError, DataError
+from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.registry import bundled_models, resolve_model
+from cytolens.training.recipe import BoxSettings, PointSettings, Recipe
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+POINTS = {"task": "points", "architecture": "fcn-small", "data": "spec.yaml", "lr": 0.003}
+
+
+def _write(tmp_path: Path, values: dict) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_sections_and_the_flat_layout_give_the_same_recipe(tmp_path: Path) -> None:
+    sectioned = Recipe.from_yaml(_write(tmp_path, {**POINTS, "points": {"crop_size": 96, "aux_data": "aux"}}))
+    flat = Recipe.from_yaml(_write(tmp_path, {**POINTS, "crop_size": 96, "aux_data": "aux", "score_threshold": 0.5}))
+    assert sectioned == flat and sectioned.boxes is None
+    assert sectioned.points == PointSettings(crop_size=96, aux_data=str((tmp_path / "aux").resolve()))
+    stored = sectioned.to_dict()
+    assert stored["points"]["crop_size"] == 96 and "boxes" not in stored and "crop_size" not in stored
+    assert Recipe.from_dict(stored) == sectioned
+    assert Recipe().boxes == BoxSettings() and Recipe.from_dict({"task": "boxes"}).points is None
+
+
+@pytest.mark.parametrize("name", ["blood-cells", "rbc-morphology"])
+def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: str) -> None:
+    recipe = Recipe.from_yaml(CONFIGS / f"{name}.yaml")
+    assert getattr(recipe, recipe.task) is not None
+    if name in bundled_models():
+        meta, _ = read_checkpoint(resolve_model(name))
+        stored = Recipe.from_dict(meta["recipe"], name)  # written in the flat layout, every task's keys
+        assert getattr(stored, stored.task) == getattr(recipe, recipe.task)
+        assert (stored.stages, stored.lr, stored.kwargs) == (recipe.stages, recipe.lr, recipe.kwargs)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({**POINTS, "crop_size": 96, "points": {"crop_size": 128}}, "crop_size is given twice: at the top level and"),
+        ({**POINTS, "boxes": {"score_threshold": 0.5}}, "a points recipe takes no boxes settings"),
+        ({**POINTS, "points": {"radius": 3}}, "unknown points settings: radius"),
+        ({**POINTS, "points": [96]}, "points must be a mapping of points settings, not [96]"),
+        ({**POINTS, "points": {"crop_size": 8}}, "points crop_size must lie in [32, inf], not 8"),
+        ({**POINTS, "points": {"ignore_unlabelled_cells": "no"}}, "points ignore_unlabelled_cells must be true or"),
+        ({"data": "x", "boxes": {"score_threshold": 2}}, "boxes score_threshold must lie in [0, 1], not 2"),
+        ({"data": "x", "crop_size": 8}, "crop_size must lie in [32, inf], not 8"),  # flat keys of other tasks too
+    ],
+)
+def test_sections_are_checked_like_the_rest_naming_the_recipe(tmp_path: Path, values: dict, problem: str) -> None:
+    path = _write(tmp_path, values)
+    with pytest.raises(DataError) as error:
+        Recipe.from_yaml(path)
+    assert error.value.path == path and error.value.problem.startswith(problem)
+
+
+def test_a_section_of_another_task_is_refused_when_built_in_code() -> None:
+    with pytest.raises(CytolensError, match="a points recipe takes no boxes settings"):
+        Recipe(task="points", architecture="fcn-small", boxes=BoxSettings())
+
+
+def _recipe_given_to_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: object) -> tuple:
+    """Run ``cytolens train ARGS`` with training replaced by a stub; the recipe it was given and the CLI result."""
+    import cytolens.training.train
+
+    given = []
+
+    def stub(recipe: Recipe, out: Path, **options: object) -> Path:
+        given.append(recipe)
+        raise CytolensError("stub: no training")
+
+    monkeypatch.setattr(cytolens.training.train, "train", stub)
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), *map(str, args)])
+    return (given[0] if given else None), result
+
+
+def test_train_options_reach_the_common_keys_and_the_points_section(tmp_path, monkeypatch) -> None:
+    recipe, _ = _recipe_given_to_training(
+        tmp_path, monkeypatch, "--recipe", CONFIGS / "rbc-morphology.yaml", "--aux-data", tmp_path, "--aux-weight", 2,
+        "--lr", 0.01, "--epochs", 10,
+    )
+    assert recipe.lr == 0.01 and recipe.epochs == 10 and recipe.points.min_distance == 10  # the recipe's own
+    assert recipe.points.aux_data == str(tmp_path) and recipe.points.aux_weight == 2.0
+    recipe, _ = _recipe_given_to_training(
+        tmp_path, monkeypatch, "--data", tmp_path, "--format", "voc", "--task", "points", "--architecture", "fcn-small"
+    )
+    assert recipe.points == PointSettings() and recipe.boxes is None  # the default recipe's boxes section is left
+    recipe, result = _recipe_given_to_training(tmp_path, monkeypatch, "--data", tmp_path, "--aux-data", tmp_path)
+    assert recipe is None and result.exit_code == 2 and "Invalid value for '--aux-data'" in result.output
