@@ -60,7 +60,7 @@ def test_training_crops_carry_aligned_targets(chula_few):
     # the same crop without the D4 view: the target's peaks sit on the image's labelled centres
     torch.manual_seed(1)
     plain = PointDataset(chula_few, d=16.0, input_size=InputSize([], 128), train=True)
-    plain.pipeline = lambda **kwargs: {"image": kwargs["image"], "mask": kwargs["mask"], "masks": kwargs["masks"]}
+    plain.pipeline = point_pipeline(train=False)  # no view, no colour
     sample = plain[0]
     torch.manual_seed(1)
     top = int(torch.randint(0, 480 - 128 + 1, ()).item())

@@ -2,11 +2,16 @@
 
 Stained smears vary in brightness, contrast and stain hue between labs and scanners; cells have no
 preferred orientation, so every flip and 90° rotation is a valid view (albumentations' ``D4``).
+
+albumentations draws from a generator of its own, which a run's seed does not reach: the datasets seed
+each training sample's pipeline from torch (:func:`seed_from_torch`), so that a seeded run repeats its
+augmentations.
 """
 
 from __future__ import annotations
 
 import albumentations as A
+import torch
 
 from cytolens.training.stages import short_side
 
@@ -23,13 +28,20 @@ def _colour(strength: float) -> list[A.BasicTransform]:
     ]
 
 
-def box_pipeline(max_size: int, train: bool, crop_p: float = 0.5, colour: float = 1.0) -> A.Compose:
+def seed_from_torch() -> int:
+    """A seed for an augmentation pipeline, drawn from torch's generator (seeded by the run; apart per worker)."""
+    return int(torch.randint(0, 2**31 - 1, ()).item())
+
+
+def box_pipeline(
+    max_size: int, train: bool, crop_p: float = 0.5, colour: float = 1.0, seed: int | None = None
+) -> A.Compose:
     """Resize so the longer side is ``max_size``; in training add crops, colour jitter and D4 views.
 
     Training crops are ``max_size`` wide and :func:`~cytolens.training.stages.short_side` of it high.
 
     Boxes are ``pascal_voc`` (absolute xyxy) with a ``labels`` field; a cropped box is kept when at least
-    45% of its area stays visible.
+    45% of its area stays visible. ``seed`` seeds the random choices (``None``: albumentations' own).
     """
     steps: list[A.BasicTransform] = [A.LongestMaxSize(max_size=max_size)]
     if train:
@@ -41,6 +53,7 @@ def box_pipeline(max_size: int, train: bool, crop_p: float = 0.5, colour: float 
     return A.Compose(
         steps,
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.45, clip=True),
+        seed=seed,
     )
 
 

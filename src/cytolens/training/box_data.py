@@ -10,7 +10,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.io.images import read_image
-from cytolens.training.augment import box_pipeline
+from cytolens.training.augment import box_pipeline, seed_from_torch
 from cytolens.training.stages import InputSize
 
 
@@ -40,7 +40,8 @@ class BoxDataset(TorchDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = self.images[index]
         pixels, cells = _cached_pixels(str(image.path)), image.cells.box_cells()
-        out = box_pipeline(self.input_size.side, self.train)(
+        seed = seed_from_torch() if self.train else None
+        out = box_pipeline(self.input_size.side, self.train, seed=seed)(
             image=pixels, bboxes=cells.boxes.astype(np.float32), labels=cells.labels.tolist()
         )
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))

@@ -22,7 +22,7 @@ from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.io.images import read_image
 from cytolens.models.point_fcn import STRIDE
-from cytolens.training.augment import point_pipeline
+from cytolens.training.augment import point_pipeline, seed_from_torch
 from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map
 from cytolens.training.recipe import PointSettings
 from cytolens.training.stages import InputSize
@@ -131,6 +131,7 @@ class PointDataset(TorchDataset):
             known = np.ones(shape, dtype=np.float32)
         sample: Sample = {"size": shape}
         if self.train:
+            self.pipeline.set_random_seed(seed_from_torch())
             out = self.pipeline(
                 image=pixels, mask=classes, masks=[proximity, known], keypoints=np.zeros((0, 2)), labels=[]
             )
