@@ -11,7 +11,7 @@ import cytolens
 from cytolens.cli.main import app
 from cytolens.examples import path as examples_path
 from cytolens.io import read_dataset
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.checkpoint import read_card
 from cytolens.models.registry import bundled_models
 
 pytestmark = pytest.mark.skipif("blood-cells" not in bundled_models(), reason="bundled model not built yet")
@@ -23,9 +23,10 @@ def test_listed_with_its_metadata():
     models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
     assert models["blood-cells"]["classes"] == ["WBC", "RBC", "Platelets"]
     assert models["blood-cells"]["licence"].startswith("MIT")
-    meta, _ = read_checkpoint(bundled_models()["blood-cells"])
-    assert meta["task"] == "boxes" and meta["input_size"]
-    assert set(meta["thresholds"]["score"]) == {"WBC", "RBC", "Platelets"}
+    card, _ = read_card(bundled_models()["blood-cells"])
+    assert card.task == "boxes" and card.input.size == (512, 384) and card.input.mpp == 0.075
+    assert set(card.thresholds.score) == {"WBC", "RBC", "Platelets"} and card.thresholds.nms == 0.6
+    assert card.report.ratios == (("RBC", "WBC"), ("Platelets", "RBC"))
     assert bundled_models()["blood-cells"].stat().st_size <= 25e6
 
 
@@ -58,8 +59,8 @@ def test_example_rbc_counts_within_15_percent(example_counts):
 
 
 def test_evaluate_reproduces_the_stored_test_figures(bccd):
-    meta, _ = read_checkpoint(bundled_models()["blood-cells"])
-    stored = meta["metrics"]["test"]
+    card, _ = read_card(bundled_models()["blood-cells"])
+    stored = card.metrics["test"]
     result = CliRunner().invoke(
         app, ["evaluate", "--model", "blood-cells", "--data", str(bccd), "--format", "voc", "--split", "test", "--json"]
     )

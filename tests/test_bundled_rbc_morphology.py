@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from cytolens.cli.main import app
 from cytolens.io import read_dataset
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.card import Proximity
+from cytolens.models.checkpoint import read_card
 from cytolens.models.registry import bundled_models
 
 pytestmark = pytest.mark.skipif("rbc-morphology" not in bundled_models(), reason="bundled model not built yet")
@@ -26,10 +27,10 @@ def test_listed_with_its_metadata():
     models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
     assert len(models["rbc-morphology"]["classes"]) == 13
     assert models["rbc-morphology"]["licence"].startswith("MIT")
-    meta, _ = read_checkpoint(bundled_models()["rbc-morphology"])
-    assert meta["task"] == "points" and meta["proximity"] == {"d": 16.0, "a": 3.0}
-    assert 0 < meta["thresholds"]["threshold_rel"] < 1 and meta["thresholds"]["radius"] == 12.0
-    assert meta["recipe"]["ignore_unlabelled_cells"] is True
+    card, _ = read_card(bundled_models()["rbc-morphology"])
+    assert card.task == "points" and card.proximity == Proximity(d=16.0, a=3.0)
+    assert 0 < card.thresholds.threshold_rel < 1 and card.evaluation.radius == 12.0
+    assert card.provenance.recipe["ignore_unlabelled_cells"] is True
     assert bundled_models()["rbc-morphology"].stat().st_size <= 25e6
 
 
@@ -52,8 +53,8 @@ def test_evaluate_on_a_chula_folder(chula, tmp_path):
 
 
 def test_evaluate_reproduces_the_stored_test_figures(chula):
-    meta, _ = read_checkpoint(bundled_models()["rbc-morphology"])
-    stored = meta["metrics"]["test"]
+    card, _ = read_card(bundled_models()["rbc-morphology"])
+    stored = card.metrics["test"]
     spec = REPO / "configs" / "chula-split.yaml"
     args = ["evaluate", "--model", "rbc-morphology", "--data", str(spec), "--split", "test", "--radius", "12"]
     result = CliRunner().invoke(app, [*args, "--json"])

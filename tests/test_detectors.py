@@ -3,7 +3,7 @@ import torch
 
 from cytolens.errors import ModelError
 from cytolens.models.blocks import freeze_blocks
-from cytolens.models.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from cytolens.models.checkpoint import load_network, read_card, save_checkpoint
 from cytolens.models.registry import architectures, build_architecture
 
 DETECTORS = sorted(architectures("boxes"))
@@ -49,9 +49,9 @@ def test_checkpoint_round_trip_is_plain_and_safe(tmp_path):
             "classes": ["WBC", "RBC", "Platelets"], "thresholds": {"score": 0.3}}
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, meta, half=True)
-    loaded_meta, state = read_checkpoint(path)
-    assert loaded_meta["classes"] == meta["classes"] and loaded_meta["stored_half"]
-    rebuilt, _ = build_from_checkpoint(path)
+    card, state = read_card(path)
+    assert list(card.classes) == meta["classes"] and card.stored_half and card.thresholds.score == 0.3
+    rebuilt, _ = load_network(path)
     original = model.state_dict()
     for key, value in rebuilt.state_dict().items():
         assert torch.allclose(value.float(), original[key].float(), atol=1e-2, rtol=1e-2)
@@ -61,12 +61,13 @@ def test_checkpoint_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="not a loadable checkpoint"):
-        read_checkpoint(bad)
+        read_card(bad)
     with pytest.raises(ModelError, match="not found"):
-        read_checkpoint(tmp_path / "missing.pt")
+        read_card(tmp_path / "missing.pt")
     model = build_architecture("fcos", num_classes=1, weights=None)
     with pytest.raises(ModelError, match="lacks"):
         save_checkpoint(tmp_path / "x.pt", model, {"task": "boxes"})
-    with pytest.raises(ModelError, match="JSON-like"):
+    with pytest.raises(ModelError, match="metadata recipe is not plain JSON-like data"):
         save_checkpoint(tmp_path / "x.pt", model, {"task": "boxes", "architecture": "fcos", "kwargs": {},
-                                                   "classes": ["a"], "recipe": object()})
+                                                   "classes": ["a"], "recipe": {"lr": object()}})
+    assert not (tmp_path / "x.pt").exists()

@@ -2,8 +2,8 @@
 
 - checkpoints (``model.pt``) and training checkpoints (``last.ckpt``) are checked against their zip CRCs
   and refused when damaged or truncated (``cytolens.models.checkpoint.load_plain``);
-- checkpoint metadata is checked against its schema when read (``check_metadata``), and builder arguments
-  the architecture rejects are reported naming the file;
+- a checkpoint's model card is checked field by field when read (``ModelCard.from_dict``), in either
+  checkpoint format, and builder arguments the architecture rejects are reported naming the file;
 - an ONNX cache file that does not load is exported again;
 - a training run folder holds one run: an earlier one is continued (``resume``) or replaced (``exist_ok``),
   never mixed; ``max_steps`` is -1 or at least 1.
@@ -23,7 +23,7 @@ import torch
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.model import load_model
 from cytolens.inference.onnx_boxes import cache_dir
-from cytolens.models.checkpoint import read_checkpoint, save_checkpoint
+from cytolens.models.checkpoint import read_card, save_checkpoint
 from cytolens.models.registry import build_architecture, bundled_models
 from cytolens.training.train import train
 from helpers import write_image
@@ -53,8 +53,8 @@ def truncate(path: Path) -> None:
 
 def test_bundled_models_pass_the_integrity_check():
     for path in bundled_models().values():
-        meta, state = read_checkpoint(path)
-        assert meta["classes"] and state
+        card, state = read_card(path)
+        assert card.classes and state
 
 
 @pytest.mark.parametrize(("damage", "problem"), [(flip_bytes_inside, "fails its CRC check"), (truncate, "truncated")])
@@ -107,10 +107,12 @@ GOOD_META = {"task": "boxes", "architecture": "fcos", "kwargs": {"fpn_channels":
         ("empty", "checkpoint metadata lacks task, architecture, kwargs, classes"),
     ],
 )
-def test_ill_described_checkpoints_are_refused_naming_the_file_and_field(tmp_path, changes, problem):
+@pytest.mark.parametrize("version", [1, 2])  # metadata as a mapping (format 1), the card as JSON text (2)
+def test_ill_described_checkpoints_are_refused_naming_the_file_and_field(tmp_path, changes, problem, version):
     path = tmp_path / "model.pt"
     meta = {} if changes == "empty" else {**GOOD_META, **changes}
-    torch.save({"cytolens": 1, "meta": meta, "state_dict": {}}, path)
+    stored = {"meta": meta} if version == 1 else {"card": json.dumps(meta)}
+    torch.save({"cytolens": version, **stored, "state_dict": {}}, path)
     with pytest.raises(ModelError) as error:
         load_model(path, device="cpu")
     assert str(error.value).startswith(f"{path}: {problem}"), str(error.value)
@@ -133,7 +135,7 @@ def test_weights_that_are_not_tensors_are_refused(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"cytolens": 1, "meta": GOOD_META, "state_dict": {"head.weight": [1.0, 2.0]}}, path)
     with pytest.raises(ModelError, match="state_dict must map names to tensors"):
-        read_checkpoint(path)
+        read_card(path)
 
 
 # --- ONNX cache --------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_exist_ok_replaces_the_earlier_run_whole(tmp_path, recipe):
     model = train(recipe, out, exist_ok=True, progress=False, max_steps=1)
     assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["epoch=0.ckpt", "last.ckpt"]
     assert [path.name for path in (out / "logs").iterdir()] == ["version_0"]
-    read_checkpoint(model)
+    read_card(model)
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1
     assert (out / "notes.txt").read_text() == "the user's own file"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cytolens.models.blocks import freeze_blocks
-from cytolens.models.checkpoint import build_from_checkpoint, save_checkpoint
+from cytolens.models.checkpoint import load_network, save_checkpoint
 from cytolens.models.registry import architectures, build_architecture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,8 +55,8 @@ def test_checkpoint_round_trip(tmp_path):
     model = build_architecture("fcn-small", num_classes=2, weights=None).eval()
     meta = {"task": "points", "architecture": "fcn-small", "kwargs": {}, "classes": ["a", "b"]}
     save_checkpoint(tmp_path / "model.pt", model, meta)
-    loaded, loaded_meta = build_from_checkpoint(tmp_path / "model.pt")
+    loaded, card = load_network(tmp_path / "model.pt")
     images = torch.rand(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images)["proximity"], model(images)["proximity"])
-    assert loaded_meta["classes"] == ["a", "b"]
+    assert card.classes == ("a", "b") and card.task == "points"

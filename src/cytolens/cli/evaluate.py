@@ -57,7 +57,7 @@ def _score(
         from cytolens.inference.model import load_model
 
         cell_model = load_model(model, device=device, backend=backend)
-        radius = cell_model.thresholds.get("radius") if radius is None else radius
+        radius = cell_model.card.evaluation.radius if radius is None else radius
         return (*evaluate_model(cell_model, truth, radius, batch_size, progress, ignore_unlabelled), radius)
     predicted = load_data(predictions, fmt=pred_format)
     figures = evaluate_datasets(predicted, truth, radius, ignore_unlabelled=ignore_unlabelled, source=predictions)

@@ -16,26 +16,27 @@ def models(as_json: JsonOption = False) -> None:
     """
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import ModelError
-    from cytolens.models.checkpoint import read_checkpoint
+    from cytolens.models.card import DataRecord
+    from cytolens.models.checkpoint import read_card
     from cytolens.models.registry import architectures, bundled_models
 
     bundled = []
     for name, path in bundled_models().items():
         try:
-            meta, _ = read_checkpoint(path)
+            card, _ = read_card(path)
         except ModelError as error:
             log.warning("%s; not listed", error)
             continue
-        train = (meta.get("data") or {}).get("train") or {}
+        train = card.provenance.data.get("train") or DataRecord()
         bundled.append(
             {
                 "name": name,
-                "task": meta["task"],
-                "architecture": meta["architecture"],
-                "classes": meta["classes"],
-                "data": train.get("name"),
-                "licence": train.get("licence"),
-                "metrics": meta.get("metrics", {}),
+                "task": card.task,
+                "architecture": card.architecture,
+                "classes": list(card.classes),
+                "data": train.name,
+                "licence": train.licence,
+                "metrics": card.metrics,
             }
         )
     archs = [{"name": a.name, "task": a.task, "description": a.description} for a in architectures().values()]

@@ -66,7 +66,7 @@ def predict(
         cell_model = load_model(model, device=device, backend=backend)
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
         if not ratios:
-            ratios = [tuple(pair) for pair in cell_model.meta.get("report", {}).get("ratios", [])]
+            ratios = list(cell_model.card.report.ratios)
         totals = dict.fromkeys(cell_model.classes, 0)
         items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=score_threshold, mpp=mpp)
         writer = PredictionWriter(run.path, cell_model.classes, chosen, ratios)

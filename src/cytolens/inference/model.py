@@ -11,6 +11,7 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,14 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from cytolens.data.cells import Cells, ScoreThreshold
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.sources import expand_inputs
 from cytolens.io.images import read_image
-from cytolens.models.checkpoint import build_from_checkpoint
+from cytolens.models.card import ModelCard, Thresholds
+from cytolens.models.checkpoint import load_network
 from cytolens.models.registry import resolve_model
 from cytolens.results.result import Result
-from cytolens.results.thresholds import ScoreThreshold
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,14 @@ MPP_TOLERANCE = 0.25
 
 
 class CellModel:
-    """A trained model with its metadata, ready to predict.
+    """A trained model with its model card, ready to predict.
+
+    Thresholds are set at run time without touching files: :meth:`with_thresholds` gives a model sharing
+    the network with other thresholds, and :meth:`predict` takes them as keyword arguments too.
 
     Args:
         network: The torch model (eval mode).
-        meta: The checkpoint metadata (task, classes, thresholds, input size, mpp...).
+        card: Its model card (task, classes, thresholds, input configuration...).
         device: Where to run.
         source: Where the model came from (name or path), for messages.
         detector: Runs box detection instead of ``network`` (e.g. an
@@ -50,13 +55,13 @@ class CellModel:
     def __init__(
         self,
         network: torch.nn.Module,
-        meta: dict[str, Any],
+        card: ModelCard,
         device: torch.device,
         source: str,
         detector: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]] | None = None,
     ) -> None:
         self.network = network.to(device).eval()
-        self.meta = meta
+        self.card = card
         self.device = device
         self.source = source
         self.detector = detector
@@ -69,23 +74,42 @@ class CellModel:
     @property
     def task(self) -> str:
         """``boxes`` or ``points``."""
-        return self.meta["task"]
+        return self.card.task
 
     @property
     def classes(self) -> list[str]:
         """Class names in output order."""
-        return list(self.meta["classes"])
+        return list(self.card.classes)
 
     @property
-    def thresholds(self) -> dict[str, float]:
-        """Thresholds stored with the model (score, NMS, peak finding)."""
-        return dict(self.meta.get("thresholds", {}))
+    def thresholds(self) -> Thresholds:
+        """The thresholds this model runs with (the card's, or those given to :meth:`with_thresholds`)."""
+        return self.card.thresholds
+
+    def with_thresholds(self, **thresholds: Any) -> CellModel:
+        """The same model with other thresholds, sharing its network (nothing is rebuilt or reloaded).
+
+        Args:
+            thresholds: Thresholds of the model's task (:class:`~cytolens.models.card.BoxThresholds`: ``score``,
+                one value or one per class, and ``nms``; :class:`~cytolens.models.card.PointThresholds`:
+                ``threshold_rel``, ``threshold_abs``, ``min_distance``); ``None`` restores a default.
+
+        Raises:
+            CytolensError: If a name is not a threshold of the task, or a value is out of its range.
+
+        Examples:
+            >>> strict = cytolens.load_model("blood-cells").with_thresholds(score=0.7, nms=0.5)  # doctest: +SKIP
+
+        """
+        changed = copy.copy(self)
+        changed.card = self.card.with_thresholds(**thresholds)
+        return changed
 
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
 
     def _check_mpp(self, mpp: float | None) -> None:
-        model_mpp = self.meta.get("mpp")
+        model_mpp = self.card.input.mpp
         if mpp and model_mpp and abs(mpp - model_mpp) / model_mpp > MPP_TOLERANCE:
             log.warning(
                 "images at %.3g µm/px differ from the model's %.3g µm/px by more than %d%%; resample them",
@@ -101,17 +125,25 @@ class CellModel:
         if self.task == "boxes":
             from cytolens.inference.boxes import detect_boxes
 
+            set_nms(self.network, self.thresholds.nms)
             found = detect_boxes(self.detector or self.network, [pixels for _, pixels in batch], self.device)
             for (path, pixels), (boxes, labels, scores) in zip(batch, found, strict=True):
                 height, width = pixels.shape[:2]
-                results.append(Result(path, width, height, self.classes, labels, scores, boxes=boxes, mpp=mpp))
+                cells = Cells(labels=labels, scores=scores, boxes=boxes)
+                results.append(Result(path, width, height, path.stem, mpp, cells=cells, classes=self.classes))
         elif self.task == "points":
             from cytolens.inference.peaks import predict_points
 
+            tiling = {"tile_size": self.card.input.tile_size, "overlap": self.card.input.overlap}
+            tiling = {name: value for name, value in tiling.items() if value is not None}
+            meta = {"classes": self.classes, "thresholds": self.thresholds.to_dict()}
             for path, pixels in batch:
-                result = predict_points(self.network, pixels, self.meta, device=self.device)
-                result.path, result.image_id, result.mpp = Path(path), Path(path).stem, mpp
-                results.append(result)
+                results.append(
+                    predict_points(
+                        self.network, pixels, meta, device=self.device, path=path, image_id=path.stem, mpp=mpp,
+                        **tiling,
+                    )
+                )
         else:
             raise ModelError(f"{self.source}: cannot predict for task {self.task!r}")
         return [result.filter(score_threshold) for result in results]
@@ -149,8 +181,9 @@ class CellModel:
         self,
         images: Sequence[str | Path | np.ndarray] | str | Path,
         batch_size: int = 1,
-        score_threshold: float | None = None,
+        score_threshold: ScoreThreshold | None = None,
         mpp: float | None = None,
+        **thresholds: Any,
     ) -> Iterator[Result | DataError]:
         """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
         read (see :func:`~cytolens.io.images.read_image`), that the model cannot see at its scale (see
@@ -159,12 +192,18 @@ class CellModel:
         Args:
             images: Image files, folders, glob patterns, or RGB arrays.
             batch_size: Images per forward pass.
-            score_threshold: Keep cells scoring at least this (default: the model's stored threshold, which
-                may be one per class).
+            score_threshold: Keep cells scoring at least this, one value or one per class (default: the
+                model's score threshold, for box models; every cell decoded, for point models).
             mpp: µm/px of the images, if known (checked against the model's).
+            thresholds: Run with these thresholds instead of the model's (same as
+                ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
 
         """
-        threshold = self.thresholds.get("score", 0.0) if score_threshold is None else score_threshold
+        if thresholds:
+            yield from self.with_thresholds(**thresholds).predict_iter(images, batch_size, score_threshold, mpp)
+            return
+        threshold = self.thresholds.min_score if score_threshold is None else score_threshold
+        threshold = 0.0 if threshold is None else threshold
         items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)
         sources: list[tuple[Path, np.ndarray | None]] = []
         for index, item in enumerate(items):  # in input order
@@ -192,22 +231,35 @@ class CellModel:
         self,
         images: Sequence[str | Path | np.ndarray] | str | Path,
         batch_size: int = 1,
-        score_threshold: float | None = None,
+        score_threshold: ScoreThreshold | None = None,
         mpp: float | None = None,
+        **thresholds: Any,
     ) -> list[Result]:
         """Predict on images; images that cannot be read or processed are logged and skipped.
+
+        Arguments as for :meth:`predict_iter`, thresholds included (``model.predict(images, nms=0.5)``).
 
         Returns:
             One :class:`Result` per image processed, in input order.
 
         """
         results = []
-        for item in self.predict_iter(images, batch_size, score_threshold, mpp):
+        for item in self.predict_iter(images, batch_size, score_threshold, mpp, **thresholds):
             if isinstance(item, DataError):
                 log.error("%s", item)
             else:
                 results.append(item)
         return results
+
+
+def set_nms(network: torch.nn.Module, iou: float) -> None:
+    """Make a torchvision box detector's NMS drop a box overlapping a higher-scoring one by more than ``iou``.
+
+    FCOS keeps the IoU on the model (``nms_thresh``), Faster R-CNN on its ROI heads; both read it when they
+    post-process, so it changes without rebuilding the network (also when the network runs in ONNX Runtime:
+    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` post-processes with the torch model).
+    """
+    getattr(network, "roi_heads", network).nms_thresh = iou
 
 
 def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto") -> CellModel:
@@ -229,11 +281,11 @@ def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "a
 
     path = resolve_model(name_or_path)
     torch_device = resolve_device(device)
-    network, meta = build_from_checkpoint(path)
+    network, card = load_network(path)
     if torch_device.type == "cpu" and torch.get_num_threads() > 1:
         network = network.to(memory_format=torch.channels_last)
-    detector = box_backend(backend, network, meta["task"], torch_device, path)
-    return CellModel(network, meta, torch_device, str(name_or_path), detector)
+    detector = box_backend(backend, network, card.task, torch_device, path)
+    return CellModel(network, card, torch_device, str(name_or_path), detector)
 
 
-__all__ = ["CellModel", "load_model"]
+__all__ = ["CellModel", "load_model", "set_nms"]
