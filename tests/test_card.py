@@ -24,9 +24,10 @@ from cytolens.models.card import (
     Provenance,
     Proximity,
     Report,
+    thresholds_type,
 )
 from cytolens.models.checkpoint import FORMAT_VERSION, load_plain, read_card, save_checkpoint, update_metadata
-from cytolens.models.registry import build_architecture
+from cytolens.models.registry import build_architecture, bundled_models
 
 CARDS = {
     "boxes": ModelCard(
@@ -80,6 +81,20 @@ OLD_LAYOUT = {  # a point model's metadata as checkpoint format 1 wrote it
     "training_minutes": 0.2,
     "training_minutes_note": "wall time",
 }
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_every_bundled_model_card_passes_the_schema_in_the_current_layout(name):
+    path = bundled_models()[name]
+    payload = load_plain(path)
+    assert payload["cytolens"] == FORMAT_VERSION and set(payload) == {"cytolens", "card", "state_dict"}
+    stored = json.loads(payload["card"])
+    card = ModelCard.from_dict(stored, path)
+    assert card.to_dict() == stored  # every entry known to the schema, none left in the old layout
+    assert ModelCard.from_dict(json.loads(card.to_json()), path) == card
+    assert isinstance(card.thresholds, thresholds_type(card.task))
+    assert card.notice and card.stored_half and card.metrics["test"]
+    assert card.provenance.data["train"].licence.startswith("MIT")
 
 
 @pytest.mark.parametrize("task", sorted(CARDS))
