@@ -1,7 +1,10 @@
-r"""Turn a training run's ``model.pt`` into a bundled model: half-precision weights, held-out figures in the metadata.
+r"""Turn a training run's ``model.pt`` into a bundled model: half-precision weights, tuned thresholds and held-out
+figures in its model card.
 
-The figures stored in the bundled checkpoint are measured here on the half-precision weights that ship,
-so ``cytolens evaluate --model NAME`` on the same split reproduces them.
+The checkpoint is written with the float16 weights that ship and loaded once; thresholds are tuned in memory
+(:meth:`~cytolens.inference.model.CellModel.with_thresholds`: no file per value tried) and the figures are
+measured with those weights and the chosen thresholds, then both are written into the card. So
+``cytolens evaluate --model NAME`` on the same split reproduces the stored figures.
 
 Usage::
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +28,19 @@ from cytolens.data.annotations import Dataset
 from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.data.spec import load_data
 from cytolens.inference.evaluate import evaluate_model, predict_dataset
-from cytolens.inference.model import load_model
+from cytolens.inference.model import CellModel, load_model
 from cytolens.inference.peaks import tune_threshold_rel
 from cytolens.metrics import evaluate_datasets
-from cytolens.models.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from cytolens.models.card import Report
+from cytolens.models.checkpoint import load_network, save_checkpoint, update_metadata
 from cytolens.models.registry import BUNDLED_DIR
 
 NOTICE = "For research use only, not for diagnosis."
 
 
-def tune_count_thresholds(model_file: Path, truth: Dataset) -> tuple[dict[str, float], float]:
+def tune_count_thresholds(model: CellModel, truth: Dataset) -> tuple[dict[str, float], float]:
     """Per class, the score threshold (0.05 steps) whose counts come closest to ``truth``; and the summed error."""
-    predictions = predict_dataset(load_model(model_file, device="cpu"), truth)
+    predictions = predict_dataset(model, truth)
     grid = [round(float(t), 2) for t in np.arange(0.15, 0.8, 0.05)]
     errors = {t: evaluate_datasets(predictions, truth, count_threshold=t)["per_class"] for t in grid}
     chosen = {name: min(grid, key=lambda t: errors[t][name]["count_mae"]) for name in truth.classes}
@@ -45,19 +49,15 @@ def tune_count_thresholds(model_file: Path, truth: Dataset) -> tuple[dict[str, f
     return chosen, sum(errors[chosen[name]][name]["count_mae"] for name in truth.classes)
 
 
-def choose_threshold_rel(
-    network: torch.nn.Module, meta: dict, scratch: Path, truth: Dataset, radius: float
-) -> tuple[float, float]:
+def choose_threshold_rel(model: CellModel, truth: Dataset, radius: float) -> tuple[float, float]:
     """Point models: the ``ξ`` (``threshold_rel``) with the best detection F1 on ``truth`` (see ``tune_threshold_rel``).
 
     Peaks are found once with ``ξ = 0`` and filtered per image against its highest peak (the map's
     maximum), which equals decoding again at each ``ξ``. Detections on unlabelled cells count neither
     way when the recipe trained with ``ignore_unlabelled_cells``.
     """
-    candidate = scratch / "xi0.pt"
-    save_checkpoint(candidate, network, {**meta, "thresholds": {**meta["thresholds"], "threshold_rel": 0.0}}, half=True)
-    found = predict_dataset(load_model(candidate, device="cpu"), truth)
-    if meta.get("recipe", {}).get("ignore_unlabelled_cells"):
+    found = predict_dataset(model.with_thresholds(threshold_rel=0.0), truth)
+    if model.card.provenance.recipe.get("ignore_unlabelled_cells"):
         found, _ = drop_unlabelled_detections(found, truth, radius)
     # an image's highest peak is its map's maximum
     candidates = [(image, float(image.cells.scores.max(initial=0.0))) for image in found.images]
@@ -66,15 +66,11 @@ def choose_threshold_rel(
     return xi, figures["f1"] or 0.0
 
 
-def tune_operating_point(
-    network: torch.nn.Module, meta: dict, scratch: Path, truth: Dataset, nms_values: list[float]
-) -> dict:
+def tune_operating_point(model: CellModel, truth: Dataset, nms_values: list[float]) -> dict:
     """Choose the NMS IoU (box models) and per-class score thresholds that count best on ``truth``."""
     best: tuple[float, float, dict[str, float]] | None = None
-    for nms in nms_values or [meta["kwargs"].get("nms_thresh", 0.6)]:
-        candidate = scratch / f"nms{nms}.pt"
-        save_checkpoint(candidate, network, {**meta, "kwargs": {**meta["kwargs"], "nms_thresh": nms}}, half=True)
-        scores, error = tune_count_thresholds(candidate, truth)
+    for nms in nms_values or [model.thresholds.nms]:
+        scores, error = tune_count_thresholds(model.with_thresholds(nms=nms), truth)
         print(f"NMS {nms}: summed count MAE {error:.3f} with thresholds {scores}")
         if best is None or error < best[0]:
             best = (error, nms, scores)
@@ -97,39 +93,36 @@ def main() -> None:
     parser.add_argument("--tune-split", default=None, help="split on which to choose the counting thresholds")
     parser.add_argument("--tune-nms", type=float, nargs="*", default=[], help="NMS IoU values to choose from")
     parser.add_argument("--tune-xi", action="store_true", help="point models: choose threshold_rel on --tune-split")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: the bundled models' NAME.pt)")
     args = parser.parse_args()
 
     torch.set_num_threads(2)
-    out = BUNDLED_DIR / f"{args.name}.pt"
-    meta, _ = read_checkpoint(args.run_model)
-    network, _ = build_from_checkpoint(args.run_model)
-    meta["notice"] = NOTICE
+    out = args.out or BUNDLED_DIR / f"{args.name}.pt"
+    network, card = load_network(args.run_model)
+    card = replace(card, notice=NOTICE)
     if args.ratio:
-        meta["report"] = {"ratios": [ratio.split(":") for ratio in args.ratio]}
+        card = replace(card, report=Report(tuple(tuple(ratio.split(":")) for ratio in args.ratio)))
     if args.mpp is not None:
-        meta["mpp"], meta["mpp_source"] = args.mpp, args.mpp_source
-    with tempfile.TemporaryDirectory() as scratch:
-        half = Path(scratch) / "half.pt"
-        save_checkpoint(half, network, meta, half=True)
-        if args.tune_split and args.tune_xi:
-            tuning = load_data(args.data, args.format, args.tune_split)
-            radius = args.radius or meta["thresholds"]["radius"]
-            xi, f1 = choose_threshold_rel(network, meta, Path(scratch), tuning, radius)
-            meta["thresholds"].update(threshold_rel=xi, tuned_on=f"{args.tune_split} split: best detection F1 {f1:.4f}")
-            save_checkpoint(half, network, meta, half=True)
-        elif args.tune_split:
-            tuning = load_data(args.data, args.format, args.tune_split)
-            point = tune_operating_point(network, meta, Path(scratch), tuning, args.tune_nms)
-            meta["thresholds"].update(point, tuned_on=f"{args.tune_split} split: lowest count error per class")
-            meta["kwargs"]["nms_thresh"] = point["nms"]
-            save_checkpoint(half, network, meta, half=True)
-        truth = load_data(args.data, args.format, args.split)
-        figures, _ = evaluate_model(load_model(half, device="cpu"), truth, args.radius)
+        card = replace(card, input=replace(card.input, mpp=args.mpp, mpp_source=args.mpp_source))
+    save_checkpoint(out, network, card, half=True)  # the float16 weights that ship, evaluated below
+    model = load_model(out, device="cpu")
+    radius = card.evaluation.radius if args.radius is None else args.radius
+    if args.tune_split:
+        tuning = load_data(args.data, args.format, args.tune_split)
+        if args.tune_xi:
+            xi, f1 = choose_threshold_rel(model, tuning, radius)
+            tuned = {"threshold_rel": xi, "tuned_on": f"{args.tune_split} split: best detection F1 {f1:.4f}"}
+        else:
+            tuned = tune_operating_point(model, tuning, args.tune_nms)
+            tuned["tuned_on"] = f"{args.tune_split} split: lowest count error per class"
+        model = model.with_thresholds(**tuned)
+    truth = load_data(args.data, args.format, args.split)
+    figures, _ = evaluate_model(model, truth, radius)
     figures.pop("details", None)
     figures["model"] = args.name
-    meta["metrics"] = {**meta.get("metrics", {}), args.split: {"data": truth.name, **figures}}
-    save_checkpoint(out, network, meta, half=True)  # the same float16 weights that were just evaluated
-    print(json.dumps(meta["metrics"][args.split], indent=2, default=str))
+    metrics = {args.split: {"data": truth.name, **figures}}
+    update_metadata(out, {"thresholds": model.thresholds.to_dict(), "metrics": metrics})  # weights kept as stored
+    print(json.dumps(metrics[args.split], indent=2, default=str))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
