@@ -5,10 +5,10 @@ For research use only; not for diagnosis.
 
 from typing import TYPE_CHECKING
 
+from cytolens._version import __version__
+
 if TYPE_CHECKING:
     from cytolens.inference.model import CellModel
-
-__version__ = "0.1.0"
 
 
 def load_model(name_or_path: str, device: str = "auto", backend: str = "auto") -> "CellModel":

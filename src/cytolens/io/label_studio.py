@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from cytolens import __version__
+from cytolens._version import __version__
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.images import image_size

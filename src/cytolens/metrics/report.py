@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
-import cytolens
+from cytolens._version import __version__
 from cytolens.data.annotations import Dataset
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.colors import class_color
@@ -230,7 +230,7 @@ def write_report(
         per_class=_table(figures.get("per_class", {}), "class"),
         plots="".join(f"<h2>{title}</h2><figure>{_img(png, title)}</figure>" for title, png in plots),
         gallery=_gallery(image_outcomes(predictions, truth, threshold, radius), worst, list(truth.classes)),
-        version=cytolens.__version__,
+        version=__version__,
     )
     write_text(folder / "report.html", page)
     return folder / "report.html"

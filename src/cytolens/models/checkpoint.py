@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import cytolens
+from cytolens._version import __version__
 from cytolens.errors import ModelError
 from cytolens.io.atomic import atomic_write
 from cytolens.models.card import ModelCard, old_layout
@@ -56,7 +56,7 @@ def save_checkpoint(
         ModelError: Naming ``path``, if the card does not pass :meth:`ModelCard.from_dict`.
 
     """
-    card = replace(_card(path, card), cytolens_version=cytolens.__version__, stored_half=half)
+    card = replace(_card(path, card), cytolens_version=__version__, stored_half=half)
     state = {
         key: (value.half() if half and value.is_floating_point() else value).detach().cpu().clone()
         for key, value in model.state_dict().items()
