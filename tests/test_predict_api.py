@@ -80,3 +80,11 @@ def test_mixed_inputs_keep_their_order(model: object) -> None:
     path = sorted((examples_path() / "JPEGImages").glob("*.jpg"))[0]
     results = model.predict([read_image(path), path, read_image(path)])
     assert [r.path.name for r in results] == ["array0", path.name, "array2"]
+
+
+def test_an_array_input_plots_without_a_file_and_a_file_input_lets_its_pixels_go(model: object) -> None:
+    file = sorted((examples_path() / "JPEGImages").glob("*.jpg"))[0]
+    image = read_image(file)
+    from_array, from_file = model.predict([image[:100, :120], file])
+    assert from_array.plot().shape == (100, 120, 3)
+    assert from_file.pixels is None and from_file.plot().shape == image.shape

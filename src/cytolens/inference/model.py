@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,9 @@ class CellModel:
             for (path, pixels), (boxes, labels, scores) in zip(batch, found, strict=True):
                 height, width = pixels.shape[:2]
                 cells = Cells(labels=labels, scores=scores, boxes=boxes)
-                results.append(Result(path, width, height, path.stem, mpp, cells=cells, classes=self.classes))
+                results.append(
+                    Result(path, width, height, path.stem, mpp, cells=cells, classes=self.classes, pixels=pixels)
+                )
         elif self.task == "points":
             from cytolens.inference.peaks import predict_points
 
@@ -138,15 +141,13 @@ class CellModel:
             tiling = {name: value for name, value in tiling.items() if value is not None}
             meta = {"classes": self.classes, "thresholds": self.thresholds.to_dict()}
             for path, pixels in batch:
-                results.append(
-                    predict_points(
-                        self.network, pixels, meta, device=self.device, path=path, image_id=path.stem, mpp=mpp,
-                        **tiling,
-                    )
+                found = predict_points(
+                    self.network, pixels, meta, device=self.device, path=path, image_id=path.stem, mpp=mpp, **tiling
                 )
+                results.append(replace(found, pixels=pixels))
         else:
             raise ModelError(f"{self.source}: cannot predict for task {self.task!r}")
-        return [result.filter(score_threshold) for result in results]
+        return [replace(found, cells=found.cells.scoring_at_least(score_threshold, self.classes)) for found in results]
 
     def _run_each(
         self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
@@ -247,7 +248,9 @@ class CellModel:
         for item in self.predict_iter(images, batch_size, score_threshold, mpp, **thresholds):
             if isinstance(item, DataError):
                 log.error("%s", item)
-            else:
+            elif item.path.is_file():  # its pixels are let go: plot() reads the file again
+                results.append(replace(item, pixels=None))
+            else:  # an array input: the result keeps (a reference to) the caller's pixels
                 results.append(item)
         return results
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
-from cytolens.data.cells import Cells, ScoreThreshold
 
 
 @dataclass
@@ -97,22 +95,3 @@ class Result(AnnotatedImage):
         from cytolens.results.overlay import draw_result
 
         return draw_result(self, image if image is not None else self.pixels, labels=labels)
-
-    # Transitional, for the calls inference/model.py makes until it builds results with ``cells=`` and filters
-    # them with ``Cells.scoring_at_least`` (see the T1 report); remove with them.
-    def filter(self, score_threshold: ScoreThreshold) -> Result:  # noqa: D102
-        return replace(self, cells=self.cells.scoring_at_least(score_threshold, self.classes))
-
-
-_dataclass_init = Result.__init__
-
-
-def _transitional_init(self: Result, *args: Any, **kwargs: Any) -> None:
-    if len(args) == 6:  # Result(path, width, height, classes, labels, scores, boxes=..., mpp=...)
-        path, width, height, classes, labels, scores = args
-        kwargs["cells"] = Cells(labels=labels, scores=scores, boxes=kwargs.pop("boxes"))
-        args, kwargs["classes"] = (path, width, height), classes
-    _dataclass_init(self, *args, **kwargs)
-
-
-Result.__init__ = _transitional_init  # type: ignore[method-assign]
