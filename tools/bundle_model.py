@@ -57,7 +57,8 @@ def choose_threshold_rel(model: CellModel, truth: Dataset, radius: float) -> tup
     way when the recipe trained with ``ignore_unlabelled_cells``.
     """
     found = predict_dataset(model.with_thresholds(threshold_rel=0.0), truth)
-    if model.card.provenance.recipe.get("ignore_unlabelled_cells"):
+    recipe = model.card.provenance.recipe  # the flat layout of older runs, or the sectioned one
+    if (recipe.get("points") or recipe).get("ignore_unlabelled_cells"):
         found, _ = drop_unlabelled_detections(found, truth, radius)
     # an image's highest peak is its map's maximum
     candidates = [(image, float(image.cells.scores.max(initial=0.0))) for image in found.images]
