@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,13 +16,6 @@ log = logging.getLogger(__name__)
 
 def _task_of(architecture: str) -> str:
     return architectures()[architecture].task
-
-
-def _class_dependent_keys(path: Path, meta: dict[str, Any], num_classes: int) -> set[str]:
-    """Tensors whose shape depends on the number of classes (the class heads): they start fresh when classes change."""
-    one = build_described(path, meta, num_classes).state_dict()
-    other = build_described(path, meta, num_classes + 1).state_dict()
-    return {key for key, value in one.items() if value.shape != other[key].shape}
 
 
 def initial_model(
@@ -54,7 +46,8 @@ def initial_model(
     model = build_described(path, meta, len(classes))
     own = model.state_dict()
     same_classes = list(meta["classes"]) == list(classes)
-    class_dependent = set() if same_classes else _class_dependent_keys(path, meta, len(classes))
+    # the class heads the architecture declares (tests/test_architecture_contract.py checks the declaration)
+    class_dependent = set() if same_classes else {key for key in own if key.startswith(tuple(model.class_heads()))}
     fitting = {
         k: v.float() if v.is_floating_point() else v
         for k, v in state.items()
