@@ -175,6 +175,24 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_detector(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_the_pixel_limit_applies_to_mask_files(tmp_path: Path, pixel_limit: None, suffix: str) -> None:
+    import tifffile
+    from PIL import Image
+
+    from cytolens.io.masks import _load_mask
+
+    path = tmp_path / f"mask{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, np.zeros((60, 50), np.uint16))
+    else:
+        Image.fromarray(np.zeros((60, 50), np.uint8)).save(path)
+    assert _load_mask(path).shape == (60, 50)
+    set_max_pixels(2_999)
+    with pytest.raises(DataError, match="50x60 image .* exceeds the pixel limit"):
+        _load_mask(path)
+
+
 def test_the_cli_option_sets_the_pixel_limit_for_one_command(tmp_path: Path, checkpoint: Path) -> None:
     Image.new("RGB", (60, 40), "white").save(tmp_path / "a.png")
 

@@ -28,7 +28,7 @@ from skimage.measure import label, regionprops
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
 from cytolens.errors import DataError
-from cytolens.io.images import image_size, list_images
+from cytolens.io.images import check_pixels, image_size, list_images
 from cytolens.io.registry import Capabilities
 from cytolens.io.validation import check_finite
 
@@ -43,17 +43,23 @@ log = logging.getLogger(__name__)
 
 
 def _load_mask(path: Path) -> np.ndarray:
-    """A mask file as a 2-D integer array; a colour mask must have equal channels."""
+    """A mask file as a 2-D integer array; a colour mask must have equal channels; the pixel limit applies."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            mask = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                check_pixels(path, page.imagewidth, page.imagelength)
+                mask = tiff.asarray()
         else:
             from PIL import Image
 
             with Image.open(path) as pil:
+                check_pixels(path, *pil.size)
                 mask = np.asarray(pil)
+    except DataError:
+        raise
     except Exception as error:  # PIL and tifffile raise assorted types on corrupt files
         raise DataError(path, f"cannot decode mask ({error.__class__.__name__}: {error})") from None
     mask = np.squeeze(mask)
