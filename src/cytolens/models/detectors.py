@@ -51,6 +51,52 @@ class BackboneWithFPN(nn.Module):
         return self.fpn(OrderedDict((str(i), feature) for i, feature in enumerate(features)))
 
 
+class PartialLabelFCOSHead(FCOSHead):
+    """torchvision's FCOS head whose classification loss leaves out the unlabelled cells of an image.
+
+    In a partially labelled image (BCCD boxes about half of the red cells), the locations on a cell nobody
+    boxed would be taught as background. A training target may therefore carry ``masks``: a ``(1, H, W)``
+    map, non-zero on unlabelled cells (stained pixels in no box, see
+    :func:`cytolens.training.box_data.unlabelled_cells`); the key is ``masks`` because torchvision's
+    transform resizes ``masks`` with the image. Background locations (matched to no box) whose centre falls
+    on it get a constant class logit far below zero, so they add neither loss nor gradient; the box and
+    centre-ness losses concern matched locations only and are unchanged.
+    """
+
+    IGNORED_LOGIT = -30.0
+    """Class logit of an ignored location: its focal loss as background is below 1e-20."""
+
+    def compute_loss(
+        self,
+        targets: list[dict[str, torch.Tensor]],
+        head_outputs: dict[str, torch.Tensor],
+        anchors: list[torch.Tensor],
+        matched_idxs: list[torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        if any("masks" in target for target in targets):
+            ignored = torch.stack(
+                [
+                    _on_mask(target.get("masks"), boxes) & (matched < 0)
+                    for target, boxes, matched in zip(targets, anchors, matched_idxs, strict=True)
+                ]
+            )
+            logits = head_outputs["cls_logits"]
+            constant = torch.full((), self.IGNORED_LOGIT, dtype=logits.dtype, device=logits.device)
+            head_outputs = {**head_outputs, "cls_logits": torch.where(ignored[..., None], constant, logits)}
+        return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+
+
+def _on_mask(mask: torch.Tensor | None, anchors: torch.Tensor) -> torch.Tensor:
+    """Whether each anchor's centre lies on the non-zero pixels of a ``(1, H, W)`` mask (all False without one)."""
+    if mask is None:
+        return torch.zeros(len(anchors), dtype=torch.bool, device=anchors.device)
+    height, width = mask.shape[-2:]
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    cols = centres[:, 0].long().clamp(0, width - 1)
+    rows = centres[:, 1].long().clamp(0, height - 1)
+    return mask[0, rows, cols] > 0
+
+
 class _BlocksMixin:
     """Blocks in order for freezing: backbone stem and stages, the FPN neck, then the heads."""
 
@@ -100,7 +146,9 @@ def fcos(
     """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32)."""
     body = BackboneWithFPN(backbone, weights, fpn_channels)
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((1.0,),) * 3)
-    head = FCOSHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1, num_convs=head_convs)
+    head = PartialLabelFCOSHead(
+        fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1, num_convs=head_convs
+    )
     return CellFCOS(
         body,
         num_classes + 1,

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.partial_labels import stained_mask
 from cytolens.io.images import read_image
 from cytolens.training.augment import box_pipeline, seed_from_torch
 from cytolens.training.stages import InputSize
@@ -19,6 +20,26 @@ def _cached_pixels(path: str) -> np.ndarray:
     return read_image(path)
 
 
+def unlabelled_cells(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Pixels of the cells nobody boxed in a partially labelled image: stained, and in no box.
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 RGB image.
+        boxes: ``(N, 4)`` xyxy boxes of its labelled cells.
+
+    Returns:
+        ``(H, W)`` uint8 mask, 1 on unlabelled cells. Holes in the stain up to half the median box area are
+        filled, so that a red cell's pale centre counts as cell.
+
+    """
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    max_hole = int(np.median(areas) / 2) if len(boxes) else 1000
+    mask = stained_mask(pixels, max_hole=max(max_hole, 1000))
+    for x0, y0, x1, y1 in np.round(boxes).astype(int):
+        mask[max(y0, 0) : y1, max(x0, 0) : x1] = False
+    return mask.astype(np.uint8)
+
+
 class BoxDataset(TorchDataset):
     """Images with boxes as ``(image tensor 0-1 CHW, {"boxes", "labels"})`` pairs; labels are 1-based.
 
@@ -26,13 +47,17 @@ class BoxDataset(TorchDataset):
         dataset: The annotated images.
         input_size: The input size of the current training stage (the longer image side after resizing).
         train: Whether to augment.
+        ignore_unlabelled: The images label only some of their cells: targets also carry ``masks``, a
+            ``(1, H, W)`` map of the unlabelled cells (:func:`unlabelled_cells`), which the detector leaves out
+            of its background loss (:class:`~cytolens.models.detectors.PartialLabelFCOSHead`).
 
     """
 
-    def __init__(self, dataset: Dataset, input_size: InputSize, train: bool) -> None:
+    def __init__(self, dataset: Dataset, input_size: InputSize, train: bool, ignore_unlabelled: bool = False) -> None:
         self.images: list[AnnotatedImage] = list(dataset.images)
         self.input_size = input_size
         self.train = train
+        self.ignore_unlabelled = ignore_unlabelled
 
     def __len__(self) -> int:
         return len(self.images)
@@ -41,13 +66,17 @@ class BoxDataset(TorchDataset):
         image = self.images[index]
         pixels, cells = _cached_pixels(str(image.path)), image.cells.box_cells()
         seed = seed_from_torch() if self.train else None
-        out = box_pipeline(self.input_size.side, self.train, seed=seed)(
-            image=pixels, bboxes=cells.boxes.astype(np.float32), labels=cells.labels.tolist()
-        )
+        inputs = {"image": pixels, "bboxes": cells.boxes.astype(np.float32), "labels": cells.labels.tolist()}
+        if self.ignore_unlabelled:
+            inputs["mask"] = unlabelled_cells(pixels, cells.boxes)
+        out = box_pipeline(self.input_size.side, self.train, seed=seed)(**inputs)
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
         labels = torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)) + 1
         tensor = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float().div_(255)
-        return tensor, {"boxes": boxes, "labels": labels}
+        target = {"boxes": boxes, "labels": labels}
+        if self.ignore_unlabelled:
+            target["masks"] = torch.from_numpy(np.ascontiguousarray(out["mask"]))[None]
+        return tensor, target
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
