@@ -10,7 +10,8 @@ import yaml
 from cytolens.data.spec import load_data
 from cytolens.inference.peaks import THRESHOLD_GRID, predict_points
 from cytolens.io.images import read_image
-from cytolens.models.checkpoint import build_from_checkpoint, save_checkpoint
+from cytolens.models.card import Evaluation, Proximity
+from cytolens.models.checkpoint import load_network, save_checkpoint
 from cytolens.models.registry import build_architecture
 from cytolens.training.point_data import PointDataset, collate
 from cytolens.training.proximity import proximity_loss
@@ -56,20 +57,19 @@ def test_short_training_lowers_the_loss_and_exports_a_model(chula_spec, tmp_path
                                                    "classes": classes})
     out = train(_recipe(chula_spec, tmp_path / "start.pt"), tmp_path / "run", max_steps=30, progress=False)
 
-    model, meta = build_from_checkpoint(out)
-    assert meta["task"] == "points" and meta["classes"] == classes
-    assert meta["proximity"] == {"d": 16.0, "a": 3.0} and meta["input_size"] == [96, 96]
-    thresholds = meta["thresholds"]
-    assert thresholds["threshold_rel"] in THRESHOLD_GRID
-    assert thresholds["min_distance"] == 8 and thresholds["radius"] == 12.0
-    assert 0 <= meta["metrics"]["validation"]["val/f1"] <= 1
+    model, card = load_network(out)
+    assert card.task == "points" and list(card.classes) == classes
+    assert card.proximity == Proximity(d=16.0, a=3.0) and card.input.size == (96, 96)
+    assert card.thresholds.threshold_rel in THRESHOLD_GRID
+    assert card.thresholds.min_distance == 8 and card.evaluation == Evaluation(radius=12.0)
+    assert 0 <= card.metrics["validation"]["val/f1"] <= 1
 
     train_images = load_data(chula_spec, split="train")
     (batch,) = collate([PointDataset(train_images, d=16.0, train=False)[i] for i in range(2)])
-    before, _ = build_from_checkpoint(tmp_path / "start.pt")
+    before, _ = load_network(tmp_path / "start.pt")
     assert _loss(model, batch) < _loss(before, batch)
 
-    result = predict_points(model.eval(), read_image(train_images.images[0].path), meta)
+    result = predict_points(model.eval(), read_image(train_images.images[0].path), card.to_dict())
     assert result.kind == "points" and (result.width, result.height) == (640, 480)
     assert result.cells.probabilities is None or result.cells.probabilities.shape == (len(result.cells), 13)
 
@@ -82,6 +82,7 @@ def test_training_with_auxiliary_box_data(chula_spec, tmp_path):
         aux_scale=0.5, aux_weight=5.0,
     )
     out = train(recipe, tmp_path / "aux", max_steps=2, progress=False)
-    model, meta = build_from_checkpoint(out)
-    assert meta["recipe"]["points"]["aux_weight"] == 5.0 and meta["recipe"]["points"]["aux_classes"] == ["RBC"]
-    assert np.isfinite(meta["thresholds"]["threshold_rel"])
+    model, card = load_network(out)
+    recipe = card.provenance.recipe
+    assert recipe["points"]["aux_weight"] == 5.0 and recipe["points"]["aux_classes"] == ["RBC"]
+    assert np.isfinite(card.thresholds.threshold_rel)

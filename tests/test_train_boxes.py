@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import yaml
 
 from cytolens.inference.model import load_model
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.card import BoxThresholds
+from cytolens.models.checkpoint import read_card
 from cytolens.training.box_data import BoxDataset, collate
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize, Stage
@@ -55,11 +54,14 @@ def test_training_lowers_loss_and_writes_a_loadable_checkpoint(tiny_spec, tmp_pa
     torch.manual_seed(0)
     before = _loss(start, tiny_spec)
     path = train(recipe, tmp_path / "run", progress=False)
-    meta, _ = read_checkpoint(path)
-    json.dumps(meta)  # plain metadata
-    assert meta["classes"] == ["WBC", "RBC", "Platelets"] and meta["task"] == "boxes"
-    assert meta["recipe"]["stages"][0]["freeze_blocks"] == 8 and meta["data"]["train"]["images"] == 4
-    assert "val/map50" in meta["metrics"]["validation"]
+    card, _ = read_card(path)
+    assert card.classes == ("WBC", "RBC", "Platelets") and card.task == "boxes"
+    assert card.thresholds == BoxThresholds(score=0.3, nms=0.6) and card.input.size == (256, 192)
+    provenance = card.provenance
+    assert provenance.recipe["stages"][0]["freeze_blocks"] == 8 and provenance.data["train"].images == 4
+    assert provenance.data["val"].split == "val" and provenance.init == {"init": "imagenet"}
+    assert provenance.training_minutes is not None
+    assert "val/map50" in card.metrics["validation"]
     model = load_model(path, device="cpu")
     torch.manual_seed(0)
     after = _loss(model.network, tiny_spec)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cytolens.cli.main import app
 from cytolens.errors import CytolensError, DataError
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.checkpoint import read_card
 from cytolens.models.registry import bundled_models, resolve_model
 from cytolens.training.recipe import BoxSettings, PointSettings, Recipe
 
@@ -40,8 +40,8 @@ def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: st
     recipe = Recipe.from_yaml(CONFIGS / f"{name}.yaml")
     assert getattr(recipe, recipe.task) is not None
     if name in bundled_models():
-        meta, _ = read_checkpoint(resolve_model(name))
-        stored = Recipe.from_dict(meta["recipe"], name)  # written in the flat layout, every task's keys
+        card, _ = read_card(resolve_model(name))
+        stored = Recipe.from_dict(card.provenance.recipe, name)  # written in the flat layout, every task's keys
         assert getattr(stored, stored.task) == getattr(recipe, recipe.task)
         assert (stored.stages, stored.lr, stored.kwargs) == (recipe.stages, recipe.lr, recipe.kwargs)
 

@@ -50,7 +50,7 @@ def train(
     recipe's stages by one stage; --epochs alone scales every stage of the recipe in proportion.
     """
     from cytolens.cli.output import print_json
-    from cytolens.models.checkpoint import read_checkpoint
+    from cytolens.models.checkpoint import read_card
     from cytolens.training.recipe import Recipe
     from cytolens.training.stages import Stage
     from cytolens.training.train import train as run_training
@@ -97,8 +97,8 @@ def train(
         device=device,
         max_steps=-1 if max_steps is None else max_steps,
     )
-    meta, _ = read_checkpoint(path)
+    card, _ = read_card(path)
     if as_json:
-        print_json({"model": str(path), "metrics": meta.get("metrics", {})})
+        print_json({"model": str(path), "metrics": card.metrics})
     else:
         typer.echo(f"model written to {path}")

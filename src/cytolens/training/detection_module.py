@@ -54,10 +54,6 @@ class DetectionModule(pl.LightningModule):
             self.model.transform.max_size = staged
             self.model.transform.min_size = (short_side(staged),)
 
-    def tuned_thresholds(self) -> dict[str, float]:
-        """Thresholds tuned during validation (none for box detectors: score and NMS come from the recipe)."""
-        return {}
-
     def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
         keep_frozen_norms_in_eval(self.model)
 

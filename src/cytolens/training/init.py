@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from cytolens.errors import ModelError
-from cytolens.models.checkpoint import build_described, read_checkpoint
+from cytolens.models.checkpoint import build_described, read_card
 from cytolens.models.registry import architectures, build_architecture, bundled_models, resolve_model
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,12 @@ def initial_model(
         model = build_architecture(architecture, len(classes), **kwargs, weights=None if init == "none" else "imagenet")
         return model, architecture, kwargs, {"init": init}
     path = resolve_model(init)
-    meta, state = read_checkpoint(path)
-    if meta["task"] != _task_of(architecture):
-        raise ModelError(f"{path}: a {meta['task']} model cannot initialise a {_task_of(architecture)} model")
-    model = build_described(path, meta, len(classes))
+    card, state = read_card(path)
+    if card.task != _task_of(architecture):
+        raise ModelError(f"{path}: a {card.task} model cannot initialise a {_task_of(architecture)} model")
+    model = build_described(path, card, len(classes))
     own = model.state_dict()
-    same_classes = list(meta["classes"]) == list(classes)
+    same_classes = list(card.classes) == list(classes)
     # the class heads the architecture declares (tests/test_architecture_contract.py checks the declaration)
     class_dependent = set() if same_classes else {key for key in own if key.startswith(tuple(model.class_heads()))}
     fitting = {
@@ -58,5 +58,5 @@ def initial_model(
     if fresh:
         log.warning("%s: %d tensors depend on the classes and start fresh (%s...)", path, len(fresh), fresh[0])
     name = init if init in bundled_models() else str(path)
-    info = {"init": name, "base_classes": meta["classes"], "base_task": meta["task"]}
-    return model, meta["architecture"], dict(meta["kwargs"]), info
+    info = {"init": name, "base_classes": list(card.classes), "base_task": card.task}
+    return model, card.architecture, dict(card.kwargs), info

@@ -22,6 +22,7 @@ from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
 from cytolens.inference.peaks import DEFAULT_THRESHOLDS, peak_candidates, to_xy, tune_threshold_rel
 from cytolens.models.blocks import keep_frozen_norms_in_eval
+from cytolens.models.card import PointThresholds
 from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.proximity import class_loss, proximity_loss
 
@@ -79,14 +80,11 @@ class PointModule(pl.LightningModule):
         self._truth: list[AnnotatedImage] = []
         self._candidates: list[tuple[AnnotatedImage, float]] = []
 
-    def tuned_thresholds(self) -> dict[str, float]:
-        """Decoding thresholds for the checkpoint: ``ξ`` as last tuned, and the fixed ones."""
-        return {
-            "threshold_rel": self.threshold_rel,
-            "threshold_abs": self.threshold_abs,
-            "min_distance": self.min_distance,
-            "radius": self.match_radius,
-        }
+    def tuned_thresholds(self) -> PointThresholds:
+        """Decoding thresholds for the model card: ``ξ`` as last tuned, and the fixed ones."""
+        return PointThresholds(
+            threshold_rel=self.threshold_rel, threshold_abs=self.threshold_abs, min_distance=self.min_distance
+        )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``proximity``, ``class`` and their weighted sum ``loss`` on one batch."""

@@ -1,9 +1,9 @@
-"""What each task plugs into the shared training loop: its Lightning module, dataset, collate and metadata."""
+"""What each task plugs into the shared training loop: its Lightning module, dataset, collate and card sections."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,8 +12,27 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import Dataset
 from cytolens.errors import CytolensError
+from cytolens.models.card import BoxThresholds, Evaluation, Proximity, Thresholds
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize, short_side
+
+
+@dataclass(frozen=True)
+class CardSections:
+    """What a task writes into the model card of a model it trained (:class:`~cytolens.models.card.ModelCard`).
+
+    Attributes:
+        size: The network's input size as trained (width, height).
+        thresholds: How outputs become cells (the task's thresholds type, as last tuned).
+        proximity: The proximity target (point models).
+        evaluation: How the model's figures are measured.
+
+    """
+
+    size: tuple[int, int]
+    thresholds: Thresholds
+    proximity: Proximity | None = None
+    evaluation: Evaluation = field(default_factory=Evaluation)
 
 
 @dataclass(frozen=True)
@@ -26,8 +45,8 @@ class TaskComponents:
         module: ``(model, recipe, train_data, input_size) -> LightningModule``.
         dataset: ``(data, recipe, input_size, train) -> torch Dataset``.
         collate: Batch collation function.
-        describe: ``(module, train_data, recipe, input_size) -> dict`` of checkpoint metadata (input size, mpp,
-            thresholds).
+        describe: ``(module, recipe, input_size) -> CardSections``: the card sections of the task, as the module
+            stands (called at every export, so that thresholds tuned during validation are written).
         final_kwargs: ``input_size -> dict`` of builder arguments that the schedule changes (e.g. final input size).
         monitor: The validation figure that early stopping watches.
 
@@ -37,15 +56,9 @@ class TaskComponents:
     module: Callable[[nn.Module, Recipe, Dataset, InputSize], pl.LightningModule]
     dataset: Callable[[Dataset, Recipe, InputSize, bool], TorchDataset]
     collate: Callable
-    describe: Callable[[pl.LightningModule, Dataset, Recipe, InputSize], dict[str, Any]]
+    describe: Callable[[pl.LightningModule, Recipe, InputSize], CardSections]
     final_kwargs: Callable[[InputSize], dict[str, Any]]
     monitor: str
-
-
-def _single_mpp(data: Dataset) -> float | None:
-    """The µm/px of the training images when they all share one, else ``None``."""
-    mpps = {image.mpp for image in data.images}
-    return mpps.pop() if len(mpps) == 1 else None
 
 
 def _box_components() -> TaskComponents:
@@ -66,13 +79,9 @@ def _box_components() -> TaskComponents:
     def final_kwargs(size: InputSize) -> dict[str, Any]:
         return {"max_size": size.final, "min_size": short_side(size.final)}
 
-    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe, size: InputSize) -> dict[str, Any]:
-        settings = recipe.boxes
-        return {
-            "input_size": [size.final, short_side(size.final)],
-            "mpp": _single_mpp(data),
-            "thresholds": {"score": settings.score_threshold, "nms": recipe.kwargs.get("nms_thresh", 0.6)},
-        }
+    def describe(module: pl.LightningModule, recipe: Recipe, size: InputSize) -> CardSections:
+        thresholds = BoxThresholds(score=recipe.boxes.score_threshold, nms=recipe.kwargs.get("nms_thresh", 0.6))
+        return CardSections((size.final, short_side(size.final)), thresholds)
 
     return TaskComponents(base_size, module, dataset, collate, describe, final_kwargs, "val/map50")
 
@@ -115,13 +124,14 @@ def _point_components() -> TaskComponents:
             return target
         return WithAuxiliary(target, points(auxiliary_data(settings, data.classes), settings.aux_scale))
 
-    def describe(module: pl.LightningModule, data: Dataset, recipe: Recipe, size: InputSize) -> dict[str, Any]:
-        return {
-            "input_size": [size.final, size.final],  # training crops (a stage's max_size changes the crop size)
-            "mpp": _single_mpp(data),
-            "thresholds": module.tuned_thresholds(),
-            "proximity": {"d": recipe.points.proximity_d, "a": recipe.points.proximity_a},
-        }
+    def describe(module: pl.LightningModule, recipe: Recipe, size: InputSize) -> CardSections:
+        settings = recipe.points
+        return CardSections(
+            (size.final, size.final),  # training crops (a stage's max_size changes the crop size)
+            module.tuned_thresholds(),
+            Proximity(d=settings.proximity_d, a=settings.proximity_a),
+            Evaluation(radius=settings.match_radius),
+        )
 
     return TaskComponents(base_size, module, dataset, collate, describe, lambda size: {}, "val/f1")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,14 @@ from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.io.validation import check_number
+from cytolens.models.card import DataRecord, InputConfig, ModelCard, Provenance
 from cytolens.models.checkpoint import load_plain, save_checkpoint, update_metadata
 from cytolens.models.registry import architectures
 from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize, StageSchedule
-from cytolens.training.tasks import task_components
+from cytolens.training.tasks import CardSections, task_components
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +76,43 @@ class ExportModel(pl.Callback):
 
     Args:
         path: The checkpoint file.
-        meta: Its metadata (metrics and tuned thresholds are added at each export).
+        card: Its model card (the validation figures and the task's sections as the module stands are written
+            in at each export).
+        sections: ``module -> CardSections``: the task's card sections, thresholds as last tuned.
         monitor: The validation figure that says which weights are best (higher is better).
         keep_best: Export only when ``monitor`` improves, and keep that file at the end of training;
             otherwise export after every validation and at the end.
 
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any], monitor: str, keep_best: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        card: ModelCard,
+        sections: Callable[[pl.LightningModule], CardSections],
+        monitor: str,
+        keep_best: bool = False,
+    ) -> None:
         self.path = path
-        self.meta = meta
+        self.card = card
+        self.sections = sections
         self.monitor = monitor
         self.keep_best = keep_best
         self.best: float | None = None
         self.metrics: dict[str, Any] = {}
 
     def export(self, module: pl.LightningModule, network: torch.nn.Module | None = None) -> None:
-        """Save ``network`` (default: the module's model) with the metadata, latest figures and tuned thresholds."""
-        meta = {**self.meta, "metrics": dict(self.metrics)}
-        meta["thresholds"] = {**meta.get("thresholds", {}), **module.tuned_thresholds()}
-        save_checkpoint(self.path, network if network is not None else module.model, meta)
+        """Save ``network`` (default: the module's model) with the card, latest figures and tuned thresholds."""
+        sections = self.sections(module)
+        card = replace(
+            self.card,
+            thresholds=sections.thresholds,
+            input=replace(self.card.input, size=sections.size),
+            proximity=sections.proximity,
+            evaluation=sections.evaluation,
+            metrics=dict(self.metrics),
+        )
+        save_checkpoint(self.path, network if network is not None else module.model, card)
 
     @staticmethod
     def _validated_network(trainer: pl.Trainer, module: pl.LightningModule) -> torch.nn.Module:
@@ -120,16 +140,26 @@ class ExportModel(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best, self.metrics = state_dict["best"], state_dict["metrics"]
 
-    def finish(self, module: pl.LightningModule) -> None:
-        """Export the final weights, unless the best validated ones are to be kept and exist."""
+    def finish(self, module: pl.LightningModule, minutes: float) -> None:
+        """Record the whole run's training time and export the final weights.
+
+        When the best validated weights are to be kept and exist, they stay, and their card takes the training time.
+        """
+        self.card = replace(self.card, provenance=replace(self.card.provenance, training_minutes=minutes))
         if not (self.keep_best and self.best is not None):
             self.export(module)
-        elif self.path.is_file():  # keep the best weights; record the whole run's training time
-            update_metadata(self.path, {"training_minutes": self.meta.get("training_minutes")})
+        elif self.path.is_file():
+            update_metadata(self.path, {"provenance": {"training_minutes": minutes}})
 
 
-def _describe(dataset: Dataset, split: str | None) -> dict[str, Any]:
-    return {"name": dataset.name, "licence": dataset.licence, "split": split, "images": len(dataset)}
+def _data_record(dataset: Dataset, split: str | None) -> DataRecord:
+    return DataRecord(name=dataset.name, licence=dataset.licence, split=split, images=len(dataset))
+
+
+def _single_mpp(data: Dataset) -> float | None:
+    """The µm/px of the training images when they all share one, else ``None``."""
+    mpps = {image.mpp for image in data.images}
+    return mpps.pop() if len(mpps) == 1 else None
 
 
 def _accelerator(device: str) -> tuple[str, list[int] | int]:
@@ -237,24 +267,32 @@ def train(
         val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
     final_kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
     final_kwargs.update(components.final_kwargs(input_size))
-    meta = {
-        "task": recipe.task,
-        "architecture": architecture,
-        "kwargs": final_kwargs,
-        "classes": list(train_data.classes),
-        **components.describe(module, train_data, recipe, input_size),
-        "recipe": recipe.to_dict(),
-        "init": init_info,
-        "data": {
-            "train": _describe(train_data, recipe.train_split),
-            "val": _describe(val_data, recipe.val_split) if val_data else None,
-        },
-        "metrics": {},
-    }
+    card = ModelCard(
+        task=recipe.task,
+        architecture=architecture,
+        kwargs=final_kwargs,
+        classes=tuple(train_data.classes),
+        thresholds=components.describe(module, recipe, input_size).thresholds,
+        input=InputConfig(mpp=_single_mpp(train_data)),
+        provenance=Provenance(
+            recipe=recipe.to_dict(),
+            data={
+                "train": _data_record(train_data, recipe.train_split),
+                "val": _data_record(val_data, recipe.val_split) if val_data else None,
+            },
+            init=init_info,
+        ),
+    )
     if exist_ok:
         _remove_earlier_run(out)
     monitor = components.monitor
-    exporter = ExportModel(out / "model.pt", meta, monitor, keep_best=recipe.keep == "best")
+    exporter = ExportModel(
+        out / "model.pt",
+        card,
+        lambda trained: components.describe(trained, recipe, input_size),
+        monitor,
+        keep_best=recipe.keep == "best",
+    )
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages, input_size),
         # no "last-v1.ckpt" beside last.ckpt (as when a run folder was moved): the folder holds this run only
@@ -290,6 +328,5 @@ def train(
     last = out / "checkpoints" / "last.ckpt"
     started = time.monotonic()
     trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
-    exporter.meta["training_minutes"] = round((time.monotonic() - started) / 60, 1)
-    exporter.finish(module)
+    exporter.finish(module, round((time.monotonic() - started) / 60, 1))
     return out / "model.pt"
