@@ -268,7 +268,7 @@ def evaluate_points(model_path: Path, truth: Any, radius: float, ignore_unlabell
         **{key: points[key] for key in POINT_KEYS},
         "radius": radius,
         "images": len(truth),
-        "thresholds": model.thresholds,
+        "thresholds": model.thresholds.to_dict(),
         "per_class": points["per_class"],
         "per_image": points["per_image"],
     }

@@ -109,13 +109,16 @@ def run_case(case: str, model_path: str, smoke: bool) -> dict[str, Any]:
 def stand_in_model(folder: Path) -> Path:
     """An untrained ``fcn-lite0`` checkpoint with the 13 Chula classes (when no trained model is at hand)."""
     from cytolens.io.chula import CLASSES
+    from cytolens.models.card import ModelCard, PointThresholds
     from cytolens.models.checkpoint import save_checkpoint
     from cytolens.models.registry import build_architecture
 
     path = folder / "untrained-fcn-lite0.pt"
     network = build_architecture("fcn-lite0", len(CLASSES), weights=None)
-    meta = {"task": "points", "architecture": "fcn-lite0", "kwargs": {}, "classes": list(CLASSES)}
-    save_checkpoint(path, network, meta)
+    card = ModelCard(
+        task="points", architecture="fcn-lite0", kwargs={}, classes=tuple(CLASSES), thresholds=PointThresholds()
+    )
+    save_checkpoint(path, network, card)
     return path
 
 
