@@ -36,8 +36,10 @@ from test_faults_run_folders import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-WRITES_PER_RUN = 2 * len(STEMS) + 2
-"""Files a 3-image box-model run moves into place: an overlay and a GeoJSON per image, then two COCO files
+FILES_PER_IMAGE = 3
+"""Files written per image: an overlay, a GeoJSON and a napari CSV."""
+WRITES_PER_RUN = FILES_PER_IMAGE * len(STEMS) + 2
+"""Files a 3-image box-model run moves into place: the files of each image, then two COCO files
 (the rows of cells.csv and counts.csv are appended; see the test of a failed append)."""
 
 
@@ -109,7 +111,7 @@ def test_a_failed_write_at_any_step_in_a_new_out_leaves_nothing_or_the_images_do
     fail_at_write(monkeypatch, n)
     result = predict(checkpoint, out, images)
     assert_one_line_error(result, "No space left on device")
-    done = STEMS[: (n - 1) // 2] if n <= 2 * len(STEMS) else []  # images whose 2 files were written before
+    done = STEMS[: (n - 1) // FILES_PER_IMAGE] if n <= FILES_PER_IMAGE * len(STEMS) else []  # files written before
     if done:  # kept, every file agreeing on them
         assert_whole_run(out, done)
         assert "holds the part of the run that was finished before it failed" in result.stderr

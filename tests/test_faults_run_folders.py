@@ -81,6 +81,7 @@ def covered_images(out: Path) -> dict[str, set[str]]:
         "predictions.coco.json": {Path(image["file_name"]).stem for image in coco["images"]},
         "overlays": {path.stem for path in (out / "overlays").iterdir()},
         "geojson": {path.stem for path in (out / "geojson").iterdir()},
+        "napari": {path.stem for path in (out / "napari").iterdir()},
     }
 
 

@@ -153,3 +153,26 @@ def test_unknown_class_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "tasks.json").write_text(json.dumps(tasks))
     with pytest.raises(DataError, match="class 'X' is not in the class map"):
         read_dataset(tmp_path, "label-studio", classes=["RBC"])
+
+
+def test_images_named_by_the_urls_label_studio_serves_them_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_image(tmp_path / "served" / "slide 1" / "a.png", 64, 48)
+    image = AnnotatedImage(path, 64, 48, cells=Cells(boxes=[[2, 4, 20, 30]], labels=[0], scores=[0.8]))
+    assert label_studio.local_files_url(path, tmp_path / "served") == "/data/local-files/?d=slide%201/a.png"
+    with pytest.raises(DataError, match="lies outside the folder Label Studio serves local files from"):
+        label_studio.local_files_url(path, tmp_path / "other")
+    label_studio.write(Dataset(["RBC"], [image]), tmp_path / "given.json", served_from=tmp_path / "served")
+    monkeypatch.setenv(label_studio.DOCUMENT_ROOT_VARIABLE, str(tmp_path / "served"))  # as Label Studio is run
+    write_dataset(Dataset(["RBC"], [image]), tmp_path / "tasks", "label-studio")
+    for written in (tmp_path / "given.json", tmp_path / "tasks" / "tasks.json"):
+        (task,) = json.loads(written.read_text())
+        assert task["data"]["image"] == "/data/local-files/?d=slide%201/a.png"
+    back = read_dataset(tmp_path / "tasks", "label-studio")  # the URL read relative to the served folder
+    assert_same_annotations(Dataset(["RBC"], [image]), back, atol=1e-9, check_splits=False)
+
+
+def test_the_labelling_config_names_every_class_for_boxes_and_points() -> None:
+    config = label_studio.labelling_config(["RBC", 'odd "name" & co'])
+    assert '<RectangleLabels name="label" toName="image">' in config
+    assert '<KeyPointLabels name="point" toName="image">' in config
+    assert config.count('<Label value="RBC"/>') == 2 and config.count("<Label value='odd \"name\" &amp; co'/>") == 2

@@ -62,13 +62,23 @@ def test_scores_ids_and_unclassified_points_round_trip(tmp_path: Path) -> None:
 
 def test_write_napari_shifts_half_a_pixel_and_swaps_axes(tmp_path: Path) -> None:
     dataset = Dataset(["c"], [AnnotatedImage(tmp_path / "a.png", 64, 48, "s/a",
-                                             cells=Cells(centres=[[10.5, 3.5], [0, 0]], labels=[0, 0]))])
+                                             cells=Cells(centres=[[10.5, 3.5], [0, 0]], labels=[0, UNCLASSIFIED]))])
     (path,) = points_csv.write_napari(dataset, tmp_path / "napari")
     assert path == tmp_path / "napari" / "s" / "a.csv"
     with path.open() as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["index", "axis-0", "axis-1"]
-    assert [[float(value) for value in row] for row in rows[1:]] == [[0, 3.0, 10.0], [1, -0.5, -0.5]]
+    assert rows[0] == ["index", "axis-0", "axis-1", "class"]
+    assert [[float(value) for value in row[:3]] for row in rows[1:]] == [[0, 3.0, 10.0], [1, -0.5, -0.5]]
+    assert [row[3] for row in rows[1:]] == ["c", ""]
+
+
+def test_write_napari_boxes_by_their_centres_with_class_and_score(tmp_path: Path) -> None:
+    cells = Cells(boxes=[[10, 20, 30, 60]], labels=[1], scores=[0.75])
+    (path,) = points_csv.write_napari(Dataset(["a", "b"], [AnnotatedImage(tmp_path / "a.png", 64, 48, cells=cells)]),
+                                      tmp_path)
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [["index", "axis-0", "axis-1", "class", "score"], ["0", "39.5", "19.5", "b", "0.75"]]
 
 
 def test_point_outside_the_image_is_moved_with_a_warning(tmp_path: Path, caplog) -> None:

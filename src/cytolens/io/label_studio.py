@@ -12,28 +12,36 @@ Writing puts ground truth in ``annotations`` and, for a dataset with scores, pre
 :data:`POINT_CONTROL` on the image object :data:`IMAGE_OBJECT`, so the labelling config must use
 ``<RectangleLabels name="label" toName="image">`` and ``<KeyPointLabels name="point" toName="image">``.
 An image inside the JSON file's folder is named by its path relative to that folder, any other by
-its absolute path (import them with Label Studio's local-files storage, or edit the paths). Label
-Studio cannot hold unclassified points.
+its absolute path; Label Studio serves neither. Given the folder Label Studio serves local files from
+(its ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; the writer takes that variable from the environment
+when it is set), every image is named by the URL Label Studio serves it at,
+``/data/local-files/?d=<path relative to that folder>`` (see Label Studio's "Local storage" guide: it
+needs ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and a local storage on a folder holding the
+images; the tasks are then imported as they are). Label Studio cannot hold unclassified points.
+:func:`labelling_config` writes the labelling config the tasks need.
 
 Reading takes a task file, or a folder holding ``tasks.json``. Per task it reads the first
 annotation that was not cancelled, or else the first prediction. ``rectanglelabels`` regions
 (rotated ones by the bounding box of the rotated rectangle) and ``polygonlabels`` regions (by
 their bounding box) become boxes, ``keypointlabels`` regions points, each with the first of its
 labels; other region types are skipped with a warning. The image path is taken relative to the
-JSON file (a ``/data/local-files/?d=`` URL by its ``d`` path); when absent there, the file of that
-name beside the JSON or in its ``images/`` folder is used. The image size is read from the image,
+JSON file (a ``/data/local-files/?d=`` URL by its ``d`` path, relative to the document root when
+``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` is set, else to the JSON file); when absent there, the file
+of that name beside the JSON or in its ``images/`` folder is used. The image size is read from the image,
 or else from the regions' ``original_width``/``original_height``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -59,6 +67,10 @@ POINT_WIDTH = 0.5
 """Drawn size of a written keypoint, in percent of the image width."""
 TASKS_FILE = "tasks.json"
 """The task file written into (and read from) a folder."""
+LOCAL_FILES_URL = "/data/local-files/?d="
+"""Start of the URL at which Label Studio serves a file of its local-files document root (then its relative path)."""
+DOCUMENT_ROOT_VARIABLE = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+"""The environment variable naming the folder Label Studio serves local files from."""
 _LABELLED = ("rectanglelabels", "keypointlabels", "polygonlabels")
 """Region types read; each holds its labels under its own type name."""
 
@@ -109,8 +121,36 @@ def _mean_score(image: AnnotatedImage) -> float | None:
     return float(scored.mean()) if len(scored) else None
 
 
+def document_root() -> Path | None:
+    """The folder Label Studio serves local files from, as the environment names it (``None`` when unset)."""
+    value = os.environ.get(DOCUMENT_ROOT_VARIABLE, "").strip()
+    return Path(value) if value else None
+
+
+def local_files_url(path: Path, root: Path) -> str:
+    """The URL at which Label Studio serves image ``path`` from its local-files document ``root``.
+
+    Raises:
+        DataError: If ``path`` does not lie inside ``root``.
+
+    Examples:
+        >>> local_files_url(Path("/data/slides/a 1.jpg"), Path("/data"))
+        '/data/local-files/?d=slides/a%201.jpg'
+
+    """
+    path, root = Path(path).absolute(), Path(root).absolute()
+    if not path.is_relative_to(root):
+        raise DataError(path, f"lies outside the folder Label Studio serves local files from ({root}), so Label "
+                              f"Studio cannot show it; choose a folder that holds the images")
+    return LOCAL_FILES_URL + quote(path.relative_to(root).as_posix())
+
+
 def to_task(
-    image: AnnotatedImage, classes: Sequence[str], score: float | None = None, relative_to: Path | None = None
+    image: AnnotatedImage,
+    classes: Sequence[str],
+    score: float | None = None,
+    relative_to: Path | None = None,
+    served_from: Path | None = None,
 ) -> dict[str, Any]:
     """The Label Studio task of one image.
 
@@ -122,15 +162,21 @@ def to_task(
             as a prediction, otherwise as an annotation.
         relative_to: The folder of the task file; an image inside it is named by its path relative
             to it, any other by its absolute path. ``None`` writes the path as it is.
+        served_from: Label Studio's local-files document root: the image is named by the URL Label
+            Studio serves it at (see :func:`local_files_url`), instead of its path.
 
     Returns:
         A JSON-serialisable task.
 
     Raises:
         ValueError: If the image holds unclassified points.
+        DataError: If the image lies outside ``served_from``.
 
     """
-    path = portable_path(image.path, relative_to) if relative_to is not None else image.path.as_posix()
+    if served_from is not None:
+        path = local_files_url(image.path, served_from)
+    else:
+        path = portable_path(image.path, relative_to) if relative_to is not None else image.path.as_posix()
     entry: dict[str, Any] = {"result": _regions(image, classes)}
     if score is None and image.cells.scores is None:
         return {"data": {"image": path}, "annotations": [entry]}
@@ -139,26 +185,54 @@ def to_task(
     return {"data": {"image": path}, "predictions": [entry]}
 
 
-def write(dataset: Dataset, out: Path) -> None:
-    """Write all images as tasks to ``out`` (a ``.json`` file, or a folder that gets ``tasks.json``)."""
+def labelling_config(classes: Sequence[str]) -> str:
+    """The Label Studio labelling config (XML) that the written tasks fit: boxes and key points of ``classes``."""
+    labels = "".join(f"\n    <Label value={quoteattr(name)}/>" for name in classes)
+    return (
+        f'<View>\n  <Image name="{IMAGE_OBJECT}" value="$image" zoom="true"/>\n'
+        f'  <RectangleLabels name="{BOX_CONTROL}" toName="{IMAGE_OBJECT}">{labels}\n  </RectangleLabels>\n'
+        f'  <KeyPointLabels name="{POINT_CONTROL}" toName="{IMAGE_OBJECT}">{labels}\n  </KeyPointLabels>\n</View>\n'
+    )
+
+
+def write(dataset: Dataset, out: Path, served_from: Path | None = None) -> None:
+    """Write all images as tasks to ``out`` (a ``.json`` file, or a folder that gets ``tasks.json``).
+
+    Args:
+        dataset: The images.
+        out: The task file, or its folder.
+        served_from: Label Studio's local-files document root, to name images by the URLs Label Studio
+            serves them at (default: ``$LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when set, else images
+            are named by their paths).
+
+    Raises:
+        DataError: If an image lies outside ``served_from``.
+
+    """
     file = output_file(out, ".json", TASKS_FILE)
-    write_json(file, [to_task(image, dataset.classes, relative_to=file.parent) for image in dataset.images], indent=1)
+    root = served_from if served_from is not None else document_root()
+    tasks = [to_task(image, dataset.classes, relative_to=file.parent, served_from=root) for image in dataset.images]
+    write_json(file, tasks, indent=1)
 
 
-def _image_reference(task: Mapping[str, Any], source: Path) -> str:
+def _image_reference(task: Mapping[str, Any], source: Path) -> tuple[str, bool]:
+    """The image a task names, and whether it names it by a local-files URL (then by the URL's ``d`` path)."""
     data = task.get("data")
     reference = data.get("image") if isinstance(data, Mapping) else None
     if not isinstance(reference, str) or not reference:
         raise DataError(source, f"task {task.get('id', '?')} has no data.image")
     parsed = urlparse(reference)
     if parsed.path == "/data/local-files/" and "d" in parse_qs(parsed.query):
-        return parse_qs(parsed.query)["d"][0]
-    return reference
+        return parse_qs(parsed.query)["d"][0], True
+    return reference, False
 
 
-def _find_image(reference: str, folder: Path) -> Path:
-    """The image file of a task's reference: relative to the task file's folder, else by its name there."""
-    found = resolve_path(reference, folder)
+def _find_image(reference: str, folder: Path, served: bool = False) -> Path:
+    """The image file of a task's reference: relative to the task file's folder (a served one first to the
+    local-files document root, when set), else by its name there.
+    """
+    root = document_root() if served else None
+    found = resolve_path(reference, *([root] if root is not None else []), folder)
     if found.is_file():
         return found
     by_name = resolve_path(PurePosixPath(urlparse(reference).path).name, folder, folder / "images")
@@ -218,7 +292,8 @@ def read_task(
 ) -> AnnotatedImage:
     """Read task ``number`` (from 1, named in errors) of the task file ``source``, counting skipped regions."""
     where = f"task {number}"
-    image_path = _find_image(_image_reference(task, source), source.parent)
+    reference, served = _image_reference(task, source)
+    image_path = _find_image(reference, source.parent, served)
     regions = _task_regions(task, source, where)
     keys = ("original_width", "original_height")
     stated = stated_size(

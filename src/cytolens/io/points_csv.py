@@ -9,9 +9,11 @@ that are not the file stem; it is written only when needed. Columns may come in 
 sizes are read from the image headers.
 
 :func:`write_napari` also writes napari Points-layer CSVs, one per image, with columns
-``index,axis-0,axis-1``: axis 0 is the row (y) and axis 1 the column (x), in napari's pixel-index
-convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`` and
-``axis-1 = x - 0.5``.
+``index,axis-0,axis-1,class[,score]``: axis 0 is the row (y) and axis 1 the column (x), in napari's
+pixel-index convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`` and
+``axis-1 = x - 0.5``. Every cell is a point (a box by its centre); napari reads the other columns as
+point properties (``class``, empty for an unclassified cell, and ``score`` when the cells have scores),
+so the points can be coloured by class (``face_color="class"``) or filtered by score.
 """
 
 from __future__ import annotations
@@ -140,10 +142,13 @@ def write_napari(dataset: Dataset, out_folder: Path) -> list[Path]:
     written = []
     for image in dataset.images:
         path = out_folder / f"{image.image_id}.csv"
+        cells = image.cells
+        names = [dataset.classes[label] if label != UNCLASSIFIED else "" for label in cells.labels]
+        scores = [] if cells.scores is None else [_value(score) if np.isfinite(score) else "" for score in cells.scores]
         with atomic_write(path, "w") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(NAPARI_COLUMNS)
-            for index, (x, y) in enumerate(image.cells.point_cells().centres):
-                writer.writerow([index, _value(y - 0.5), _value(x - 0.5)])
+            writer.writerow([*NAPARI_COLUMNS, "class", *(["score"] if scores else [])])
+            for index, ((x, y), name) in enumerate(zip(cells.centres, names, strict=True)):
+                writer.writerow([index, _value(y - 0.5), _value(x - 0.5), name, *scores[index : index + 1]])
         written.append(path)
     return written

@@ -29,20 +29,23 @@ def parse_ratio(text: str, classes: Sequence[str]) -> tuple[str, str]:
 def counts_table(
     results: Sequence[Result], classes: Sequence[str], ratios: Sequence[tuple[str, str]] = ()
 ) -> pd.DataFrame:
-    """One row per image: count per class, total, percentage per class, and each ratio ``A:B`` = count A / count B.
+    """One row per image: its id, count per class, total, percentage per class, each ratio ``A:B`` (count A / count B).
 
-    A ratio whose denominator is zero is left empty (NaN).
+    Percentages are rounded to one decimal, ratios to three significant digits (the counts are exact). A ratio
+    whose denominator is zero is left empty (NaN), and so are the percentages of an image without cells.
     """
     rows = []
     for result in results:
         counts = result.counts()
         total = sum(counts.values())
-        row: dict[str, object] = {"image": str(result.path)}
+        row: dict[str, object] = {"image": result.image_id}
         row.update({name: counts.get(name, 0) for name in classes})
         row["total"] = total
-        row.update({f"{name} %": (100.0 * counts.get(name, 0) / total) if total else np.nan for name in classes})
+        row.update(
+            {f"{name} %": round(100.0 * counts.get(name, 0) / total, 1) if total else np.nan for name in classes}
+        )
         for top, bottom in ratios:
-            row[f"{top}:{bottom}"] = counts[top] / counts[bottom] if counts.get(bottom) else np.nan
+            row[f"{top}:{bottom}"] = float(f"{counts[top] / counts[bottom]:.3g}") if counts.get(bottom) else np.nan
         rows.append(row)
     columns = ["image", *classes, "total", *[f"{name} %" for name in classes], *[f"{a}:{b}" for a, b in ratios]]
     return pd.DataFrame(rows, columns=columns)

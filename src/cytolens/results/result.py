@@ -48,11 +48,11 @@ class Result(AnnotatedImage):
         return {name: int(count) for name, count in zip(self.classes, found, strict=True)}
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per cell: image, x, y (centre), class, score, box corners, probabilities, extras."""
+        """One row per cell: image (its id), x, y (centre), class, score, box corners, probabilities, extras."""
         cells = self.cells
         table = pd.DataFrame(
             {
-                "image": str(self.path),
+                "image": self.image_id,
                 "x": cells.centres[:, 0],
                 "y": cells.centres[:, 1],
                 "class": [self.classes[i] if i != UNCLASSIFIED else "" for i in cells.labels],

@@ -1,14 +1,18 @@
 """Writing prediction outputs as they are produced, at a cost linear in the number of cells.
 
-Per image: an overlay PNG (``overlays/<stem>.png``) and a QuPath GeoJSON (``geojson/<stem>.geojson``).
-For the run: ``cells.csv`` (one row per cell), ``counts.csv`` (per-image counts, percentages and
-ratios); for box models ``predictions.coco.json`` (a COCO dataset whose annotations carry scores,
+Each image is known by its id: the path relative to the input it was found under, without suffix
+(:mod:`cytolens.inference.sources`; ``slideA/field1``), made unique with ``-2``, ``-3``... Per image:
+an overlay PNG (``overlays/<id>.png``), a QuPath GeoJSON (``geojson/<id>.geojson``) and a napari
+Points-layer CSV (``napari/<id>.csv``: every cell, a box by its centre, with its class and score as
+point properties; row = y, column = x, pixel-centre convention). For the run: ``cells.csv`` (one row
+per cell), ``counts.csv`` (per-image counts, percentages to one decimal, ratios to three significant
+digits); for box models ``predictions.coco.json`` (a COCO dataset whose annotations carry scores,
 readable by COCO tools and by ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain
-COCO results list for ``COCO.loadRes``, image ids as in the former); for point models
-``napari/<stem>.csv`` (napari Points layer order: row = y, column = x, pixel-centre convention).
-The rows of ``cells.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO files
-are written once, when the writer is closed. An image's pixels are drawn and then let go: a run holds
-the cells of the images done, never their pixels.
+COCO results list for ``COCO.loadRes``, image ids as in the former); on request, ``label-studio.json``
+(Label Studio tasks with the cells as predictions) and ``label-studio.xml`` (the labelling config they fit).
+The rows of ``cells.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO and
+Label Studio files are written once, when the writer is closed. An image's pixels are drawn and then
+let go: a run holds the cells of the images done, never their pixels.
 The writer writes into the folder it is given; ``cytolens predict`` gives it the staging folder of an
 :class:`~cytolens.io.output_run.OutputRun`, so that ``--out`` only ever holds one whole run.
 """
@@ -16,7 +20,7 @@ The writer writes into the folder it is given; ``cytolens predict`` gives it the
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,24 +29,27 @@ import pandas as pd
 from PIL import Image
 
 from cytolens.data.annotations import Dataset
+from cytolens.io import label_studio
 from cytolens.io.atomic import atomic_write, write_text
 from cytolens.io.coco import to_coco_dict, to_results
 from cytolens.io.points_csv import write_napari
 from cytolens.results.counts import counts_table
 from cytolens.results.result import Result
 
-OUTPUTS = ("csv", "coco", "geojson", "overlay", "counts", "napari")
+OUTPUTS = ("csv", "coco", "geojson", "overlay", "counts", "napari", "label-studio")
 """Names of the outputs ``cytolens predict --outputs`` can choose from."""
+DEFAULT_OUTPUTS = OUTPUTS[:-1]
+"""The outputs written unless others are chosen (Label Studio tasks on request)."""
 
 RESEARCH_NOTICE = "cytolens output: for research use only, not for diagnosis."
 
 
-def _unique_stem(result: Result, taken: set[str]) -> str:
-    stem = result.path.stem
-    candidate, n = stem, 1
+def _unique(image_id: str, taken: set[str]) -> str:
+    """``image_id``, or ``image_id-2``, ``-3``... when it is taken; the id returned is taken from then on."""
+    candidate, n = image_id, 1
     while candidate in taken:
         n += 1
-        candidate = f"{stem}-{n}"
+        candidate = f"{image_id}-{n}"
     taken.add(candidate)
     return candidate
 
@@ -55,6 +62,10 @@ class PredictionWriter:
         classes: The model's class names.
         outputs: Which outputs to write (see :data:`OUTPUTS`).
         ratios: Count ratios for ``counts.csv``, as ``(numerator, denominator)`` class names.
+        ids: The id of each image file (from :func:`cytolens.inference.sources.find_images`); an image
+            not in it is known by its file stem.
+        served_from: Label Studio's local-files document root: ``label-studio.json`` names the images by
+            the URLs Label Studio serves them at (see :func:`cytolens.io.label_studio.local_files_url`).
 
     """
 
@@ -62,8 +73,10 @@ class PredictionWriter:
         self,
         out: str | Path,
         classes: Sequence[str],
-        outputs: Sequence[str] = OUTPUTS,
+        outputs: Sequence[str] = DEFAULT_OUTPUTS,
         ratios: Sequence[tuple[str, str]] = (),
+        ids: Mapping[Path, str] | None = None,
+        served_from: Path | None = None,
     ) -> None:
         unknown = sorted(set(outputs) - set(OUTPUTS))
         if unknown:
@@ -72,8 +85,10 @@ class PredictionWriter:
         self.classes = list(classes)
         self.outputs = set(outputs)
         self.ratios = list(ratios)
+        self.ids = dict(ids or {})
+        self.served_from = served_from
         self.results: list[Result] = []
-        self._stems: set[str] = set()
+        self._ids: set[str] = set()
         self._started: set[str] = set()
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -88,21 +103,21 @@ class PredictionWriter:
             image: Its pixels, if ``result`` does not carry them (read from its file otherwise).
 
         """
-        stem = _unique_stem(result, self._stems)
-        # keys COCO image ids (images named alike in two folders stay apart); the pixels are let go once drawn
-        kept = replace(result, image_id=stem, pixels=None)
+        image_id = _unique(self.ids.get(result.path, result.path.stem), self._ids)
+        # names the files and table rows, keys COCO image ids; the pixels are let go once drawn
+        kept = replace(result, image_id=image_id, pixels=None)
         written: list[Path] = []
         sizes = {name: self._size(name) for name in ("cells.csv", "counts.csv")}
         try:
             if "overlay" in self.outputs:
-                written.append(self.out / "overlays" / f"{stem}.png")
+                written.append(self.out / "overlays" / f"{image_id}.png")
                 with atomic_write(written[-1], "wb") as handle:
                     Image.fromarray(result.plot(image)).save(handle, format="PNG")
             if "geojson" in self.outputs:
-                written.append(self.out / "geojson" / f"{stem}.geojson")
+                written.append(self.out / "geojson" / f"{image_id}.geojson")
                 write_text(written[-1], json.dumps(kept.to_geojson()))
-            if "napari" in self.outputs and kept.kind == "points":
-                written.append(self.out / "napari" / f"{stem}.csv")
+            if "napari" in self.outputs:
+                written.append(self.out / "napari" / f"{image_id}.csv")
                 write_napari(Dataset(self.classes, [kept]), self.out / "napari")
             if "csv" in self.outputs:
                 self._append("cells.csv", kept.to_dataframe())
@@ -129,7 +144,7 @@ class PredictionWriter:
         self._started.add(name)
 
     def close(self) -> None:
-        """Finish the run-level files: tables that got no row, and the COCO files (also after a failure)."""
+        """Finish the run-level files: empty tables, COCO and Label Studio files (also after a failure)."""
         if "csv" in self.outputs and "cells.csv" not in self._started:
             write_text(self.out / "cells.csv", pd.DataFrame().to_csv(index=False))
         if "counts" in self.outputs and "counts.csv" not in self._started:
@@ -140,3 +155,7 @@ class PredictionWriter:
             document["info"] = {"description": RESEARCH_NOTICE}
             write_text(self.out / "predictions.coco.json", json.dumps(document))
             write_text(self.out / "coco_results.json", json.dumps(to_results(dataset)))
+        if "label-studio" in self.outputs:
+            dataset = Dataset(self.classes, list(self.results), name="predictions")
+            label_studio.write(dataset, self.out / "label-studio.json", self.served_from)
+            write_text(self.out / "label-studio.xml", label_studio.labelling_config(self.classes))
