@@ -8,10 +8,6 @@ Relative paths in the file are taken from the current directory, as on the comma
 
 from __future__ import annotations
 
-import functools
-import inspect
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,35 +67,3 @@ ConfigOption = Annotated[
         dir_okay=False,
     ),
 ]
-
-
-def _refuse_non_finite(values: dict[str, Any]) -> None:
-    """Refuse ``nan`` and ``inf`` for every number option of every verb (click's ranges let ``nan`` through).
-
-    Raises:
-        typer.BadParameter: Naming the first option whose value is not a finite number (exit code 2).
-
-    """
-    for name, value in values.items():
-        numbers = value if isinstance(value, list | tuple) else [value]
-        for number in numbers:
-            if isinstance(number, float) and not math.isfinite(number):
-                raise typer.BadParameter(f"{number} is not a finite number", param_hint=f"--{name.replace('_', '-')}")
-
-
-def with_config(verb: Callable[..., Any]) -> Callable[..., Any]:
-    """The verb function with a ``--config`` option added to the parameters Typer sees.
-
-    The verb itself never receives the option (the wrapper drops it): its callback has already
-    turned the file into the defaults of the other options.
-    """
-
-    @functools.wraps(verb)
-    def command(config: Path | None = None, **kwargs: Any) -> Any:
-        _refuse_non_finite(kwargs)
-        return verb(**kwargs)
-
-    signature = inspect.signature(verb, eval_str=True)
-    config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption)
-    command.__signature__ = signature.replace(parameters=[*signature.parameters.values(), config])
-    return command

@@ -10,7 +10,8 @@ Adding a verb:
    ``cytolens --help`` stays fast.
 2. Add the function to :data:`VERBS` below.
 
-Every verb then also takes ``--config FILE`` (see :mod:`cytolens.cli.config`), and its errors are
+Every verb then also takes ``--config FILE``, ``--verbose`` and ``--quiet`` (see
+:mod:`cytolens.cli.common_options`), its flags are listed without a value placeholder, and its errors are
 reported like every other verb's: a :class:`~cytolens.errors.CytolensError`, or an ``OSError``,
 ``ValueError`` or ``KeyError`` raised by library code, is printed as one line ``error: <message>``
 on stderr with exit code 1 (``--debug`` shows the traceback instead); usage errors exit with 2.
@@ -22,16 +23,18 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from cytolens.cli.config import with_config
+from cytolens.cli.common_options import DEBUG, QUIET, VERBOSE, log_level, with_common_options
 from cytolens.cli.convert import convert
 from cytolens.cli.evaluate import evaluate
 from cytolens.cli.examples import examples
+from cytolens.cli.export import export
 from cytolens.cli.models import models
 from cytolens.cli.predict import predict
 from cytolens.cli.stats import stats
@@ -39,15 +42,11 @@ from cytolens.cli.train import train
 from cytolens.errors import CytolensError
 from cytolens.io.images import DEFAULT_MAX_PIXELS
 
-VERBS = [predict, train, evaluate, models, stats, convert, examples]
+VERBS = [predict, train, evaluate, models, stats, convert, export, examples]
 """The verb functions, in the order ``cytolens --help`` lists them."""
 
 USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)
 """Exceptions reported in one line without a traceback (``FileNotFoundError``, ``PermissionError`` are ``OSError``)."""
-
-_DEBUG = "cytolens.debug"
-"""``ctx.meta`` key holding the ``--debug`` flag."""
-
 
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on a single line (a ``KeyError``'s key without its quotes)."""
@@ -55,14 +54,29 @@ def one_line(error: BaseException) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
-class _Cytolens(TyperGroup):
+class _FlagsAsFlags:
+    """A command whose help lists a flag (``--json``, ``--help``...) without Typer's ``<bool>`` value placeholder."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # Typer's Rich help shows the metavar, when there is one, as the value's type
+        return params
+
+
+class _Verb(_FlagsAsFlags, TyperCommand):
+    """A verb of the ``cytolens`` command."""
+
+
+class _Cytolens(_FlagsAsFlags, TyperGroup):
     """The command group, reporting user errors of any verb as one line."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except USER_ERRORS as error:
-            if ctx.meta.get(_DEBUG):
+            if ctx.meta.get(DEBUG):
                 raise
             typer.echo(f"error: {one_line(error)}", err=True)
             raise typer.Exit(1) from None
@@ -128,19 +142,13 @@ def main(
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Find, classify and count cells in microscopy images. For research use only; not for diagnosis."""
-    ctx.meta[_DEBUG] = debug
-    if debug:
-        level = logging.DEBUG
-    elif verbose:
-        level = logging.INFO
-    else:
-        level = logging.ERROR if quiet else logging.WARNING
-    _log_to_stderr(ctx, level)
+    ctx.meta.update({DEBUG: debug, VERBOSE: verbose, QUIET: quiet})
+    _log_to_stderr(ctx, log_level(ctx.meta))
     _limit_pixels(ctx, max_pixels)
 
 
 for _verb in VERBS:
-    app.command()(with_config(_verb))
+    app.command(cls=_Verb)(with_common_options(_verb))
 
 
 def run() -> None:

@@ -3,44 +3,126 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cytolens.cli.options import BackendOption, DeviceOption, JsonOption
 
+if TYPE_CHECKING:
+    from cytolens.data.cells import ScoreThreshold
+    from cytolens.inference.model import CellModel
+
 DEFAULT_MODEL = "blood-cells"
+DEFAULT_OUTPUTS = "csv,coco,geojson,overlay,counts,napari"
+"""``--outputs`` by default: every output but the Label Studio tasks (see :data:`cytolens.results.writers.OUTPUTS`)."""
+
+
+def _with_thresholds(
+    cell_model: CellModel, score_threshold: str | None, iou: float | None
+) -> tuple[CellModel, ScoreThreshold | None]:
+    """The model with ``--iou`` as its NMS IoU, and the score threshold ``--score-threshold`` asks for.
+
+    Raises:
+        typer.BadParameter: If ``--score-threshold`` is malformed or names a class the model does not have,
+            or ``--iou`` is given for a point model (exit code 2).
+
+    """
+    from cytolens.results.thresholds import parse_score_threshold
+
+    if iou is not None:
+        if cell_model.task != "boxes":
+            raise typer.BadParameter(
+                f"sets the NMS of box models; {cell_model.source} is a {cell_model.task} model", param_hint="--iou"
+            )
+        cell_model = cell_model.with_thresholds(nms=iou)
+    if score_threshold is None:
+        return cell_model, None
+    try:
+        return cell_model, parse_score_threshold(score_threshold, cell_model.classes, cell_model.thresholds.min_score)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--score-threshold") from None
+
+
+def _chosen_outputs(outputs: str) -> list[str]:
+    """The names in ``--outputs``.
+
+    Raises:
+        typer.BadParameter: If one is not an output (exit code 2).
+
+    """
+    from cytolens.results.writers import OUTPUTS
+
+    chosen = [name.strip() for name in outputs.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in OUTPUTS]
+    if unknown:
+        raise typer.BadParameter(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
+    return chosen
 
 
 def predict(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", metavar="IMAGES")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cytolens-out"),
     model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or checkpoint file.")] = DEFAULT_MODEL,
     score_threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--score-threshold",
+            metavar="SCORE|CLASS=SCORE,...",
+            help="Keep cells scoring at least this: one number for every class, or per class, e.g. RBC=0.4,WBC=0.5 "
+            "(classes not named keep the model's). \\[default: the model's, see cytolens models]",
+        ),
+    ] = None,
+    iou: Annotated[
         float | None,
         typer.Option(
-            "--score-threshold", min=0.0, max=1.0, help="Keep cells scoring at least this [default: the model's]."
+            "--iou",
+            min=0.0,
+            max=1.0,
+            help="Box models: of two boxes of one class overlapping by more than this IoU, keep the higher-scoring "
+            "one (non-maximum suppression). \\[default: the model's]",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
     outputs: Annotated[
-        str, typer.Option("--outputs", help="Comma-separated outputs: csv, coco, geojson, overlay, counts, napari.")
-    ] = "csv,coco,geojson,overlay,counts,napari",
+        str,
+        typer.Option(
+            "--outputs",
+            help="Comma-separated outputs: csv, coco, geojson, overlay, counts, napari, label-studio (Label Studio "
+            "tasks with the cells as predictions, and their labelling config).",
+        ),
+    ] = DEFAULT_OUTPUTS,
     ratio: Annotated[
         list[str] | None, typer.Option("--ratio", help="Count ratio for counts.csv, e.g. RBC:WBC (repeatable).")
     ] = None,
     mpp: Annotated[
         float | None, typer.Option("--mpp", help="µm per pixel of the images, checked against the model.")
     ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive", "-r", help="Look for images in sub-folders too; image ids and output names keep the "
+            "sub-folders (slideA/field1)."
+        ),
+    ] = False,
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Replace an earlier run in --out (whole, when this run ends).")
     ] = False,
+    label_studio_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-studio-root",
+            envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
+            file_okay=False,
+            help="The folder Label Studio serves local files from: label-studio.json then names each image by "
+            "the URL Label Studio serves it at, /data/local-files/?d=<path under this folder>.",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     backend: BackendOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
-    """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON and overlays.
+    """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON, napari and overlays.
 
     An unreadable image is reported in one line and skipped; the others complete, and the exit code is 1.
     --out must be new or empty unless --exist-ok; the run is written beside it and moved into place when
@@ -52,24 +134,33 @@ def predict(
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import DataError
     from cytolens.inference.model import load_model
-    from cytolens.inference.sources import expand_inputs
+    from cytolens.inference.sources import find_images
+    from cytolens.io.label_studio import local_files_url
     from cytolens.io.output_run import OutputRun
     from cytolens.progress import progress
     from cytolens.results.counts import parse_ratio
+    from cytolens.results.thresholds import describe
     from cytolens.results.writers import PredictionWriter
 
     log = logging.getLogger("cytolens")
-    files = expand_inputs(paths, recursive=recursive)
-    chosen = [name.strip() for name in outputs.split(",") if name.strip()]
+    chosen = _chosen_outputs(outputs)
+    ids = find_images(paths, recursive=recursive)
+    files = list(ids)
+    served_from = label_studio_root if "label-studio" in chosen else None
+    for file in files if served_from is not None else []:
+        local_files_url(file, served_from)  # refuse, before predicting, an image Label Studio could not show
     failed: list[str] = []
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
-        cell_model = load_model(model, device=device, backend=backend)
+        loaded = load_model(model, device=device, backend=backend)
+        cell_model, threshold = _with_thresholds(loaded, score_threshold, iou)
+        shown = cell_model.thresholds.min_score if threshold is None else threshold
+        log.info("%s: score threshold %s", model, describe(shown))
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
         if not ratios:
             ratios = list(cell_model.card.report.ratios)
         totals = dict.fromkeys(cell_model.classes, 0)
-        items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=score_threshold, mpp=mpp)
-        writer = PredictionWriter(run.path, cell_model.classes, chosen, ratios)
+        items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=threshold, mpp=mpp)
+        writer = PredictionWriter(run.path, cell_model.classes, chosen, ratios, ids, served_from)
         try:
             for item in progress(items, len(files), "predicting", enabled=not as_json):
                 if isinstance(item, DataError):
