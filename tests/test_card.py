@@ -83,6 +83,14 @@ OLD_LAYOUT = {  # a point model's metadata as checkpoint format 1 wrote it
 }
 
 
+def _within(stored: dict, written: dict) -> bool:
+    """Whether every entry of ``stored`` is in ``written``, the same (a mapping's entries, recursively)."""
+    return all(
+        key in written and (_within(value, written[key]) if isinstance(value, dict) else value == written[key])
+        for key, value in stored.items()
+    )
+
+
 @pytest.mark.parametrize("name", sorted(bundled_models()))
 def test_every_bundled_model_card_passes_the_schema_in_the_current_layout(name):
     path = bundled_models()[name]
@@ -90,7 +98,8 @@ def test_every_bundled_model_card_passes_the_schema_in_the_current_layout(name):
     assert payload["cytolens"] == FORMAT_VERSION and set(payload) == {"cytolens", "card", "state_dict"}
     stored = json.loads(payload["card"])
     card = ModelCard.from_dict(stored, path)
-    assert card.to_dict() == stored  # every entry known to the schema, none left in the old layout
+    # every entry known to the schema, none left in the old layout (a field newer than the file may be absent)
+    assert _within(stored, card.to_dict())
     assert ModelCard.from_dict(json.loads(card.to_json()), path) == card
     assert isinstance(card.thresholds, thresholds_type(card.task))
     assert card.notice and card.stored_half and card.metrics["test"]

@@ -12,6 +12,12 @@ Usage::
         --data ../shared/datasets/bccd --format voc --split test --ratio RBC:WBC --ratio Platelets:RBC \\
         --mpp 0.075 --mpp-source "estimated: median RBC box ~100 px for a 7.5 µm red cell" \\
         --tune-split val --tune-nms 0.4 0.5 0.6
+
+A model trained before cytolens recorded the colours of its training images (``card.input.colour``, see
+:mod:`cytolens.models.colour`) gets them from its training data, everything else kept (weights as stored)::
+
+    python tools/bundle_model.py src/cytolens/models/bundled/rbc-morphology.pt rbc-morphology \\
+        --data configs/chula-split.yaml --colour-split train --colour-only
 """
 
 from __future__ import annotations
@@ -31,11 +37,22 @@ from cytolens.inference.evaluate import evaluate_model, predict_dataset
 from cytolens.inference.model import CellModel, load_model
 from cytolens.inference.peaks import tune_threshold_rel
 from cytolens.metrics import evaluate_datasets
-from cytolens.models.card import Report
+from cytolens.models.card import ColourStats, Report
 from cytolens.models.checkpoint import load_network, save_checkpoint, update_metadata
+from cytolens.models.colour import dataset_colour
 from cytolens.models.registry import BUNDLED_DIR
 
 NOTICE = "For research use only, not for diagnosis."
+
+
+def colour_from_data(data: str, fmt: str | None, split: str | None) -> ColourStats:
+    """The colour statistics (``card.input.colour``) of a model's training images, from its training data."""
+    dataset = load_data(data, fmt, split)
+    stats = dataset_colour(dataset)
+    if stats is None:
+        raise SystemExit(f"{data}: split {split!r} holds no images")
+    print(f"colour of {stats.images} of the {len(dataset)} images of {data} ({split}): {stats}")
+    return stats
 
 
 def tune_count_thresholds(model: CellModel, truth: Dataset) -> tuple[dict[str, float], float]:
@@ -94,12 +111,23 @@ def main() -> None:
     parser.add_argument("--tune-split", default=None, help="split on which to choose the counting thresholds")
     parser.add_argument("--tune-nms", type=float, nargs="*", default=[], help="NMS IoU values to choose from")
     parser.add_argument("--tune-xi", action="store_true", help="point models: choose threshold_rel on --tune-split")
+    parser.add_argument("--colour-split", default=None, help="record the colours of this split of --data (training)")
+    parser.add_argument("--colour-only", action="store_true", help="only record the colours (--colour-split)")
     parser.add_argument("--out", type=Path, default=None, help="output file (default: the bundled models' NAME.pt)")
     args = parser.parse_args()
+    if args.colour_only and not args.colour_split:
+        parser.error("--colour-only needs --colour-split")
 
     torch.set_num_threads(2)
     out = args.out or BUNDLED_DIR / f"{args.name}.pt"
     network, card = load_network(args.run_model)
+    if args.colour_split:
+        colour = colour_from_data(args.data, args.format, args.colour_split)
+        card = replace(card, input=replace(card.input, colour=colour))
+    if args.colour_only:
+        save_checkpoint(out, network, card, half=card.stored_half)  # float16 weights read as float32: the same
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        return
     card = replace(card, notice=NOTICE)
     if args.ratio:
         card = replace(card, report=Report(tuple(tuple(ratio.split(":")) for ratio in args.ratio)))

@@ -4,7 +4,8 @@ A checkpoint carries one :class:`ModelCard` (see :mod:`cytolens.models.checkpoin
 :meth:`ModelCard.to_dict`, one entry per field::
 
     task, architecture, kwargs, classes          what to build (a registered architecture) and its outputs
-    input        mpp, mpp_source, size, tile_size, overlap       the images it expects
+    input        mpp, mpp_source, size, tile_size, overlap,      the images it expects
+                 colour (mean, spread, images)
     thresholds   per task (see below), with tuned_on             how outputs become cells
     proximity    d, a                                            point models: the proximity target
     evaluation   radius                                          point matching radius (pixels)
@@ -276,6 +277,38 @@ class PointThresholds(Thresholds):
 # --- the other sections ----------------------------------------------------------------------------------
 
 
+def _channels(**limits: Any) -> dict[str, Callable[[_Reader, Any, str], Any]]:
+    def read(reader: _Reader, value: Any, where: str) -> tuple[float, float, float]:
+        if not isinstance(value, list | tuple) or len(value) != 3:
+            raise reader.error(where, f"must be three numbers (L*, a*, b*), not {value!r:.60}")
+        first, second, third = (reader.number(item, f"{where}[{i}]", **limits) for i, item in enumerate(value))
+        return first, second, third
+
+    return {"read": read}
+
+
+@dataclass(frozen=True)
+class ColourStats:
+    """The colours of a model's training images, in CIELAB (L* 0-100, a*, b*), from a sample of them.
+
+    See :mod:`cytolens.models.colour` (how they are measured, and how far an image lies from them).
+
+    Attributes:
+        mean: Per channel, the mean over the sampled images of each image's mean colour.
+        spread: Per channel, the standard deviation of the sampled images' mean colours.
+        images: How many images were sampled.
+
+    """
+
+    mean: tuple[float, float, float] = field(metadata=_channels())
+    spread: tuple[float, float, float] = field(metadata=_channels(low=0.0))
+    images: int = field(metadata=_number(low=1, integer=True))
+
+
+def _read_colour(reader: _Reader, value: Any, where: str) -> ColourStats:
+    return reader.section(ColourStats, value, where)
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """The images a model expects.
@@ -286,6 +319,7 @@ class InputConfig:
         size: The network's input size (width, height) as trained.
         tile_size: Largest tile side for tiled prediction (point models; ``None``: the predictor's default).
         overlap: Overlap of neighbouring tiles in pixels (``None``: the predictor's default).
+        colour: The colours of its training images (``None``: not recorded), to warn about foreign input.
 
     """
 
@@ -294,6 +328,7 @@ class InputConfig:
     size: tuple[int, int] | None = field(default=None, metadata={"read": _read_size})
     tile_size: int | None = field(default=None, metadata=_number(low=32, integer=True))
     overlap: int | None = field(default=None, metadata=_number(low=0, integer=True))
+    colour: ColourStats | None = field(default=None, metadata={"read": _read_colour})
 
 
 @dataclass(frozen=True)
@@ -542,6 +577,7 @@ def old_layout(card: ModelCard) -> dict[str, Any]:
 
 __all__ = [
     "BoxThresholds",
+    "ColourStats",
     "DataRecord",
     "Evaluation",
     "InputConfig",

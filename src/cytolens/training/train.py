@@ -31,6 +31,7 @@ from cytolens.inference.device import resolve_device
 from cytolens.io.validation import check_number
 from cytolens.models.card import DataRecord, InputConfig, ModelCard, Provenance
 from cytolens.models.checkpoint import load_plain, save_checkpoint, update_metadata
+from cytolens.models.colour import dataset_colour
 from cytolens.models.registry import architectures
 from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
@@ -273,7 +274,7 @@ def train(
         kwargs=final_kwargs,
         classes=tuple(train_data.classes),
         thresholds=components.describe(module, recipe, input_size).thresholds,
-        input=InputConfig(mpp=_single_mpp(train_data)),
+        input=InputConfig(mpp=_single_mpp(train_data), colour=dataset_colour(train_data)),
         provenance=Provenance(
             recipe=recipe.to_dict(),
             data={
