@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import dataset_path
+from cytolens.data.spec import load_data
+from cytolens.errors import CytolensError
 from cytolens.io.images import read_image
 from cytolens.io.voc import read
 from cytolens.models.registry import build_architecture
-from cytolens.training.box_data import unlabelled_cells
+from cytolens.training.box_data import partially_labelled, unlabelled_cells
+from cytolens.training.recipe import Recipe
 
 
 @pytest.fixture
@@ -49,3 +53,35 @@ def test_fcos_leaves_unlabelled_cells_out_of_the_background_loss():
     # every background location ignored: only the box's own locations remain in the class loss
     assert all_ignored["classification"] < plain["classification"]
     assert all_ignored["bbox_regression"] == pytest.approx(plain["bbox_regression"])
+
+
+def test_partial_data_leaves_out_the_images_of_the_main_data(bccd, tmp_path):
+    recipe = Recipe.from_dict(
+        {
+            "task": "boxes",
+            "architecture": "fcos",
+            "data": str(dataset_path("bccd-txl") / "data.yaml"),
+            "format": "yolo",
+            "boxes": {"partial_data": str(bccd), "partial_format": "voc", "partial_split": "trainval"},
+        }
+    )
+    partial = partially_labelled(recipe, ["WBC", "RBC", "Platelets"])
+    complete = {image.image_id for image in load_data(dataset_path("bccd-txl") / "data.yaml", "yolo").images}
+    assert partial.images and not complete & {image.image_id for image in partial.images}
+    assert len(partial.images) == len(load_data(bccd, "voc", "trainval").images) - len(
+        complete & {image.image_id for image in load_data(bccd, "voc", "trainval").images}
+    )
+
+
+def test_partial_data_needs_an_architecture_that_ignores_unlabelled_cells(bccd):
+    recipe = Recipe.from_dict(
+        {
+            "task": "boxes",
+            "architecture": "faster-rcnn",
+            "data": str(bccd),
+            "format": "voc",
+            "boxes": {"partial_data": str(bccd), "partial_format": "voc"},
+        }
+    )
+    with pytest.raises(CytolensError, match="partial_data needs an architecture"):
+        partially_labelled(recipe, ["WBC", "RBC", "Platelets"])

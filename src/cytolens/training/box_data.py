@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -10,8 +11,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.partial_labels import stained_mask
+from cytolens.data.spec import load_data
+from cytolens.errors import CytolensError
 from cytolens.io.images import read_image
 from cytolens.training.augment import box_pipeline, seed_from_torch
+from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize
 
 
@@ -77,6 +81,32 @@ class BoxDataset(TorchDataset):
         if self.ignore_unlabelled:
             target["masks"] = torch.from_numpy(np.ascontiguousarray(out["mask"]))[None]
         return tensor, target
+
+
+PARTIAL_LABEL_ARCHITECTURES = ("fcos",)
+"""Box architectures whose loss leaves unlabelled cells out (the FCOS head in cytolens.models.detectors)."""
+
+
+def partially_labelled(recipe: Recipe, classes: list[str]) -> Dataset:
+    """The ``partial_data`` of a recipe's boxes section, without the images its ``data`` holds in any split.
+
+    Args:
+        recipe: The recipe (its ``boxes.partial_data``, ``partial_format`` and ``partial_split``).
+        classes: The training classes, in order; the partial data's classes map onto them by name.
+
+    Raises:
+        CytolensError: If the recipe's architecture cannot leave unlabelled cells out of its loss.
+
+    """
+    if recipe.architecture not in PARTIAL_LABEL_ARCHITECTURES:
+        raise CytolensError(
+            f"boxes: partial_data needs an architecture whose loss leaves unlabelled cells out "
+            f"({', '.join(PARTIAL_LABEL_ARCHITECTURES)}), not {recipe.architecture}"
+        )
+    settings = recipe.boxes
+    known = {image.image_id for image in load_data(recipe.data, recipe.format).images}
+    partial = load_data(settings.partial_data, settings.partial_format, settings.partial_split, classes=classes)
+    return dataclasses.replace(partial, images=[image for image in partial.images if image.image_id not in known])
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

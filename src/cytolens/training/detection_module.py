@@ -59,7 +59,6 @@ class DetectionModule(pl.LightningModule):
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
         losses = self.model(images, targets)
         loss = sum(losses.values())
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))

@@ -40,10 +40,19 @@ class BoxSettings:
 
     Attributes:
         score_threshold: Default score threshold stored with the model for prediction.
+        partial_data: More training images whose boxes miss some of their cells (spec or folder; ``None``:
+            none), e.g. BCCD, which boxes about half of the red cells: their unlabelled cells (stained, in no
+            box) are left out of the background loss. Images that ``data`` also holds, in any split, are left
+            out of them (so that validation and test images stay unseen).
+        partial_format: Annotation format of ``partial_data`` when it is not a spec file.
+        partial_split: Split of ``partial_data`` to use (``None``: all its images).
 
     """
 
     score_threshold: float = 0.3
+    partial_data: str | None = None
+    partial_format: str | None = None
+    partial_split: str | None = None
 
 
 @dataclass
@@ -182,7 +191,7 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
-        """Load a recipe YAML file; relative ``data`` and ``aux_data`` paths are taken relative to the file.
+        """Load a recipe YAML file; relative paths (``data``, ``aux_data``, ``partial_data``) are taken relative to it.
 
         Raises:
             DataError: Naming the file, if it cannot be read as YAML or a key or value is unusable.
@@ -227,11 +236,11 @@ _NUMBERS: dict[str, dict[str, Any]] = {
 """Ranges of the numeric recipe and section keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
 _OPTIONAL_NUMBERS = ("patience",)
 _TEXT = ("data", "init")
-_OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split")
-_FORMATS = ("format", "aux_format")
+_OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split", "partial_data", "partial_split")
+_FORMATS = ("format", "aux_format", "partial_format")
 _FLAGS = ("ignore_unlabelled_cells",)
 _CLASS_LISTS = ("aux_classes",)
-_PATHS = ("data", "aux_data")
+_PATHS = ("data", "aux_data", "partial_data")
 """Keys holding paths, taken relative to the recipe file."""
 _STAGE_NUMBERS: dict[str, dict[str, Any]] = {
     "freeze_blocks": {"integer": True, "low": 0},
@@ -375,8 +384,10 @@ def checked_values(values: dict[str, Any], source: str | Path | None = None) -> 
         _refuse(source, f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
     architecture = values.get("architecture", default.architecture)
     if not isinstance(architecture, str) or architecture not in architectures(task):
-        _refuse(source, f"architecture {architecture!r} does not serve task {task!r} "
-                f"(choose: {', '.join(architectures(task))})")
+        _refuse(
+            source,
+            f"architecture {architecture!r} does not serve task {task!r} (choose: {', '.join(architectures(task))})",
+        )
     section = _section(values, task, source)
     for key in [key for key in values if key not in ("task", "architecture", "kwargs", "stages")]:
         values[key] = _checked(key, values[key], key, source)

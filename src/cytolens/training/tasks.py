@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from torch import nn
+from torch.utils.data import ConcatDataset
 from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import Dataset
@@ -62,7 +63,7 @@ class TaskComponents:
 
 
 def _box_components() -> TaskComponents:
-    from cytolens.training.box_data import BoxDataset, collate
+    from cytolens.training.box_data import BoxDataset, collate, partially_labelled
     from cytolens.training.detection_module import DetectionModule
 
     def base_size(recipe: Recipe) -> int:
@@ -74,7 +75,11 @@ def _box_components() -> TaskComponents:
         )
 
     def dataset(data: Dataset, recipe: Recipe, size: InputSize, train: bool) -> TorchDataset:
-        return BoxDataset(data, size, train)
+        complete = BoxDataset(data, size, train)
+        if not (train and recipe.boxes.partial_data):
+            return complete
+        partial = partially_labelled(recipe, list(data.classes))
+        return ConcatDataset([complete, BoxDataset(partial, size, train, ignore_unlabelled=True)])
 
     def final_kwargs(size: InputSize) -> dict[str, Any]:
         return {"max_size": size.final, "min_size": short_side(size.final)}
@@ -115,7 +120,12 @@ def _point_components() -> TaskComponents:
 
         def points(source: Dataset, scale: float = 1.0) -> PointDataset:
             return PointDataset(
-                source, settings.proximity_d, settings.proximity_a, size, train, scale,
+                source,
+                settings.proximity_d,
+                settings.proximity_a,
+                size,
+                train,
+                scale,
                 settings.ignore_unlabelled_cells,
             )
 
