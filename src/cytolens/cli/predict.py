@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from cytolens.inference.model import CellModel
 
 DEFAULT_MODEL = "blood-cells"
-DEFAULT_OUTPUTS = "csv,coco,geojson,overlay,counts,napari"
-"""``--outputs`` by default: every output but the Label Studio tasks (see :data:`cytolens.results.writers.OUTPUTS`)."""
 
 
 def _with_thresholds(
@@ -44,22 +42,6 @@ def _with_thresholds(
         raise typer.BadParameter(str(error), param_hint="--score-threshold") from None
 
 
-def _chosen_outputs(outputs: str) -> list[str]:
-    """The names in ``--outputs``.
-
-    Raises:
-        typer.BadParameter: If one is not an output (exit code 2).
-
-    """
-    from cytolens.results.writers import OUTPUTS
-
-    chosen = [name.strip() for name in outputs.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in OUTPUTS]
-    if unknown:
-        raise typer.BadParameter(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
-    return chosen
-
-
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", metavar="IMAGES")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cytolens-out"),
@@ -85,13 +67,13 @@ def predict(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
     outputs: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--outputs",
             help="Comma-separated outputs: csv, coco, geojson, overlay, counts, napari, label-studio (Label Studio "
-            "tasks with the cells as predictions, and their labelling config).",
+            "tasks with the cells as predictions, and their labelling config). \\[default: all but label-studio]",
         ),
-    ] = DEFAULT_OUTPUTS,
+    ] = None,
     ratio: Annotated[
         list[str] | None, typer.Option("--ratio", help="Count ratio for counts.csv, e.g. RBC:WBC (repeatable).")
     ] = None,
@@ -140,10 +122,10 @@ def predict(
     from cytolens.progress import progress
     from cytolens.results.counts import parse_ratio
     from cytolens.results.thresholds import describe
-    from cytolens.results.writers import PredictionWriter
+    from cytolens.results.writers import DEFAULT_OUTPUTS, PredictionWriter
 
     log = logging.getLogger("cytolens")
-    chosen = _chosen_outputs(outputs)
+    chosen = DEFAULT_OUTPUTS if outputs is None else [name.strip() for name in outputs.split(",") if name.strip()]
     ids = find_images(paths, recursive=recursive)
     files = list(ids)
     served_from = label_studio_root if "label-studio" in chosen else None
