@@ -310,8 +310,16 @@ def load_data(
     else:
         spec = DatasetSpec(fmt, data, classes=classes)
     dataset = spec.load()
-    if split is None:
-        return dataset
+    return dataset if split is None else split_of(dataset, split, data)
+
+
+def split_of(dataset: Dataset, split: str, data: str | Path) -> Dataset:
+    """The images of ``dataset``'s split ``split``.
+
+    Raises:
+        CytolensError: Naming ``data`` (where the dataset was read from), if the split is not defined.
+
+    """
     if split not in dataset.splits:
         known = ", ".join(dataset.splits) or "none"
         raise CytolensError(f"{data}: unknown split {split!r} (known: {known})")

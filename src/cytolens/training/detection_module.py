@@ -12,8 +12,16 @@ from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.stages import InputSize, short_side
 
 
+def detections_per_image(model: nn.Module) -> int:
+    """The most boxes the detector returns for one image (FCOS holds it, Faster R-CNN its ROI heads)."""
+    return int(getattr(model, "roi_heads", model).detections_per_img)
+
+
 class DetectionModule(pl.LightningModule):
     """Trains a torchvision detector; validates by COCO mAP (``val/map50`` is logged for checkpointing).
+
+    The mAP counts up to as many boxes per image as the detector returns (:func:`detections_per_image`), so
+    that dense fields are scored on all their boxes and torchmetrics has no reason to warn that it drops some.
 
     Args:
         model: A registered box detector (``blocks()`` exposed).
@@ -44,8 +52,9 @@ class DetectionModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
         self.pretrained_lr_factor = pretrained_lr_factor
+        most = detections_per_image(model)
         self.val_map = MeanAveragePrecision(
-            iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, 100, 300]
+            iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, min(100, most), most]
         )
 
     def on_train_epoch_start(self) -> None:

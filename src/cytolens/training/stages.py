@@ -10,11 +10,14 @@ square training crops.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
 
 from cytolens.models.blocks import freeze_blocks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,5 +117,5 @@ class StageSchedule(pl.Callback):
         stage = stage_at(self.stages, trainer.current_epoch)
         if getattr(module.model, "frozen_blocks", None) != stage.freeze_blocks:
             frozen = freeze_blocks(module.model, stage.freeze_blocks)
-            module.print(f"epoch {trainer.current_epoch}: frozen blocks {frozen or 'none'}")
+            log.info("epoch %d: frozen blocks %s", trainer.current_epoch, frozen or "none")
         self.input_size.enter(trainer.current_epoch)

@@ -25,7 +25,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.spec import load_data
+from cytolens.data.spec import load_data, split_of
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.io.validation import check_number
@@ -35,6 +35,7 @@ from cytolens.models.colour import dataset_colour
 from cytolens.models.registry import architectures
 from cytolens.training.averaging import WarmEMA
 from cytolens.training.init import initial_model
+from cytolens.training.lightning_messages import lightning_at_debug
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize, StageSchedule
 from cytolens.training.tasks import CardSections, task_components
@@ -153,6 +154,30 @@ class ExportModel(pl.Callback):
             update_metadata(self.path, {"provenance": {"training_minutes": minutes}})
 
 
+def _training_data(recipe: Recipe) -> tuple[Dataset, Dataset | None, tuple[str | None, str | None]]:
+    """The training and validation images of the recipe's data, and the names of their splits.
+
+    Data that names no splits at all (a folder of images and annotations) is trained on whole, without
+    validation, as one warning line says (with how to name splits).
+
+    Raises:
+        CytolensError: If the data names splits, but not the recipe's.
+
+    """
+    data = load_data(recipe.data, recipe.format)
+    train_split, val_split = recipe.train_split, recipe.val_split
+    if not data.splits and (train_split or val_split):
+        log.warning(
+            "%s names no splits: training on all its %d images, without validation (to validate, give a dataset "
+            "spec that names them, e.g. splits: {ratio: {train: 0.9, val: 0.1}}; see docs/formats.md)",
+            recipe.data, len(data),
+        )
+        train_split = val_split = None
+    train_data = data if train_split is None else split_of(data, train_split, recipe.data)
+    val_data = None if val_split is None else split_of(data, val_split, recipe.data)
+    return train_data, val_data, (train_split, val_split)
+
+
 def _data_record(dataset: Dataset, split: str | None) -> DataRecord:
     return DataRecord(name=dataset.name, licence=dataset.licence, split=split, images=len(dataset))
 
@@ -243,10 +268,9 @@ def train(
             f"architecture {recipe.architecture!r} does not serve task {recipe.task!r} (choose: {', '.join(known)})"
         )
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
-    train_data = load_data(recipe.data, recipe.format, recipe.train_split)
-    val_data = load_data(recipe.data, recipe.format, recipe.val_split) if recipe.val_split else None
+    train_data, val_data, splits = _training_data(recipe)
     if not len(train_data):
-        raise CytolensError(f"{recipe.data}: split {recipe.train_split!r} holds no images")
+        raise CytolensError(f"{recipe.data}: {f'split {splits[0]!r}' if splits[0] else 'it'} holds no images")
     model, architecture, kwargs, init_info = initial_model(
         recipe.init, recipe.architecture, train_data.classes, recipe.kwargs
     )
@@ -278,8 +302,8 @@ def train(
         provenance=Provenance(
             recipe=recipe.to_dict(),
             data={
-                "train": _data_record(train_data, recipe.train_split),
-                "val": _data_record(val_data, recipe.val_split) if val_data else None,
+                "train": _data_record(train_data, splits[0]),
+                "val": _data_record(val_data, splits[1]) if val_data else None,
             },
             init=init_info,
         ),
@@ -311,23 +335,24 @@ def train(
     if recipe.patience and val_loader is not None:
         callbacks.append(EarlyStopping(monitor, mode="max", patience=recipe.patience, check_on_train_epoch_end=False))
     accelerator, devices = _accelerator(device)
-    trainer = pl.Trainer(
-        max_epochs=recipe.epochs,
-        max_steps=max_steps,
-        accelerator=accelerator,
-        devices=devices,
-        callbacks=callbacks,
-        logger=CSVLogger(out, name="logs"),
-        gradient_clip_val=recipe.grad_clip,
-        check_val_every_n_epoch=recipe.val_every,
-        num_sanity_val_steps=0,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        plugins=[PlainCheckpointIO(module)],
-    )
     last = out / "checkpoints" / "last.ckpt"
     started = time.monotonic()
-    trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
+    with lightning_at_debug():  # the device summary, tips and deprecations at debug level
+        trainer = pl.Trainer(
+            max_epochs=recipe.epochs,
+            max_steps=max_steps,
+            accelerator=accelerator,
+            devices=devices,
+            callbacks=callbacks,
+            logger=CSVLogger(out, name="logs"),
+            gradient_clip_val=recipe.grad_clip,
+            check_val_every_n_epoch=recipe.val_every,
+            num_sanity_val_steps=0,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=10,
+            plugins=[PlainCheckpointIO(module)],
+        )
+        trainer.fit(module, loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
     exporter.finish(module, round((time.monotonic() - started) / 60, 1))
     return out / "model.pt"
