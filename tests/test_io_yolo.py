@@ -145,3 +145,10 @@ def test_bad_yaml_and_class_map(tmp_path: Path) -> None:
         yolo.read(tmp_path)
     with pytest.raises(DataError, match="'WBC' is not in the class map"):
         yolo.read(small_yolo(tmp_path / "ok"), classes=["RBC"])
+
+
+def test_reads_the_licence_of_the_dataset_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "LICENSE").write_text("MIT License\n\nCopyright (c) someone\n")
+    (tmp_path / "data.yaml").write_text("train: images\nnames: [cell]\n")
+    assert read_dataset(tmp_path / "data.yaml", "yolo").licence == "MIT License"

@@ -47,6 +47,7 @@ from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import write_text
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
+from cytolens.io.licence import read_licence
 from cytolens.io.paths import link_or_copy
 from cytolens.io.registry import Capabilities
 from cytolens.io.text import read_text, read_yaml
@@ -204,7 +205,7 @@ def read(path: Path, classes: list[str] | None = None) -> Dataset:
             raise DataError(label_path(with_cells[0].path), "has no score column while other label files do")
         for image in unscored:  # an image without boxes among scored ones is scored, with no scores
             images[image.image_id] = replace(image, cells=replace(image.cells, scores=np.zeros(0)))
-    return Dataset(names.names, list(images.values()), splits, root.name)
+    return Dataset(names.names, list(images.values()), splits, root.name, read_licence(root))
 
 
 def _label_lines(image: AnnotatedImage) -> str:
