@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
@@ -149,6 +150,9 @@ def test_bad_yaml_and_class_map(tmp_path: Path) -> None:
 
 def test_reads_the_licence_of_the_dataset_folder(tmp_path):
     (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
     (tmp_path / "LICENSE").write_text("MIT License\n\nCopyright (c) someone\n")
     (tmp_path / "data.yaml").write_text("train: images\nnames: [cell]\n")
     assert read_dataset(tmp_path / "data.yaml", "yolo").licence == "MIT License"
