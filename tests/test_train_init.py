@@ -26,3 +26,15 @@ def test_class_heads_start_fresh_only_when_the_classes_change(tmp_path, classes,
         own["class_head.weight"], old["class_head.weight"]
     )
     assert same_head is not fresh
+
+
+def test_the_recipe_kwargs_win_over_the_base_models(tmp_path):
+    base = build_architecture("fcos", num_classes=2, weights=None, detections_per_img=300)
+    card = {"task": "boxes", "architecture": "fcos", "kwargs": {"detections_per_img": 300}, "classes": ["a", "b"]}
+    save_checkpoint(tmp_path / "base.pt", base, card)
+    model, _, kwargs, _ = initial_model(str(tmp_path / "base.pt"), "fcos", ["a", "b"], {"detections_per_img": 1000})
+    assert kwargs["detections_per_img"] == 1000 and model.detections_per_img == 1000
+    assert torch.equal(
+        model.state_dict()["head.classification_head.cls_logits.weight"],
+        base.state_dict()["head.classification_head.cls_logits.weight"],
+    )

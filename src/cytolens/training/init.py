@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
@@ -27,9 +28,9 @@ def initial_model(
         init: ``imagenet`` (pretrained backbone), ``none`` (random), a bundled model name or a checkpoint path.
             A base model's weights are loaded wherever their shapes fit; when its classes differ from
             ``classes``, the class-dependent layers (class heads) start fresh, even if their shapes fit.
-        architecture: Registered architecture name (a base model's own architecture and kwargs win).
+        architecture: Registered architecture name (a base model's own architecture wins).
         classes: Class names of the training data.
-        kwargs: Builder arguments.
+        kwargs: Builder arguments; over a base model's own, these win (e.g. a larger ``detections_per_img``).
 
     Returns:
         The model, its architecture name and builder arguments, and a description of the initialisation
@@ -43,6 +44,7 @@ def initial_model(
     card, state = read_card(path)
     if card.task != _task_of(architecture):
         raise ModelError(f"{path}: a {card.task} model cannot initialise a {_task_of(architecture)} model")
+    card = replace(card, kwargs={**card.kwargs, **kwargs})
     model = build_described(path, card, len(classes))
     own = model.state_dict()
     same_classes = list(card.classes) == list(classes)
