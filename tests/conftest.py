@@ -52,6 +52,12 @@ def bccd() -> Path:
 
 
 @pytest.fixture
+def bccd_txl() -> Path:
+    """BCCD-TXL: 221 BCCD images with complete boxes (YOLO layout; its ``data.yaml`` names the splits)."""
+    return dataset_path("bccd-txl")
+
+
+@pytest.fixture
 def chula() -> Path:
     return dataset_path("chula-rbc-12")
 

@@ -24,8 +24,9 @@ def test_listed_with_its_metadata():
     assert models["blood-cells"]["classes"] == ["WBC", "RBC", "Platelets"]
     assert models["blood-cells"]["licence"].startswith("MIT")
     card, _ = read_card(bundled_models()["blood-cells"])
-    assert card.task == "boxes" and card.input.size == (512, 384) and card.input.mpp == 0.075
-    assert set(card.thresholds.score) == {"WBC", "RBC", "Platelets"} and card.thresholds.nms == 0.6
+    assert card.task == "boxes" and card.input.size == (640, 480) and card.input.mpp == 0.075
+    assert set(card.thresholds.score) == {"WBC", "RBC", "Platelets"} and card.thresholds.nms == 0.5
+    assert card.input.colour is not None and card.kwargs["detections_per_img"] == 1000
     assert card.report.ratios == (("RBC", "WBC"), ("Platelets", "RBC"))
     assert bundled_models()["blood-cells"].stat().st_size <= 25e6
 
@@ -48,21 +49,20 @@ def test_example_wbc_counts_equal_the_annotations(example_counts):
         assert found["WBC"] == true["WBC"], image_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 9/17, 7/17 and 11/14 red cells: the model misses overlapping red cells in clumps at its "
-    "count threshold (0.55, tuned on val); on the whole BCCD test split its RBC count MAE is 2.7 per image",
-)
-def test_example_rbc_counts_within_15_percent(example_counts):
+def test_example_rbc_counts_at_least_the_boxed_ones(example_counts):
+    """BCCD boxes only some of the red cells (about half): the model finds at least those (measured 19/17, 23/17,
+    20/14; the images are not among those BCCD-TXL re-annotated, so complete counts are measured there instead)."""
     for image_id, found, true in example_counts:
-        assert abs(found["RBC"] - true["RBC"]) <= 0.15 * true["RBC"], (image_id, found, true)
+        assert true["RBC"] <= found["RBC"] <= 2 * true["RBC"], (image_id, found, true)
 
 
-def test_evaluate_reproduces_the_stored_test_figures(bccd):
+def test_evaluate_reproduces_the_stored_test_figures(bccd_txl):
     card, _ = read_card(bundled_models()["blood-cells"])
     stored = card.metrics["test"]
+    assert stored["data"] == "bccd-txl:test"
+    data = str(bccd_txl / "data.yaml")
     result = CliRunner().invoke(
-        app, ["evaluate", "--model", "blood-cells", "--data", str(bccd), "--format", "voc", "--split", "test", "--json"]
+        app, ["evaluate", "--model", "blood-cells", "--data", data, "--format", "yolo", "--split", "test", "--json"]
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -70,3 +70,9 @@ def test_evaluate_reproduces_the_stored_test_figures(bccd):
     assert figures["map50_95"] == pytest.approx(stored["map50_95"], abs=1e-6)
     for name in ("WBC", "RBC", "Platelets"):
         assert figures["per_class"][name]["ap50"] == pytest.approx(stored["per_class"][name]["ap50"], abs=1e-6)
+    # issue 10's targets on completely labelled smears
+    per_class = figures["per_class"]
+    assert figures["map50"] >= 0.95
+    assert abs(per_class["RBC"]["predicted"] - per_class["RBC"]["true"]) <= 0.05 * per_class["RBC"]["true"]
+    assert per_class["RBC"]["count_mae"] <= 2.0
+    assert per_class["WBC"]["count_mae"] <= 0.3 and per_class["Platelets"]["count_mae"] <= 0.3
