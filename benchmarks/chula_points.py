@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import common
-from cytolens.data.spec import SplitSpec, load_data, load_spec, write_spec
+from cytolens.io.spec import SplitSpec, load_data, load_spec, write_spec
 from cytolens.training.recipe import Recipe
 
 NAME = "chula_points"

@@ -199,7 +199,7 @@ def seconds_per_step(recipe: Any, steps: int = 4) -> float:
     """
     from torch.utils.data import DataLoader
 
-    from cytolens.data.spec import load_data
+    from cytolens.io.spec import load_data
     from cytolens.training.init import initial_model
     from cytolens.training.stages import InputSize
     from cytolens.training.tasks import task_components

@@ -40,8 +40,8 @@ CHULA_IMAGES = 4
 
 def chula_images(count: int) -> list[np.ndarray]:
     """The first ``count`` images of the Chula test split."""
-    from cytolens.data.spec import load_data
     from cytolens.io.images import read_image
+    from cytolens.io.spec import load_data
 
     return [read_image(image.path) for image in load_data(CHULA_SPEC, split="test").images[:count]]
 

@@ -40,10 +40,10 @@ import torch
 import common
 from cytolens.data.annotations import Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import SplitSpec, load_data, load_spec, write_spec
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
 from cytolens.io.registry import write_dataset
+from cytolens.io.spec import SplitSpec, load_data, load_spec, write_spec
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import Stage
 

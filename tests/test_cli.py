@@ -14,10 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cytolens.cli.main import app
-from cytolens.data.spec import load_data
 from cytolens.errors import DataError
 from cytolens.examples import path as examples_path
 from cytolens.io.registry import read_dataset, write_dataset
+from cytolens.io.spec import load_data
 from helpers import assert_same_annotations
 
 

@@ -9,10 +9,10 @@ import yaml
 from cytolens import examples
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.convert import convert
-from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError
 from cytolens.io import read_dataset, write_dataset
+from cytolens.io.convert import convert
+from cytolens.io.spec import load_data
 from helpers import assert_same_annotations, write_image
 
 

@@ -20,10 +20,10 @@ import cytolens
 from cytolens.cli.main import app
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import load_spec
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.boxes import MAX_SHRINK
 from cytolens.io.images import DEFAULT_MAX_PIXELS, max_pixels, read_image, set_max_pixels
+from cytolens.io.spec import load_spec
 from cytolens.metrics import evaluate_datasets
 from cytolens.training.recipe import Recipe
 from tiny_detector import tiny_detector

@@ -19,8 +19,8 @@ import cytolens
 from cytolens.cli.main import app
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import load_data, load_spec
 from cytolens.errors import CytolensError, DataError
+from cytolens.io.spec import load_data, load_spec
 from cytolens.metrics import evaluate_datasets
 from cytolens.results.result import Result
 from cytolens.training.recipe import Recipe

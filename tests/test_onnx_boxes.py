@@ -13,12 +13,12 @@ from scipy.optimize import linear_sum_assignment
 from typer.testing import CliRunner
 
 from cytolens.cli.main import app
-from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError, ModelError
 from cytolens.inference import onnx_boxes
 from cytolens.inference.evaluate import evaluate_model
 from cytolens.inference.model import load_model
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.models.checkpoint import save_checkpoint
 from cytolens.models.registry import build_architecture
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import dataset_path
-from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.io.voc import read
 from cytolens.models.registry import build_architecture
 from cytolens.training.box_data import partially_labelled, unlabelled_cells

@@ -9,9 +9,10 @@ import pytest
 
 from cytolens.data.annotations import Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.partial_labels import drop_unlabelled_detections, known_pixels, stained_mask
-from cytolens.data.spec import load_data
+from cytolens.data.partial_labels import known_pixels, stained_mask
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
+from cytolens.metrics.unlabelled import drop_unlabelled_detections
 from cytolens.training.point_data import PointDataset
 from cytolens.training.proximity import nearest_centre
 

@@ -9,11 +9,11 @@ import torch
 from cytolens import examples
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.errors import CytolensError
 from cytolens.inference.peaks import find_peaks
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.training.augment import point_pipeline
 from cytolens.training.point_data import PointDataset, WithAuxiliary, auxiliary_data, collate
 from cytolens.training.recipe import PointSettings

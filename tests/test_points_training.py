@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
-from cytolens.data.spec import load_data
 from cytolens.inference.peaks import THRESHOLD_GRID, predict_points
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.models.card import Evaluation, Proximity
 from cytolens.models.checkpoint import load_network, save_checkpoint
 from cytolens.models.registry import build_architecture

@@ -9,9 +9,9 @@ import yaml
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import DatasetSpec, SplitSpec, load_data, load_spec, rename_classes, write_spec
 from cytolens.data.splits import kfold_split, ratio_split
 from cytolens.errors import CytolensError, DataError
+from cytolens.io.spec import DatasetSpec, SplitSpec, load_data, load_spec, rename_classes, write_spec
 
 IDS = [f"img{i:03d}" for i in range(103)]
 

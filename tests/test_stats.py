@@ -9,8 +9,8 @@ import pytest
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.data.spec import load_data
 from cytolens.data.stats import dataset_stats, nearest_neighbour_distances
+from cytolens.io.spec import load_data
 
 
 def test_crchisto_train_and_validation_nuclei(crchisto: Path) -> None:

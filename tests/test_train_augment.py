@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.spec import load_data
+from cytolens.io.spec import load_data
 from cytolens.training.box_data import BoxDataset
 from cytolens.training.point_data import PointDataset
 from cytolens.training.stages import InputSize

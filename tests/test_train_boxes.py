@@ -35,7 +35,7 @@ def _recipe(spec, epochs: int) -> Recipe:
 
 
 def _loss(model, spec) -> float:
-    from cytolens.data.spec import load_data
+    from cytolens.io.spec import load_data
 
     dataset = BoxDataset(load_data(spec, split="train"), InputSize([], 256), train=False)
     images, targets = collate([dataset[i] for i in range(4)])

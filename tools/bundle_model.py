@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.partial_labels import drop_unlabelled_detections
-from cytolens.data.spec import load_data
 from cytolens.inference.evaluate import evaluate_model, predict_dataset
 from cytolens.inference.model import CellModel, load_model
 from cytolens.inference.peaks import tune_threshold_rel
+from cytolens.io.spec import load_data
 from cytolens.metrics import evaluate_datasets
+from cytolens.metrics.unlabelled import drop_unlabelled_detections
 from cytolens.models.card import ColourStats, Report
 from cytolens.models.checkpoint import load_network, save_checkpoint, update_metadata
 from cytolens.models.colour import dataset_colour

@@ -27,7 +27,7 @@ def convert(
     warning and counted in the summary. --out must be new or empty unless --exist-ok, and outside the
     source; the conversion is written beside it and moved into place only when complete.
     """
-    from cytolens.data.convert import convert as convert_data
+    from cytolens.io.convert import convert as convert_data
 
     dropped = convert_data(data, fmt, to, out, split=split, exist_ok=exist_ok)
     if as_json:

@@ -47,7 +47,7 @@ def _score(
         typer.BadParameter: If neither or both sources of predictions were given.
 
     """
-    from cytolens.data.spec import load_data
+    from cytolens.io.spec import load_data
     from cytolens.metrics import evaluate_datasets
 
     if (predictions is None) == (model is None):
@@ -115,7 +115,7 @@ def evaluate(
     Boxes are scored by average precision, points by precision, recall and F1 within --radius
     pixels, image labels by accuracy; counts per class are compared too.
     """
-    from cytolens.data.spec import load_data
+    from cytolens.io.spec import load_data
     from cytolens.metrics.report import write_report
 
     truth = load_data(data, fmt=fmt, split=split)

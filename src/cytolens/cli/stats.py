@@ -40,8 +40,8 @@ def stats(data: DataOption, fmt: FormatOption = None, split: SplitOption = None,
     counted by image labels instead. Point spacing is the distance from each point to its nearest
     neighbour, a guide to the matching radius of point detection.
     """
-    from cytolens.data.spec import load_data
     from cytolens.data.stats import dataset_stats
+    from cytolens.io.spec import load_data
 
     figures = dataset_stats(load_data(data, fmt=fmt, split=split))
     if as_json:

@@ -9,21 +9,16 @@ rim lies beyond ``d``; a neighbouring cell's centre region is farther, since ``d
 the spacing of neighbouring centres). Stained pixels are found by Otsu's threshold on
 the CIELAB ``a*`` (red-green) channel, where eosin- and Romanowsky-stained cells stand out from the
 pale background, then closed, cleared of small holes (the central pallor of red cells) and slightly
-dilated so that cell rims count as cells.
+dilated so that cell rims count as cells. When such images are scored, predictions on their unlabelled
+cells are left out (:func:`cytolens.metrics.unlabelled.drop_unlabelled_detections`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes
-
-from cytolens.data.annotations import Dataset
-from cytolens.io.images import read_image
 
 REACH = 1.5
 """Pixels within ``REACH · d`` of a labelled centre are known (target 0 beyond ``d``)."""
@@ -65,39 +60,3 @@ def known_pixels(stained: np.ndarray, distance: np.ndarray, reach: float) -> np.
 
     """
     return (~stained | (distance <= reach)).astype(np.float32)
-
-
-def drop_unlabelled_detections(predictions: Dataset, truth: Dataset, radius: float) -> tuple[Dataset, int]:
-    """Drop predicted centres on unlabelled cells: in a partially labelled image they are neither right nor wrong.
-
-    A predicted centre is kept when it lies on unstained background (a false positive) or within
-    ``2 · radius`` of a true centre (matched, or a second detection on a labelled cell); the others lie
-    on cells nobody labelled. Images pair by ``image_id``; predicted boxes are all kept.
-
-    Args:
-        predictions: Predicted points.
-        truth: The partially labelled ground truth (its images are read to find the stained cells).
-        radius: Matching radius (pixels).
-
-    Returns:
-        The kept predictions, and how many centres were dropped.
-
-    """
-    truths = {image.image_id: image for image in truth.images}
-    images, dropped = [], 0
-    for image in predictions.images:
-        true, cells = truths.get(image.image_id), image.cells
-        boxed = cells.has_box
-        if true is None or boxed.all():
-            images.append(image)
-            continue
-        stained = stained_mask(read_image(true.path))
-        height, width = stained.shape
-        cols = np.clip(cells.centres[:, 0].astype(int), 0, width - 1)
-        rows = np.clip(cells.centres[:, 1].astype(int), 0, height - 1)
-        true_centres = true.cells.point_cells().centres
-        far = cKDTree(true_centres).query(cells.centres)[0] if len(true_centres) else np.full(len(cells), np.inf)
-        keep = boxed | ~stained[rows, cols] | (far <= 2 * radius)
-        dropped += int((~keep).sum())
-        images.append(dataclasses.replace(image, cells=cells.select(keep)))
-    return dataclasses.replace(predictions, images=images), dropped

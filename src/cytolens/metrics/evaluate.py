@@ -7,7 +7,6 @@ from typing import Any
 
 from cytolens.data.annotations import Dataset
 from cytolens.data.cells import ScoreThreshold
-from cytolens.data.partial_labels import drop_unlabelled_detections
 from cytolens.errors import CytolensError, DataError
 from cytolens.io.validation import check_number
 from cytolens.metrics.boxes import box_ap
@@ -15,6 +14,7 @@ from cytolens.metrics.classification import image_classification_metrics
 from cytolens.metrics.counting import count_metrics
 from cytolens.metrics.pairing import align_predictions
 from cytolens.metrics.points import point_metrics
+from cytolens.metrics.unlabelled import drop_unlabelled_detections
 
 TOP_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
     "boxes": ("map50", "map50_95"),
@@ -103,7 +103,7 @@ def evaluate_datasets(
             average precision uses every prediction. ``None`` counts every prediction.
         ignore_unlabelled: The truth labels only some cells of an image: predicted points on unlabelled
             cells count neither as right nor as wrong
-            (:func:`~cytolens.data.partial_labels.drop_unlabelled_detections`); ``ignored_detections`` says
+            (:func:`~cytolens.metrics.unlabelled.drop_unlabelled_detections`); ``ignored_detections`` says
             how many were left out.
         source: Where the predictions come from (their file), named when they cannot be scored.
 

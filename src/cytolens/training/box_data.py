@@ -11,9 +11,9 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.partial_labels import stained_mask
-from cytolens.data.spec import load_data
 from cytolens.errors import CytolensError
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.training.augment import box_pipeline, seed_from_torch
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize

@@ -18,9 +18,9 @@ from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.partial_labels import REACH, known_pixels, stained_mask
-from cytolens.data.spec import load_data
 from cytolens.data.transforms import boxes_to_points
 from cytolens.io.images import read_image
+from cytolens.io.spec import load_data
 from cytolens.models.point_fcn import STRIDE
 from cytolens.training.augment import point_pipeline, seed_from_torch
 from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map

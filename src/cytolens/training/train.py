@@ -25,9 +25,9 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.spec import load_data, split_of
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
+from cytolens.io.spec import load_data, split_of
 from cytolens.io.validation import check_number
 from cytolens.models.card import DataRecord, InputConfig, ModelCard, Provenance
 from cytolens.models.checkpoint import load_plain, save_checkpoint, update_metadata

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cytolens.data.annotations import Dataset
-from cytolens.data.spec import SPEC_SUFFIXES, load_data, load_spec
 from cytolens.io.output_run import OutputRun
 from cytolens.io.registry import write_dataset
+from cytolens.io.spec import SPEC_SUFFIXES, load_data, load_spec
 
 
 def _inputs(src: Path, fmt: str | None, dataset: Dataset) -> list[Path]:
