@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 from cytolens.cli.main import app
 from cytolens.errors import ModelError
 from cytolens.inference.model import load_model
-from cytolens.models.checkpoint import read_checkpoint
+from cytolens.models.checkpoint import read_card
 from cytolens.training.init import initial_model
 from cytolens.training.recipe import Recipe
 from helpers import write_image
@@ -113,7 +113,7 @@ def test_checkpoints_with_a_payload_are_refused_everywhere_they_are_read(tmp_pat
     payload[where] = Payload(marker)
     path = tmp_path / "model.pt"
     torch.save(payload, path)
-    for read in (read_checkpoint, load_model, lambda p: initial_model(str(p), "fcn-small", ["cell"], {})):
+    for read in (read_card, load_model, lambda p: initial_model(str(p), "fcn-small", ["cell"], {})):
         with pytest.raises(ModelError, match="refused: it holds objects other than tensors") as error:
             read(path)
         assert str(error.value).startswith(f"{path}: ")
