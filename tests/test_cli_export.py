@@ -35,7 +35,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = invoke("export", "blood-cells", "--onnx", path, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["input"] == {"name": "images", "shape": ["N", 3, 384, 512]}
+    assert summary["input"] == {"name": "images", "shape": ["N", 3, 480, 640]}
     assert summary["classes"] == ["WBC", "RBC", "Platelets"]
     return path
 
@@ -43,11 +43,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_file_loads_in_onnx_runtime_and_describes_the_model(exported: Path) -> None:
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     (images,) = session.get_inputs()
-    assert images.name == "images" and images.shape[1:] == [3, 384, 512]
+    assert images.name == "images" and images.shape[1:] == [3, 480, 640]
     assert [output.name for output in session.get_outputs()] == list(onnx_boxes.OUTPUTS)
     metadata = session.get_modelmeta().custom_metadata_map
     card = json.loads(metadata["cytolens_card"])
-    assert card["classes"] == ["WBC", "RBC", "Platelets"] and card["thresholds"]["nms"] == 0.6
+    assert card["classes"] == ["WBC", "RBC", "Platelets"] and card["thresholds"]["nms"] == 0.5
     assert json.loads(metadata["input"])["mean"] == [0.5, 0.5, 0.5]
     assert json.loads(metadata["outputs"])["strides"] == [8, 16, 32]
 
@@ -66,12 +66,12 @@ def test_the_file_gives_the_boxes_torch_gives(exported: Path, tmp_path: Path, mo
     # cytolens's own ONNX Runtime path, handed this file as its cached export, finds the boxes torch finds
     monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path))
     key = onnx_boxes.file_digest(resolve_model("blood-cells"))
-    cached = tmp_path / f"{key}-384x512-opset{onnx_boxes.OPSET}.onnx"
+    cached = tmp_path / f"{key}-480x640-opset{onnx_boxes.OPSET}.onnx"
     shutil.copy(exported, cached)
     (found,) = load_model("blood-cells", device="cpu", backend="onnx").predict(IMAGE)
     (reference,) = torch_model.predict(IMAGE)
     assert cached.read_bytes() == exported.read_bytes()  # used as it is, not exported again
-    assert found.counts() == reference.counts() == {"WBC": 1, "RBC": 9, "Platelets": 1}
+    assert found.counts() == reference.counts() == {"WBC": 1, "RBC": 19, "Platelets": 1}
     np.testing.assert_allclose(found.cells.boxes, reference.cells.boxes, atol=0.05)
     np.testing.assert_allclose(found.cells.scores, reference.cells.scores, atol=1e-4)
 

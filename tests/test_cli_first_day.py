@@ -58,7 +58,7 @@ def test_score_threshold_per_class_keeps_the_other_classes_at_the_model_s(tmp_pa
     result = invoke("predict", IMAGE, "-o", tmp_path / "rbc", "--outputs", "counts", "--score-threshold", "RBC=0.3")
     assert result.exit_code == 0, result.output
     default, lower = counts(tmp_path / "default"), counts(tmp_path / "rbc")
-    assert default == {"WBC": 1, "RBC": 9, "Platelets": 1}  # at the model's per-class thresholds
+    assert default == {"WBC": 1, "RBC": 19, "Platelets": 1}  # at the model's per-class thresholds
     assert lower["RBC"] > default["RBC"] and (lower["WBC"], lower["Platelets"]) == (1, 1)
     result = invoke("predict", IMAGE, "-o", tmp_path / "one", "--outputs", "counts", "--score-threshold", "0.99")
     assert result.exit_code == 0 and sum(counts(tmp_path / "one").values()) == 0  # one number: every class
@@ -67,7 +67,7 @@ def test_score_threshold_per_class_keeps_the_other_classes_at_the_model_s(tmp_pa
 def test_iou_sets_the_nms_of_a_box_model(tmp_path: Path) -> None:
     result = invoke("predict", IMAGE, "-o", tmp_path / "out", "--outputs", "counts", "--iou", "0.9")
     assert result.exit_code == 0, result.output
-    assert counts(tmp_path / "out")["WBC"] > 1  # the model's NMS (0.6) keeps one white cell; 0.9 keeps overlaps too
+    assert counts(tmp_path / "out")["WBC"] > 1  # the model's NMS (0.5) keeps one white cell; 0.9 keeps overlaps too
 
 
 def test_an_unknown_class_or_iou_for_a_point_model_is_one_usage_error(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_a_folder_with_images_and_sub_folders_warns_once_unless_quiet(slides: Pa
     assert result.exit_code == 0 and "warning:" not in result.stderr
     result = invoke("predict", slides, "-o", tmp_path / "verbose", "--outputs", "counts", "--verbose")
     assert result.exit_code == 0
-    assert "info: blood-cells: score threshold WBC 0.5, RBC 0.55, Platelets 0.55" in result.stderr.splitlines()
+    assert "info: blood-cells: score threshold WBC 0.4, RBC 0.55, Platelets 0.6" in result.stderr.splitlines()
 
 
 def test_label_studio_tasks_read_back_from_the_served_folder(
