@@ -156,3 +156,12 @@ def test_reads_the_licence_of_the_dataset_folder(tmp_path):
     (tmp_path / "LICENSE").write_text("MIT License\n\nCopyright (c) someone\n")
     (tmp_path / "data.yaml").write_text("train: images\nnames: [cell]\n")
     assert read_dataset(tmp_path / "data.yaml", "yolo").licence == "MIT License"
+
+
+def test_one_warning_per_file_and_none_for_a_fraction_of_a_pixel(tmp_path: Path, caplog) -> None:
+    labels = "0 0.5 0.999 0.2 0.01\n0 0.97 0.5 0.2 0.5\n0 0.02 0.5 0.2 0.5\n"  # 0.2 px out, then 3.2 px out twice
+    with caplog.at_level(logging.WARNING):
+        image = yolo.read(small_yolo(tmp_path, labels)).images[0]
+    assert len(image.cells) == 3
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert "2 boxes lie outside the 64x48 image by up to" in line and line.endswith("clipped")

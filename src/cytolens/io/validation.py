@@ -205,8 +205,13 @@ class ClassNames:
         return self._index[name]
 
 
+CLIP_TOLERANCE = 1.0
+"""Pixels by which a box may stick out of its image and be clipped without a warning (rounding in the
+annotation tools: YOLO's normalised coordinates, for one, often end a fraction of a pixel past the edge)."""
+
+
 def clean_boxes(boxes: np.ndarray, width: int, height: int, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Clip boxes to the image and find the empty ones, warning about each.
+    """Clip boxes to the image and find the empty ones, with one warning line per file for each kind.
 
     Args:
         boxes: ``(N, 4)`` xyxy boxes.
@@ -223,10 +228,19 @@ def clean_boxes(boxes: np.ndarray, width: int, height: int, source: str | Path) 
     if width > 0 and height > 0:
         clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
         clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
-    moved = np.flatnonzero(np.any(np.abs(clipped - boxes) > 1e-9, axis=1))
-    for i in moved:
-        log.warning("%s: box %d %s lies outside the %dx%d image: clipped", source, i, boxes[i].tolist(), width, height)
+    outside = np.abs(clipped - boxes).max(axis=1, initial=0.0)
+    moved = np.flatnonzero(outside > CLIP_TOLERANCE)
+    if len(moved):
+        log.warning(
+            "%s: %d %s outside the %dx%d image by up to %.1f px (first: box %d %s): clipped",
+            source, len(moved), "box lies" if len(moved) == 1 else "boxes lie", width, height,
+            outside[moved].max(), moved[0], boxes[moved[0]].tolist(),
+        )  # fmt: skip
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    for i in np.flatnonzero(~keep):
-        log.warning("%s: box %d %s has zero or negative size: skipped", source, i, boxes[i].tolist())
+    empty = np.flatnonzero(~keep)
+    if len(empty):
+        log.warning(
+            "%s: %d %s zero or negative size: skipped (first: box %d %s)",
+            source, len(empty), "box has" if len(empty) == 1 else "boxes have", empty[0], boxes[empty[0]].tolist(),
+        )  # fmt: skip
     return clipped, keep
