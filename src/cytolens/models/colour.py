@@ -8,16 +8,16 @@ of the distance between the image's mean colour and the training images', each i
 images' spread. A spread is taken as at least :data:`MIN_SPREAD`, so that a model trained on a few
 look-alike images does not flag every other image.
 
-Measured with 50 sampled training images (share of images above :data:`FOREIGN_COLOUR`; median, largest
-or smallest distance):
+Measured under the bundled models' cards (50 training images each; images above :data:`FOREIGN_COLOUR`,
+and the median, largest or smallest distance):
 
-==========================  ============================  ==================================
-images                      under BCCD train              under Chula RBC-12 train
-==========================  ============================  ==================================
-BCCD test (72)              0 %; median 0.94, max 2.57    0 %; median 1.44, max 1.85
-Chula RBC-12 test (105)     98 %; median 6.91, min 2.76   3 %; median 0.71, max 3.03
-CRCHistoPhenotypes (80)     100 %; median 10.6, min 6.86  99 %; median 4.08, min 2.64
-==========================  ============================  ==================================
+=========================  ====================================  ====================================
+images                     blood-cells (BCCD-TXL train)          rbc-morphology (Chula RBC-12 train)
+=========================  ====================================  ====================================
+BCCD test (72)             0 (0 %); median 1.05, max 2.34        0 (0 %); median 1.44, max 1.85
+Chula RBC-12 test (105)    103 (98 %); median 7.05, min 2.57     3 (3 %); median 0.71, max 3.03
+CRCHistoPhenotypes (80)    80 (100 %); median 10.7, min 6.45     79 (99 %); median 4.08, min 2.64
+=========================  ====================================  ====================================
 
 Lighting and stain vary more between Chula RBC-12 fields than between BCCD ones, so a model trained on
 Chula RBC-12 tolerates more (its spread is larger).
