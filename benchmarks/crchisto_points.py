@@ -140,8 +140,7 @@ def make_plan(spec: Path, minutes: float, smoke: bool) -> dict[str, Any]:
 @torch.inference_mode()
 def proximity_of(model: CellModel, pixels: np.ndarray) -> np.ndarray:
     """The model's proximity map of a whole image (CRCHisto images are 500 px: one pass, no tiling)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div_(255)
-    return model.network(tensor)["proximity"][0, 0].numpy()
+    return model.predictor.raw([pixels])[0]["proximity"]
 
 
 def at(proximity: np.ndarray, xy: np.ndarray) -> np.ndarray:

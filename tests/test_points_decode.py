@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from cytolens.inference.peaks import find_peaks, peak_candidates, predict_points
+from cytolens.errors import CytolensError
+from cytolens.inference.peaks import find_peaks, peak_candidates, point_maps, predict_points
 from cytolens.inference.tiles import spans
+from cytolens.models.card import PointThresholds
 from cytolens.training.proximity import proximity_map
 
 
@@ -62,6 +64,17 @@ def test_tile_cores_partition_the_axis(length, tile, overlap, multiple):
             assert part.stop - part.core_stop >= overlap // 2
 
 
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(1280, 640, 128), (960, 480, 128), (700, 640, 128), (641, 640, 0)]
+)
+def test_full_tiles_keep_their_size_and_overlap_at_least_as_asked(length, tile, overlap):
+    parts = spans(length, tile, overlap, shrink=False)
+    assert parts[0].start == 0 and parts[-1].stop == length and len(parts) == -(-(length - overlap) // (tile - overlap))
+    assert all(part.stop - part.start == tile for part in parts)
+    assert all(after.start <= before.stop - overlap for before, after in zip(parts, parts[1:], strict=False))
+    assert spans(300, tile, overlap, shrink=False) == spans(300, tile, overlap)  # a short axis is one tile
+
+
 class EchoModel(nn.Module):
     """A stand-in point model: proximity is the red channel, class logits the green and blue channels."""
 
@@ -80,9 +93,9 @@ def test_tiled_prediction_finds_border_cells_once():
     image[..., 0] = np.round(prox * 255)
     image[..., 1] = 255 * (image[..., 0] > 0) * (np.arange(200)[None, :] < 100)  # class 0 on the left half
     image[..., 2] = 255 * (image[..., 0] > 0) * (np.arange(200)[None, :] >= 100)  # class 1 on the right half
-    meta = {"classes": ["left", "right"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3, "threshold_abs": 0.1}}
-    tiled = predict_points(EchoModel(), image, meta, tile_size=64, overlap=16)
-    whole = predict_points(EchoModel(), image, meta, tile_size=256, overlap=16)
+    thresholds = PointThresholds(threshold_rel=0.5, min_distance=3, threshold_abs=0.1)
+    (tiled,) = predict_points(EchoModel(), [image], ["left", "right"], thresholds, tile_size=64, overlap=16)
+    (whole,) = predict_points(EchoModel(), [image], ["left", "right"], thresholds, tile_size=256, overlap=16)
     assert len(tiled.cells) == len(whole.cells) == len(centres)
     np.testing.assert_array_equal(sorted_xy(tiled.cells.centres), sorted_xy(centres))
     np.testing.assert_array_equal(sorted_xy(tiled.cells.centres), sorted_xy(whole.cells.centres))
@@ -93,11 +106,16 @@ def test_tiled_prediction_finds_border_cells_once():
 
 
 def test_tiled_prediction_of_an_empty_image_and_bad_overlap():
-    meta = {"classes": ["a", "b"], "thresholds": {"threshold_rel": 0.5, "min_distance": 3}}
-    empty = predict_points(EchoModel(), np.zeros((100, 90, 3), dtype=np.uint8), meta, tile_size=64, overlap=16)
+    thresholds = PointThresholds(threshold_rel=0.5, min_distance=3)
+    (empty,) = predict_points(
+        EchoModel(), [np.zeros((100, 90, 3), dtype=np.uint8)], ["a", "b"], thresholds, tile_size=64, overlap=16
+    )
     assert len(empty.cells) == 0 and empty.cells.probabilities.shape == (0, 2)
-    with pytest.raises(ValueError, match="min_distance"):
-        predict_points(EchoModel(), np.zeros((10, 10, 3), dtype=np.uint8), meta, tile_size=64, overlap=4)
+    with pytest.raises(CytolensError, match="min_distance"):
+        predict_points(EchoModel(), [np.zeros((10, 10, 3), dtype=np.uint8)], ["a", "b"], thresholds, overlap=4)
+    with pytest.raises(CytolensError, match="smaller than the tile size 64"):
+        predict_points(EchoModel(), [np.zeros((10, 10, 3), dtype=np.uint8)], ["a", "b"], thresholds, tile_size=64,
+                       overlap=64)
 
 
 def test_tune_threshold_rel_drops_a_low_false_peak():
@@ -111,3 +129,37 @@ def test_tune_threshold_rel_drops_a_low_false_peak():
     xi, figures = tune_threshold_rel([(found, 1.0)], Dataset(["cell"], [true]), radius=3.0)
     assert figures["f1"] == 1.0
     assert xi == 0.7  # every ξ from 0.3 to 0.7 keeps exactly the two true peaks: the highest wins the tie
+
+
+def _echo_images() -> list[np.ndarray]:
+    """Three images of two sizes (the large one in tiles) with proximity blobs in red and classes in green/blue."""
+    rng = np.random.default_rng(3)
+    images = []
+    for height, width in ((200, 170), (64, 64), (200, 170)):
+        prox = proximity_map(rng.uniform(0, min(height, width), (12, 2)), (height, width), d=6.0)
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        image[..., 0] = np.round(prox * 255)
+        images.append(image)
+    return images
+
+
+def test_tiles_of_several_images_batched_together_give_the_same_cells():
+    images, thresholds = _echo_images(), PointThresholds(threshold_rel=0.3, min_distance=3)
+    one = predict_points(EchoModel(), images, ["a", "b"], thresholds, tile_size=64, overlap=16, per_pass=1)
+    many = predict_points(EchoModel(), images, ["a", "b"], thresholds, tile_size=64, overlap=16, per_pass=5)
+    assert [len(result.cells) for result in one] == [len(result.cells) for result in many]
+    assert all(len(result.cells) > 0 for result in one)
+    for first, second in zip(one, many, strict=True):
+        np.testing.assert_array_equal(first.cells.centres, second.cells.centres)
+        np.testing.assert_array_equal(first.cells.labels, second.cells.labels)
+        np.testing.assert_array_equal(first.cells.probabilities, second.cells.probabilities)
+        assert first.pixels is not None and (first.height, first.width) == first.pixels.shape[:2]
+
+
+def test_point_maps_stitch_the_tiles_into_the_whole_images_maps():
+    images = _echo_images()
+    maps = point_maps(EchoModel(), images, tile_size=64, overlap=16, per_pass=4)
+    for image, found in zip(images, maps, strict=True):
+        expected = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
+        np.testing.assert_array_equal(found["proximity"], expected[0].numpy())
+        np.testing.assert_array_equal(found["logits"], (expected[1:] * 10).numpy())

@@ -69,7 +69,7 @@ def test_short_training_lowers_the_loss_and_exports_a_model(chula_spec, tmp_path
     before, _ = load_network(tmp_path / "start.pt")
     assert _loss(model, batch) < _loss(before, batch)
 
-    result = predict_points(model.eval(), read_image(train_images.images[0].path), card.to_dict())
+    result = predict_points(model.eval(), [read_image(train_images.images[0].path)], card.classes, card.thresholds)[0]
     assert result.kind == "points" and (result.width, result.height) == (640, 480)
     assert result.cells.probabilities is None or result.cells.probabilities.shape == (len(result.cells), 13)
 

@@ -1,35 +1,123 @@
-"""Running a box detector on images, and refusing images it cannot see at its scale.
+"""Running a box detector on images of any size, and refusing images it cannot see at all.
 
 A box detector resizes every image to its input as torchvision's ``GeneralizedRCNNTransform`` does:
-by ``min(min_size / shorter side, max_size / longer side)``. A very large image is shrunk so much that its
-cells shrink below what the detector learnt to find (a 12,000 x 12,000 mosaic into a 512 input: 23
-times, a 100-pixel cell becomes 4 pixels) and it would report no cells; a very thin image loses a side
-altogether (3 x 2,000 into 512 x 384: 0 x 512 pixels, which torch cannot resize). :func:`check_fit`
-refuses both, so that such an image is reported instead of counted as empty. Point models need no such
-check: they run on tiles at the image's own scale (:func:`~cytolens.inference.peaks.predict_points`).
+by ``min(min_size / shorter side, max_size / longer side)``. It finds cells at the size it learnt them in
+its training fields; a larger image (a mosaic of fields, a scan) would be shrunk until its cells are too
+small to find (one pass over a 1280 x 960 mosaic of four BCCD fields misses half of the white cells). So an
+image larger than one tile (:class:`BoxTiling`) is cut into overlapping tiles of the size of a training
+field, each detected on its own, and the tiles' boxes are merged (:func:`merge_tiles`): a box cut by an
+interior tile edge gives way to the same cell seen whole in a neighbouring tile, the pieces of a cell that
+no tile holds whole are joined, and class-wise NMS in image coordinates removes the cells found whole in
+two tiles. An image no larger than one tile runs whole, as it always has.
+
+:func:`check_fit` refuses what the detector cannot see at all: an image (or tile) a side of which would
+vanish at the input (3 x 2,000 into 512 x 384: 0 x 512 pixels, which torch cannot resize), and an image
+shrunk more than :data:`MAX_SHRINK` times (by a model without tiles: its cells would shrink below what it
+learnt to find). Point models need no such check: they run on tiles at the image's own scale
+(:func:`~cytolens.inference.peaks.predict_points`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from torch import nn
+from torchvision.ops import batched_nms
 
-from cytolens.errors import DataError
+from cytolens.errors import CytolensError, DataError
+from cytolens.inference.tiles import Span, tiles
+from cytolens.models.card import InputConfig
 
 MAX_SHRINK = 4.0
-"""Largest factor by which a box detector may shrink an image to its input.
+"""Largest factor by which a box detector may shrink an image (or tile) to its input.
 
-The bundled box model learnt from 640 x 480 images shrunk 1.25 times into its 512 x 384 input (its random
-crops zoom in up to 1.4 times); at 4 times its cells are under a third of the size it learnt them at.
+Box training resizes whole fields to the input (the bundled model: BCCD's 640 x 480 fields into its 640 x 480
+input) and zooms in up to 1.4 times with its random crops; at 4 times smaller, cells are under a third of
+the size the model learnt them at.
 """
+OVERLAP_SHARE = 0.2
+"""Default overlap of neighbouring tiles as a share of the tile's longer side (128 pixels for 640-pixel tiles)."""
+CUT_MARGIN = 8.0
+"""A box ending within this many pixels of an interior tile edge is taken as cut by it.
+
+The box of a cell cut by a tile edge ends at the edge or up to about 6 pixels inside it (measured on the
+bundled model's tiles of BCCD mosaics); a whole cell taken as cut still counts once, from the tile holding it.
+"""
+COVER = 0.5
+"""Share of a cut box's area that another box must cover for both to be one cell."""
+
+Detections = dict[str, np.ndarray]
+"""A detector's boxes in one image: ``boxes`` (N, 4) xyxy, ``labels`` (N,) 0-based, ``scores`` (N,)."""
 
 
-def check_fit(network: nn.Module, path: str | Path, width: int, height: int) -> None:
+@dataclass(frozen=True)
+class BoxTiling:
+    """Tiles of ``long`` x ``short`` pixels laid like the image (landscape or portrait), ``overlap`` apart.
+
+    Raises:
+        CytolensError: If ``overlap`` is negative or not smaller than ``short``.
+
+    """
+
+    long: int
+    short: int
+    overlap: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.short:
+            raise CytolensError(
+                f"tile overlap {self.overlap} must be at least 0 and smaller than the tiles "
+                f"({self.long}x{self.short} pixels)"
+            )
+
+    @classmethod
+    def of(cls, network: nn.Module, config: InputConfig) -> BoxTiling | None:
+        """How a box model tiles images: tiles of ``config.tile_size`` pixels (longer side) overlapping by
+        ``config.overlap``, with the shape of the model's input.
+
+        Without a tile size, tiles are the model's training input (``config.size``: box training resizes its
+        fields to it); without either, the model does not tile. Without an overlap, it is :data:`OVERLAP_SHARE`
+        of the tile.
+        """
+        long = config.tile_size or (None if config.size is None else max(config.size))
+        if long is None:
+            return None
+        transform = getattr(network, "transform", None)
+        if config.size is not None:
+            aspect = min(config.size) / max(config.size)
+        elif transform is not None and hasattr(transform, "max_size"):
+            aspect = min(transform.min_size[-1], transform.max_size) / max(transform.min_size[-1], transform.max_size)
+        else:
+            aspect = 1.0
+        overlap = round(long * OVERLAP_SHARE) if config.overlap is None else config.overlap
+        return cls(long, round(long * aspect), overlap)
+
+    def shape(self, width: int, height: int) -> tuple[int, int]:
+        """``(rows, columns)`` of the tiles of a ``width`` x ``height`` image."""
+        return (self.short, self.long) if width >= height else (self.long, self.short)
+
+    def fits(self, width: int, height: int) -> bool:
+        """Whether the image is no larger than one tile (it then runs whole)."""
+        rows, columns = self.shape(width, height)
+        return height <= rows and width <= columns
+
+    def windows(self, width: int, height: int) -> list[tuple[Span, Span]]:
+        """``(row span, column span)`` of each tile of the image: the whole image when it fits one tile, else
+        tiles of the full tile size (so that the detector sees each at one scale) spread evenly.
+        """
+        if self.fits(width, height):
+            return [(Span(0, height, 0, height), Span(0, width, 0, width))]
+        return list(tiles(height, width, self.shape(width, height), self.overlap, shrink=False))
+
+
+def check_fit(network: nn.Module, path: str | Path, width: int, height: int, tiling: BoxTiling | None = None) -> None:
     """Refuse an image that ``network`` (a torchvision detector) would shrink too much or to nothing.
 
     Args:
@@ -37,55 +125,208 @@ def check_fit(network: nn.Module, path: str | Path, width: int, height: int) -> 
         path: The image, named in the error.
         width: Image width.
         height: Image height.
+        tiling: How the model tiles images: then the tiles of an image larger than one are checked.
 
     Raises:
-        DataError: If a side would become less than one pixel at the input, or the image would be shrunk
-            more than :data:`MAX_SHRINK` times.
+        DataError: If a side would become less than one pixel at the input, or the image (or its tiles) would
+            be shrunk more than :data:`MAX_SHRINK` times.
 
     """
     transform = getattr(network, "transform", None)
     if transform is None or not hasattr(transform, "max_size"):
         return
-    scale = min(transform.min_size[-1] / min(width, height), transform.max_size / max(width, height))
-    resized = (math.floor(width * scale), math.floor(height * scale))
+    seen, tiles_seen = (width, height), None
+    if tiling is not None and not tiling.fits(width, height):
+        rows, columns = tiling.shape(width, height)
+        seen = (min(columns, width), min(rows, height))
+        tiles_seen = f"{seen[0]}x{seen[1]} tiles"
+    scale = min(transform.min_size[-1] / min(seen), transform.max_size / max(seen))
+    resized = (math.floor(seen[0] * scale), math.floor(seen[1] * scale))
     if min(resized) < 1:
+        became = f"its {tiles_seen} would be" if tiles_seen else "it would be"
         raise DataError(
-            path, f"{width}x{height} image is too thin for the model: it would be {resized[0]}x{resized[1]} "
-            "pixels at its input"
+            path, f"{width}x{height} image is too thin for the model: {became} {resized[0]}x{resized[1]} pixels "
+            "at its input"
         )
     if 1 / scale > MAX_SHRINK:
+        what = f"{width}x{height} image's {tiles_seen}" if tiles_seen else f"{width}x{height} image"
+        advice = "use smaller tiles" if tiles_seen else "crop or tile it"
         raise DataError(
-            path, f"{width}x{height} image would be shrunk {1 / scale:.0f} times to the model's input; "
-            "cells would be missed — crop or tile it"
+            path, f"{what} would be shrunk {1 / scale:.0f} times to the model's input; cells would be missed — {advice}"
         )
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def _intersection(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``(N, M)`` areas shared by each box of ``first`` and each of ``second``."""
+    low = np.maximum(first[:, None, :2], second[None, :, :2])
+    high = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    return np.prod(np.clip(high - low, 0, None), axis=2)
+
+
+def _cut(boxes: np.ndarray, rows: Span, cols: Span, width: int, height: int) -> np.ndarray:
+    """Which boxes of a tile end at one of its interior edges (those inside the image, not on its border)."""
+    cut = np.zeros(len(boxes), dtype=bool)
+    for inside, side, edge, sign in (
+        (cols.start > 0, 0, cols.start, 1),
+        (rows.start > 0, 1, rows.start, 1),
+        (cols.stop < width, 2, cols.stop, -1),
+        (rows.stop < height, 3, rows.stop, -1),
+    ):
+        if inside:
+            cut |= sign * (boxes[:, side] - edge) <= CUT_MARGIN
+    return cut
+
+
+def merge_tiles(
+    parts: Sequence[Detections], windows: Sequence[tuple[Span, Span]], width: int, height: int, iou: float
+) -> Detections:
+    """One image's detections from those of its tiles (in image coordinates), each cell once.
+
+    1. A box ending at an interior edge of its tile (within :data:`CUT_MARGIN`) may show part of a cell. It
+       gives way when a box of the same class from another tile, not cut, covers :data:`COVER` of it: the tile
+       that holds the cell whole.
+    2. The cut boxes left (cells larger than the overlap, that no tile holds whole) are joined across tiles:
+       boxes of one class from different tiles, one covering :data:`COVER` of the other, are pieces of one
+       cell, which becomes the box around its pieces with their highest score.
+    3. Class-wise NMS (:func:`torchvision.ops.batched_nms`) at ``iou`` drops cells found whole in two tiles.
+
+    Args:
+        parts: Each tile's detections, in image coordinates.
+        windows: Each tile's ``(row span, column span)``.
+        width: Image width.
+        height: Image height.
+        iou: NMS IoU (the model's ``nms`` threshold).
+
+    Returns:
+        The image's detections, highest score first.
+
+    """
+    boxes = np.concatenate([np.zeros((0, 4)), *(part["boxes"] for part in parts)])
+    labels = np.concatenate([np.zeros(0, np.int64), *(part["labels"] for part in parts)])
+    scores = np.concatenate([np.zeros(0), *(part["scores"] for part in parts)])
+    members = np.split(np.arange(len(boxes)), np.cumsum([len(part["scores"]) for part in parts])[:-1])
+    cut = np.zeros(len(boxes), dtype=bool)
+    for inside, (rows, cols) in zip(members, windows, strict=True):
+        cut[inside] = _cut(boxes[inside], rows, cols, width, height)
+    starts = np.array([[rows.start, cols.start] for rows, cols in windows]).reshape(-1, 2)
+    stops = np.array([[rows.stop, cols.stop] for rows, cols in windows]).reshape(-1, 2)
+    touching = ((starts[:, None] < stops[None]) & (starts[None] < stops[:, None])).all(axis=2)
+    np.fill_diagonal(touching, False)
+
+    def near(number: int, chosen: np.ndarray) -> np.ndarray:
+        """The ``chosen`` boxes of the tiles overlapping tile ``number`` (only they can show its cells)."""
+        return np.concatenate([np.zeros(0, np.int64), *(members[other][chosen[members[other]]]
+                                                        for other in np.flatnonzero(touching[number]))])
+
+    def one_cell(first: np.ndarray, second: np.ndarray, either: bool) -> np.ndarray:
+        """Which boxes of ``first`` and ``second`` are one cell: of one class, sharing :data:`COVER` of the area of
+        the first (``either``: of the smaller).
+        """
+        shared = _intersection(boxes[first], boxes[second])
+        area = _area(boxes[first])[:, None]
+        area = np.minimum(area, _area(boxes[second])[None, :]) if either else area
+        return (labels[first, None] == labels[None, second]) & (shared > 0) & (shared >= COVER * area)
+
+    pieces = cut.copy()
+    for number, inside in enumerate(members):
+        mine = inside[cut[inside]]
+        if len(mine):
+            pieces[mine] = ~one_cell(mine, near(number, ~cut), either=False).any(axis=1)
+    links = [np.zeros((2, 0), np.int64)]
+    for number, inside in enumerate(members):
+        mine = inside[pieces[inside]]
+        if len(mine):
+            others = near(number, pieces)
+            first, second = np.nonzero(one_cell(mine, others, either=True))
+            links.append(np.stack([mine[first], others[second]]))
+    link = np.concatenate(links, axis=1)
+    graph = csr_matrix((np.ones(link.shape[1]), (link[0], link[1])), shape=(len(boxes), len(boxes)))
+    _, group = connected_components(graph, directed=False)
+    pieces = np.flatnonzero(pieces)
+    cells, group = np.unique(group[pieces], return_inverse=True)
+    count = len(cells)
+    joined_boxes = np.tile([np.inf, np.inf, -np.inf, -np.inf], (count, 1))
+    np.minimum.at(joined_boxes, (group[:, None], [[0, 1]]), boxes[pieces, :2])
+    np.maximum.at(joined_boxes, (group[:, None], [[2, 3]]), boxes[pieces, 2:])
+    joined_scores = np.full(count, -np.inf)
+    np.maximum.at(joined_scores, group, scores[pieces])
+    joined_labels = np.zeros(count, np.int64)
+    joined_labels[group] = labels[pieces]
+    whole = np.flatnonzero(~cut)
+    boxes = np.concatenate([boxes[whole], joined_boxes])
+    labels = np.concatenate([labels[whole], joined_labels])
+    scores = np.concatenate([scores[whole], joined_scores])
+    keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou).numpy()
+    return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
 
 
 @torch.inference_mode()
 def detect_boxes(
-    network: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]],
-    images: list[np.ndarray],
+    detector: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]],
+    images: Sequence[np.ndarray],
     device: torch.device,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Detect boxes in a batch of RGB uint8 images.
+    tiling: BoxTiling | None = None,
+    iou: float = 0.6,
+    per_pass: int | None = None,
+) -> list[Detections]:
+    """Detect boxes in RGB uint8 images, tiling those larger than one tile.
 
     The detector (a torchvision detection model in eval mode, or anything called like one, such as
-    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS`) resizes internally to its input size and maps boxes
-    back to image pixels.
+    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS`) resizes each image or tile internally to its input size
+    and maps boxes back to its pixels; its score floor, NMS and cap (``detections_per_img``) apply per tile.
+
+    Args:
+        detector: The detector.
+        images: ``(H, W, 3)`` uint8 RGB images.
+        device: Where to run it.
+        tiling: How images larger than one tile are cut (``None``: every image runs whole).
+        iou: NMS IoU for merging the tiles of an image (see :func:`merge_tiles`).
+        per_pass: Most images or tiles (of any of the images) per detector call (default: all).
 
     Returns:
-        Per image: ``(boxes (N, 4) xyxy, labels (N,) 0-based, scores (N,))``. Detections of the background
-        column (label 0 inside torchvision's models; FCOS scores it like any class) are dropped.
+        Per image, every detection the detector kept, before any score threshold of the model card (``boxes``
+        in image pixels). Detections of the background column (label 0 inside torchvision's models; FCOS scores
+        it like any class) are dropped.
 
     """
-    tensors = [torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255) for image in images]
-    found = []
-    for out in network(tensors):
-        keep = out["labels"] > 0
-        found.append(
-            (
-                out["boxes"][keep].cpu().numpy().astype(np.float64),
-                out["labels"][keep].cpu().numpy().astype(np.int64) - 1,
-                out["scores"][keep].cpu().numpy().astype(np.float64),
-            )
-        )
-    return found
+    windows = []
+    for image in images:
+        height, width = image.shape[:2]
+        whole = (Span(0, height, 0, height), Span(0, width, 0, width))
+        windows.append([whole] if tiling is None else tiling.windows(width, height))
+    plan = [(index, rows, cols) for index, spans in enumerate(windows) for rows, cols in spans]
+    per_pass = per_pass or len(plan)
+    found: list[list[Detections]] = [[] for _ in images]
+    for first in range(0, len(plan), per_pass):
+        chunk = plan[first : first + per_pass]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(images[index][rows.start : rows.stop, cols.start : cols.stop]))
+            .to(device).permute(2, 0, 1).float().div_(255)
+            for index, rows, cols in chunk
+        ]
+        for (index, rows, cols), out in zip(chunk, detector(tensors), strict=True):
+            keep = out["labels"] > 0
+            offset = np.array([cols.start, rows.start, cols.start, rows.start], dtype=np.float64)
+            found[index].append({
+                "boxes": out["boxes"][keep].cpu().numpy().astype(np.float64) + offset,
+                "labels": out["labels"][keep].cpu().numpy().astype(np.int64) - 1,
+                "scores": out["scores"][keep].cpu().numpy().astype(np.float64),
+            })
+    return [
+        parts[0] if len(parts) == 1 else merge_tiles(parts, spans, image.shape[1], image.shape[0], iou)
+        for image, parts, spans in zip(images, found, windows, strict=True)
+    ]
+
+
+def set_nms(network: nn.Module, iou: float) -> None:
+    """Make a torchvision box detector's NMS drop a box overlapping a higher-scoring one by more than ``iou``.
+
+    FCOS keeps the IoU on the model (``nms_thresh``), Faster R-CNN on its ROI heads; both read it when they
+    post-process, so it changes without rebuilding the network (also when the network runs in ONNX Runtime:
+    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` post-processes with the torch model).
+    """
+    getattr(network, "roi_heads", network).nms_thresh = iou

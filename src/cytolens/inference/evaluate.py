@@ -59,8 +59,8 @@ def evaluate_model(
     """
     predictions = predict_dataset(model, truth, batch_size, progress)
     if radius is None:
-        radius = model.thresholds.get("radius")
-    threshold = model.thresholds.get("score")
+        radius = model.card.evaluation.radius
+    threshold = model.thresholds.min_score
     figures = evaluate_datasets(predictions, truth, radius, threshold, ignore_unlabelled)
     figures["model"] = model.source
     figures["score_threshold"] = threshold

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cytolens.data.cells import Cells, ScoreThreshold
-from cytolens.errors import CytolensError, DataError, ModelError
+from cytolens.data.cells import ScoreThreshold
+from cytolens.errors import CytolensError, DataError
 from cytolens.inference.device import resolve_device
+from cytolens.inference.predictors import Batch, Detector, Predictor, predictor_type
 from cytolens.inference.sources import expand_inputs
 from cytolens.io.images import read_image
+from cytolens.io.validation import check_number
 from cytolens.models.card import ModelCard, Thresholds
 from cytolens.models.checkpoint import load_network
 from cytolens.models.registry import resolve_model
@@ -40,8 +42,10 @@ MPP_TOLERANCE = 0.25
 class CellModel:
     """A trained model with its model card, ready to predict.
 
-    Thresholds are set at run time without touching files: :meth:`with_thresholds` gives a model sharing
-    the network with other thresholds, and :meth:`predict` takes them as keyword arguments too.
+    Its predictor (:mod:`cytolens.inference.predictors`, chosen by the card's task) turns network outputs
+    into results. Thresholds and tiling are set at run time without touching files: :meth:`with_thresholds`
+    and :meth:`with_tiling` give a model sharing the network with other settings, and :meth:`predict` takes
+    them as keyword arguments too.
 
     Args:
         network: The torch model (eval mode).
@@ -51,6 +55,9 @@ class CellModel:
         detector: Runs box detection instead of ``network`` (e.g. an
             :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` for ONNX Runtime).
 
+    Raises:
+        ModelError: If no predictor is registered for the card's task.
+
     """
 
     def __init__(
@@ -59,13 +66,32 @@ class CellModel:
         card: ModelCard,
         device: torch.device,
         source: str,
-        detector: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]] | None = None,
+        detector: Detector | None = None,
     ) -> None:
-        self.network = network.to(device).eval()
-        self.card = card
-        self.device = device
+        self.predictor: Predictor = predictor_type(card.task)(network.to(device).eval(), card, device, detector)
         self.source = source
-        self.detector = detector
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The torch model."""
+        return self.predictor.network
+
+    @property
+    def card(self) -> ModelCard:
+        """The model card this model runs with (the stored one, or with the thresholds and tiling given at run
+        time).
+        """
+        return self.predictor.card
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self.predictor.device
+
+    @property
+    def detector(self) -> Detector | None:
+        """What runs box detection instead of :attr:`network` (``None``: the network itself)."""
+        return self.predictor.detector
 
     @property
     def backend(self) -> str:
@@ -87,6 +113,12 @@ class CellModel:
         """The thresholds this model runs with (the card's, or those given to :meth:`with_thresholds`)."""
         return self.card.thresholds
 
+    def _with_card(self, card: ModelCard) -> CellModel:
+        """The same model (sharing its network) running with ``card``."""
+        changed = copy.copy(self)
+        changed.predictor = type(self.predictor)(self.network, card, self.device, self.detector)
+        return changed
+
     def with_thresholds(self, **thresholds: Any) -> CellModel:
         """The same model with other thresholds, sharing its network (nothing is rebuilt or reloaded).
 
@@ -102,9 +134,32 @@ class CellModel:
             >>> strict = cytolens.load_model("blood-cells").with_thresholds(score=0.7, nms=0.5)  # doctest: +SKIP
 
         """
-        changed = copy.copy(self)
-        changed.card = self.card.with_thresholds(**thresholds)
-        return changed
+        return self._with_card(self.card.with_thresholds(**thresholds))
+
+    def with_tiling(self, tile_size: int | None = None, overlap: int | None = None) -> CellModel:
+        """The same model cutting large images into other tiles, sharing its network.
+
+        Args:
+            tile_size: Largest tile side in image pixels (box models: the longer side of tiles shaped like the
+                model's input; an image no larger than one tile runs whole); ``None`` keeps the card's.
+            overlap: Overlap of neighbouring tiles in pixels (box models: at least the largest cell, for
+                cells on tile borders to be seen whole; point models: at least ``2 * min_distance``); ``None``
+                keeps the card's.
+
+        Raises:
+            CytolensError: If ``tile_size`` is not a whole number of at least 32, or ``overlap`` not one of at
+                least 0 (whether it suits the tiles is checked when predicting).
+
+        Examples:
+            >>> model = cytolens.load_model("blood-cells").with_tiling(tile_size=800, overlap=200)  # doctest: +SKIP
+
+        """
+        changes = {}
+        if tile_size is not None:
+            changes["tile_size"] = check_number(tile_size, "tile_size", low=32, integer=True)
+        if overlap is not None:
+            changes["overlap"] = check_number(overlap, "overlap", low=0, integer=True)
+        return self._with_card(replace(self.card, input=replace(self.card.input, **changes)))
 
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
@@ -122,32 +177,9 @@ class CellModel:
     def _run(
         self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
     ) -> list[Result]:
-        results = []
-        if self.task == "boxes":
-            from cytolens.inference.boxes import detect_boxes
-
-            set_nms(self.network, self.thresholds.nms)
-            found = detect_boxes(self.detector or self.network, [pixels for _, pixels in batch], self.device)
-            for (path, pixels), (boxes, labels, scores) in zip(batch, found, strict=True):
-                height, width = pixels.shape[:2]
-                cells = Cells(labels=labels, scores=scores, boxes=boxes)
-                results.append(
-                    Result(path, width, height, path.stem, mpp, cells=cells, classes=self.classes, pixels=pixels)
-                )
-        elif self.task == "points":
-            from cytolens.inference.peaks import predict_points
-
-            tiling = {"tile_size": self.card.input.tile_size, "overlap": self.card.input.overlap}
-            tiling = {name: value for name, value in tiling.items() if value is not None}
-            meta = {"classes": self.classes, "thresholds": self.thresholds.to_dict()}
-            for path, pixels in batch:
-                found = predict_points(
-                    self.network, pixels, meta, device=self.device, path=path, image_id=path.stem, mpp=mpp, **tiling
-                )
-                results.append(replace(found, pixels=pixels))
-        else:
-            raise ModelError(f"{self.source}: cannot predict for task {self.task!r}")
-        return [replace(found, cells=found.cells.scoring_at_least(score_threshold, self.classes)) for found in results]
+        paths, pixels = zip(*batch, strict=True)
+        found = self.predictor.predict(Batch(paths, pixels, mpp=mpp))
+        return [replace(result, cells=result.cells.scoring_at_least(score_threshold, self.classes)) for result in found]
 
     def _run_each(
         self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
@@ -166,17 +198,15 @@ class CellModel:
             return [DataError(path, f"cannot process image ({error.__class__.__name__}: {message})")]
 
     def check_fit(self, path: str | Path, pixels: np.ndarray) -> None:
-        """Refuse an image this model cannot see at its scale (see :func:`~cytolens.inference.boxes.check_fit`).
+        """Refuse an image this model cannot see at its scale (see :meth:`Predictor.check_fit
+        <cytolens.inference.predictors.Predictor.check_fit>`: box models refuse an image, or tiles of it, that they
+        would shrink too much or to nothing).
 
         Raises:
-            DataError: Naming ``path``, for a box model that would shrink the image too much or to nothing.
+            DataError: Naming ``path``.
 
         """
-        if self.task == "boxes":
-            from cytolens.inference.boxes import check_fit
-
-            height, width = pixels.shape[:2]
-            check_fit(self.network, path, width, height)
+        self.predictor.check_fit(path, pixels)
 
     def predict_iter(
         self,
@@ -184,6 +214,9 @@ class CellModel:
         batch_size: int = 1,
         score_threshold: ScoreThreshold | None = None,
         mpp: float | None = None,
+        *,
+        tile_size: int | None = None,
+        overlap: int | None = None,
         **thresholds: Any,
     ) -> Iterator[Result | DataError]:
         """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
@@ -192,16 +225,21 @@ class CellModel:
 
         Args:
             images: Image files, folders, glob patterns, or RGB arrays.
-            batch_size: Images per forward pass.
+            batch_size: Images per forward pass (for images larger than one tile: tiles per forward pass).
             score_threshold: Keep cells scoring at least this, one value or one per class (default: the
                 model's score threshold, for box models; every cell decoded, for point models).
             mpp: µm/px of the images, if known (checked against the model's).
+            tile_size: Cut images into tiles of at most this many pixels a side instead of the model's tile
+                size (see :meth:`with_tiling`).
+            overlap: Overlap of neighbouring tiles instead of the model's (see :meth:`with_tiling`).
             thresholds: Run with these thresholds instead of the model's (same as
                 ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
 
         """
-        if thresholds:
-            yield from self.with_thresholds(**thresholds).predict_iter(images, batch_size, score_threshold, mpp)
+        if thresholds or tile_size is not None or overlap is not None:
+            changed = self.with_thresholds(**thresholds) if thresholds else self
+            changed = changed.with_tiling(tile_size, overlap)
+            yield from changed.predict_iter(images, batch_size, score_threshold, mpp)
             return
         threshold = self.thresholds.min_score if score_threshold is None else score_threshold
         threshold = 0.0 if threshold is None else threshold
@@ -234,18 +272,25 @@ class CellModel:
         batch_size: int = 1,
         score_threshold: ScoreThreshold | None = None,
         mpp: float | None = None,
+        *,
+        tile_size: int | None = None,
+        overlap: int | None = None,
         **thresholds: Any,
     ) -> list[Result]:
         """Predict on images; images that cannot be read or processed are logged and skipped.
 
-        Arguments as for :meth:`predict_iter`, thresholds included (``model.predict(images, nms=0.5)``).
+        Arguments as for :meth:`predict_iter`, thresholds and tiling included (``model.predict(images, nms=0.5,
+        tile_size=800)``).
 
         Returns:
             One :class:`Result` per image processed, in input order.
 
         """
         results = []
-        for item in self.predict_iter(images, batch_size, score_threshold, mpp, **thresholds):
+        items = self.predict_iter(
+            images, batch_size, score_threshold, mpp, tile_size=tile_size, overlap=overlap, **thresholds
+        )
+        for item in items:
             if isinstance(item, DataError):
                 log.error("%s", item)
             elif item.path.is_file():  # its pixels are let go: plot() reads the file again
@@ -253,16 +298,6 @@ class CellModel:
             else:  # an array input: the result keeps (a reference to) the caller's pixels
                 results.append(item)
         return results
-
-
-def set_nms(network: torch.nn.Module, iou: float) -> None:
-    """Make a torchvision box detector's NMS drop a box overlapping a higher-scoring one by more than ``iou``.
-
-    FCOS keeps the IoU on the model (``nms_thresh``), Faster R-CNN on its ROI heads; both read it when they
-    post-process, so it changes without rebuilding the network (also when the network runs in ONNX Runtime:
-    :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` post-processes with the torch model).
-    """
-    getattr(network, "roi_heads", network).nms_thresh = iou
 
 
 def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto") -> CellModel:
@@ -291,4 +326,4 @@ def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "a
     return CellModel(network, card, torch_device, str(name_or_path), detector)
 
 
-__all__ = ["CellModel", "load_model", "set_nms"]
+__all__ = ["CellModel", "load_model"]

@@ -5,7 +5,7 @@ post-processing (torchvision FCOS ``postprocess_detections`` and ``transform.pos
 boxes back to image pixels) are torchvision's own code, so the only difference from the PyTorch path is
 the network's arithmetic (outputs within about 1e-5). The post-processing reads its thresholds (NMS IoU,
 candidate score) from the torch model at every call, so thresholds set at run time (see
-:func:`cytolens.inference.model.set_nms`) apply without exporting again. The network part (backbone + FPN
+:func:`cytolens.inference.boxes.set_nms`) apply without exporting again. The network part (backbone + FPN
 + head) is exported with ``torch.onnx.export(..., dynamo=False)`` for one padded input size (height x width;
 the batch size is free) and cached as ``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in
 :func:`cache_dir`: built on first use (and again when the cached file does not load), written atomically,

@@ -1,4 +1,4 @@
-"""Decoding a proximity map into cell centres, and running a point detector on an image of any size.
+"""Decoding a proximity map into cell centres, and running a point detector on batches of images of any size.
 
 Peaks are found as scikit-image's :func:`~skimage.feature.peak_local_max` finds them: pixels equal to
 the maximum of their ``(2 * min_distance + 1)`` square neighbourhood, above
@@ -13,7 +13,9 @@ A peak at pixel ``(row, col)`` is the centre ``(col + 0.5, row + 0.5)`` in cytol
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,19 @@ from torch import nn
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.inference.tiles import tiles
+from cytolens.errors import CytolensError
+from cytolens.inference.tiles import Span, tiles
 from cytolens.metrics.points import point_metrics
+from cytolens.models.card import PointThresholds
 from cytolens.models.point_fcn import STRIDE
 from cytolens.results.result import Result
 
-DEFAULT_THRESHOLDS = {"threshold_rel": 0.4, "threshold_abs": 0.1, "min_distance": 6}
-"""Decoding thresholds used when a checkpoint lacks some."""
+DEFAULT_THRESHOLDS = {
+    name: getattr(PointThresholds(), name) for name in ("threshold_rel", "threshold_abs", "min_distance")
+}
+"""Transitional, for training.point_module: the defaults of :class:`~cytolens.models.card.PointThresholds`."""
+DEFAULT_TILE = 768
+"""Default largest tile side (pixels) of :func:`predict_points`, when the model card gives none."""
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
 """Candidate values of ``threshold_rel`` (``ξ``) that :func:`tune_threshold_rel` tries."""
 TILE_OVERLAP = 64
@@ -120,83 +128,203 @@ def find_peaks(
     return to_xy(found[keep])
 
 
+@dataclass(frozen=True)
+class TileOutput:
+    """A point model's outputs on one tile of one image of a batch.
+
+    Attributes:
+        image: The image's index in the batch.
+        tile: The tile's index among its image's tiles (row by row).
+        rows: The tile's rows (and its core's) in the image.
+        cols: Its columns (and its core's).
+        proximity: ``(h, w)`` proximity map of the tile.
+        logits: ``(C, h, w)`` class logits of the tile.
+
+    """
+
+    image: int
+    tile: int
+    rows: Span
+    cols: Span
+    proximity: np.ndarray
+    logits: torch.Tensor
+
+    @property
+    def core(self) -> tuple[slice, slice]:
+        """The tile's core, in the tile's own pixel indices."""
+        return (
+            slice(self.rows.core_start - self.rows.start, self.rows.core_stop - self.rows.start),
+            slice(self.cols.core_start - self.cols.start, self.cols.core_stop - self.cols.start),
+        )
+
+
+def tile_overlap(thresholds: PointThresholds, tile_size: int, overlap: int | None = None) -> int:
+    """The overlap of neighbouring tiles: ``overlap``, by default the larger of :data:`TILE_OVERLAP` and
+    ``2 * min_distance`` (so that a model with a large ``min_distance`` still runs).
+
+    Raises:
+        CytolensError: If ``overlap`` is smaller than ``2 * min_distance`` (a peak near a core border could not
+            be told from its neighbour in the next tile), or not smaller than ``tile_size``.
+
+    """
+    least = 2 * thresholds.min_distance
+    if overlap is not None and overlap < least:
+        raise CytolensError(f"tile overlap {overlap} must be at least 2 * min_distance ({least}) of the model")
+    overlap = max(TILE_OVERLAP, least) if overlap is None else overlap
+    if overlap >= tile_size:
+        raise CytolensError(f"tile overlap {overlap} must be smaller than the tile size {tile_size}")
+    return overlap
+
+
 @torch.inference_mode()
-def _run_tile(model: nn.Module, pixels: np.ndarray, device: torch.device | str) -> tuple[np.ndarray, torch.Tensor]:
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(2, 0, 1)[None].float().div_(255)
-    out = model(tensor)
-    return out["proximity"][0, 0].float().cpu().numpy(), out["logits"][0].float().cpu()
+def tile_outputs(
+    network: nn.Module,
+    images: Sequence[np.ndarray],
+    tile_size: int,
+    overlap: int,
+    device: torch.device | str = "cpu",
+    per_pass: int = 1,
+) -> Iterator[TileOutput]:
+    """Run a point model on every tile of a batch of images, tiles of the same size (from any image) going
+    through the network together, at most ``per_pass`` at a time.
+
+    A tile's outputs do not depend on the other tiles of its pass, so the outputs are the same whatever
+    ``per_pass`` is; memory grows with it (about 0.5 GB per 768-pixel tile of ``fcn-lite0``).
+
+    Args:
+        network: A point model (takes 0-1 RGB ``(B, 3, H, W)`` and normalises it itself; returns
+            ``proximity`` and ``logits``), in eval mode.
+        images: ``(H, W, 3)`` uint8 RGB images.
+        tile_size: Largest tile side (pixels); tiles are equal, evenly spread and a multiple of
+            :data:`~cytolens.models.point_fcn.STRIDE`.
+        overlap: Overlap of neighbouring tiles (pixels); smaller than ``tile_size`` (see :func:`tile_overlap`).
+        device: Where to run the network.
+        per_pass: Most tiles per forward pass.
+
+    Yields:
+        One :class:`TileOutput` per tile, grouped by tile size (in the order sizes first occur).
+
+    """
+    shapes: dict[tuple[int, int], list[tuple[int, int, Span, Span]]] = defaultdict(list)
+    for index, image in enumerate(images):
+        height, width = image.shape[:2]
+        for number, (rows, cols) in enumerate(tiles(height, width, tile_size, overlap, multiple=STRIDE)):
+            shapes[rows.stop - rows.start, cols.stop - cols.start].append((index, number, rows, cols))
+    for planned in shapes.values():
+        for first in range(0, len(planned), per_pass):
+            chunk = planned[first : first + per_pass]
+            pixels = np.stack([images[index][rows.start : rows.stop, cols.start : cols.stop]
+                               for index, _, rows, cols in chunk])
+            tensor = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float().div_(255)
+            out = network(tensor)
+            proximity = out["proximity"][:, 0].float().cpu().numpy()
+            logits = out["logits"].float().cpu()
+            for position, (index, number, rows, cols) in enumerate(chunk):
+                yield TileOutput(index, number, rows, cols, proximity[position], logits[position])
+
+
+def point_maps(
+    network: nn.Module,
+    images: Sequence[np.ndarray],
+    tile_size: int,
+    overlap: int,
+    device: torch.device | str = "cpu",
+    per_pass: int = 1,
+) -> list[dict[str, np.ndarray]]:
+    """A point model's outputs over whole images: each tile's core stitched into place (see :func:`tile_outputs`).
+
+    Returns:
+        Per image: ``proximity`` ``(H, W)`` float32 and class ``logits`` ``(C, H, W)`` float32.
+
+    """
+    maps: list[dict[str, np.ndarray]] = [{} for _ in images]
+    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass):
+        height, width = images[out.image].shape[:2]
+        into = maps[out.image]
+        if not into:
+            into["proximity"] = np.zeros((height, width), np.float32)
+            into["logits"] = np.zeros((len(out.logits), height, width), np.float32)
+        place = (slice(out.rows.core_start, out.rows.core_stop), slice(out.cols.core_start, out.cols.core_stop))
+        into["proximity"][place] = out.proximity[out.core]
+        into["logits"][(slice(None), *place)] = out.logits[(slice(None), *out.core)].numpy()
+    return maps
 
 
 def predict_points(
-    model: nn.Module,
-    image: np.ndarray,
-    meta: dict[str, Any],
-    tile_size: int = 768,
+    network: nn.Module,
+    images: Sequence[np.ndarray],
+    classes: Sequence[str],
+    thresholds: PointThresholds,
+    *,
+    tile_size: int = DEFAULT_TILE,
     overlap: int | None = None,
     device: torch.device | str = "cpu",
-    path: str | Path = "",
-    image_id: str = "",
+    per_pass: int = 1,
+    paths: Sequence[str | Path] | None = None,
+    ids: Sequence[str] | None = None,
     mpp: float | None = None,
-) -> Result:
-    """Find and classify the cells of an RGB image with a point model.
+) -> list[Result]:
+    """Find and classify the cells of RGB images with a point model.
 
-    The image is cut into overlapping tiles (one tile when it fits); each tile's proximity map is
-    searched for peaks, and a peak is kept only from the tile whose core holds it, so a cell on a
-    tile border is found once. Peaks are then thresholded against the maximum over the whole image,
-    so the result equals decoding the stitched map, while memory stays bounded by one tile: a
+    Each image is cut into overlapping tiles (one tile when it fits), and the tiles of all images run
+    through the network ``per_pass`` at a time (see :func:`tile_outputs`). Each tile's proximity map is
+    searched for peaks, and a peak is kept only from the tile whose core holds it, so a cell on a tile
+    border is found once. Peaks are then thresholded against the maximum over the whole image, so the
+    result equals decoding the stitched map, while memory stays bounded by ``per_pass`` tiles: a
     768-pixel tile of ``fcn-lite0`` needs about 0.5 GB besides the image, whatever the image size.
 
     Args:
-        model: A point model (takes 0-1 RGB ``(B, 3, H, W)`` and normalises it itself; returns
-            ``proximity`` and ``logits``), in eval mode.
-        image: ``(H, W, 3)`` uint8 RGB.
-        meta: Checkpoint metadata: ``classes`` and ``thresholds`` (``threshold_rel``, ``min_distance``,
-            ``threshold_abs``; missing ones from :data:`DEFAULT_THRESHOLDS`).
-        tile_size: Largest tile side (pixels); tiles are equal, evenly spread and a multiple of 32.
-        overlap: Overlap of neighbouring tiles (pixels); at least ``2 * min_distance``. Default: the larger
-            of :data:`TILE_OVERLAP` and ``2 * min_distance`` (so that a model with a large ``min_distance``
-            still runs).
-        device: Where to run the model.
-        path: The image file, for the result.
-        image_id: The image's key (default: the file stem).
-        mpp: µm/px of the image, when known.
+        network: A point model (see :func:`tile_outputs`), in eval mode.
+        images: ``(H, W, 3)`` uint8 RGB images.
+        classes: The model's class names.
+        thresholds: How peaks become cells (``threshold_rel``, ``threshold_abs``, ``min_distance``).
+        tile_size: Largest tile side (pixels).
+        overlap: Overlap of neighbouring tiles (pixels), see :func:`tile_overlap`.
+        device: Where to run the network.
+        per_pass: Most tiles per forward pass.
+        paths: Each image's file, for its result (default: none).
+        ids: Each image's key (default: its file stem).
+        mpp: µm/px of the images, when known.
 
     Returns:
-        One cell per peak: centre, class (argmax of the class probabilities at the centre), score
-        (the proximity value there) and the class probabilities.
+        Per image, a result carrying its pixels, with one cell per peak: centre, class (argmax of the
+        class probabilities at the centre), score (the proximity value there) and the class probabilities;
+        highest score first.
 
     Raises:
-        ValueError: If ``overlap`` is smaller than ``2 * min_distance``, or not smaller than ``tile_size``.
+        CytolensError: If ``overlap`` is smaller than ``2 * min_distance`` or not smaller than ``tile_size``.
 
     """
-    thresholds = {**DEFAULT_THRESHOLDS, **meta.get("thresholds", {})}
-    min_distance = int(thresholds["min_distance"])
-    floor = float(thresholds["threshold_abs"])
-    overlap = max(TILE_OVERLAP, 2 * min_distance) if overlap is None else overlap
-    if overlap < 2 * min_distance:
-        raise ValueError(f"tile overlap {overlap} must be at least 2 * min_distance ({2 * min_distance})")
-    height, width = image.shape[:2]
-    found_rc, values, probabilities = [], [], []
-    image_max = 0.0
-    for rows, cols in tiles(height, width, tile_size, overlap, multiple=STRIDE):
-        proximity, logits = _run_tile(model, image[rows.start : rows.stop, cols.start : cols.stop], device)
-        core = (slice(rows.core_start - rows.start, rows.core_stop - rows.start),
-                slice(cols.core_start - cols.start, cols.core_stop - cols.start))
-        image_max = max(image_max, float(proximity[core].max()))
-        peaks = peak_candidates(proximity, min_distance, floor)
+    overlap = tile_overlap(thresholds, tile_size, overlap)
+    found: list[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = [{} for _ in images]
+    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass):
+        proximity, core = out.proximity, out.core
+        peaks = peak_candidates(proximity, thresholds.min_distance, thresholds.threshold_abs)
         inside = (
             (peaks[:, 0] >= core[0].start) & (peaks[:, 0] < core[0].stop)
             & (peaks[:, 1] >= core[1].start) & (peaks[:, 1] < core[1].stop)
         )
         peaks = peaks[inside]
-        found_rc.append(peaks + [rows.start, cols.start])
-        values.append(proximity[peaks[:, 0], peaks[:, 1]])
-        probabilities.append(torch.softmax(logits[:, peaks[:, 0], peaks[:, 1]].T, dim=1).numpy())
-    values, probabilities = np.concatenate(values), np.concatenate(probabilities).astype(np.float64)
-    found = Cells(
-        centres=to_xy(np.concatenate(found_rc)), labels=probabilities.argmax(axis=1), scores=values,
-        probabilities=probabilities,
-    )
-    kept = np.flatnonzero(above(values, image_max, float(thresholds["threshold_rel"]), floor))
-    kept = kept[np.argsort(-values[kept], kind="stable")]
-    return Result(Path(path), width, height, image_id, mpp, cells=found.select(kept), classes=list(meta["classes"]))
+        found[out.image][out.tile] = (
+            peaks + [out.rows.start, out.cols.start],
+            proximity[peaks[:, 0], peaks[:, 1]],
+            torch.softmax(out.logits[:, peaks[:, 0], peaks[:, 1]].T, dim=1).numpy(),
+            float(proximity[core].max()),
+        )
+    results = []
+    for index, (image, per_tile) in enumerate(zip(images, found, strict=True)):
+        rows_cols, values, probabilities, maxima = zip(*(per_tile[tile] for tile in sorted(per_tile)), strict=True)
+        values, probabilities = np.concatenate(values), np.concatenate(probabilities).astype(np.float64)
+        cells = Cells(
+            centres=to_xy(np.concatenate(rows_cols)), labels=probabilities.argmax(axis=1), scores=values,
+            probabilities=probabilities,
+        )
+        kept = np.flatnonzero(above(values, max(0.0, *maxima), thresholds.threshold_rel, thresholds.threshold_abs))
+        kept = kept[np.argsort(-values[kept], kind="stable")]
+        path = Path(paths[index]) if paths is not None else Path()
+        height, width = image.shape[:2]
+        results.append(
+            Result(path, width, height, "" if ids is None else ids[index], mpp, cells=cells.select(kept),
+                   classes=list(classes), pixels=image)
+        )
+    return results
