@@ -31,12 +31,12 @@ import torch
 
 import common
 from cytolens.data.annotations import Dataset
-from cytolens.data.spec import DatasetSpec, SplitSpec, load_data, write_spec
 from cytolens.data.splits import ratio_split
 from cytolens.inference.model import CellModel, load_model
 from cytolens.inference.peaks import DEFAULT_THRESHOLDS, THRESHOLD_GRID, find_peaks
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
+from cytolens.io.spec import DatasetSpec, SplitSpec, load_data, write_spec
 from cytolens.metrics.numbers import f1_from_counts
 from cytolens.metrics.points import match_points
 from cytolens.training.recipe import PointSettings, Recipe

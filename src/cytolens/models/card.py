@@ -193,10 +193,6 @@ class Thresholds:
         """The thresholds as plain JSON data."""
         return {item.name: _plain(getattr(self, item.name)) for item in fields(self)}
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """Transitional, for callers that still read thresholds as a mapping (inference/evaluate.py): an attribute."""
-        return getattr(self, name, default)
-
 
 _THRESHOLDS: dict[str, type[Thresholds]] = {}
 ThresholdsType = TypeVar("ThresholdsType", bound=type[Thresholds])
@@ -560,19 +556,6 @@ def _upgrade(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         meta["evaluation"] = {**(meta.get("evaluation") or {}), "radius": old[name]}
         renamed["evaluation.radius"] = f"{section}.{name}"
     return meta, renamed
-
-
-def old_layout(card: ModelCard) -> dict[str, Any]:
-    """Transitional: the card as the old flat metadata, for the callers of ``read_checkpoint`` and
-    ``build_from_checkpoint`` (:mod:`cytolens.models.checkpoint`) that still index metadata; delete with them.
-    """
-    data = card.to_dict()
-    flat = {key: value for key, value in data.items() if key not in ("input", "provenance", "evaluation")}
-    for old, (section, name) in _MOVED.items():
-        flat[old] = data[section][name]
-    if card.evaluation.radius is not None:
-        flat[_OLD_RADIUS[0]] = {**flat[_OLD_RADIUS[0]], _OLD_RADIUS[1]: card.evaluation.radius}
-    return flat
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from torch import nn
 from cytolens._version import __version__
 from cytolens.errors import ModelError
 from cytolens.io.atomic import atomic_write
-from cytolens.models.card import ModelCard, old_layout
+from cytolens.models.card import ModelCard
 from cytolens.models.registry import build_architecture
 
 FORMAT_VERSION = 2
@@ -155,20 +155,18 @@ def read_card(path: str | Path) -> tuple[ModelCard, dict[str, torch.Tensor]]:
     return ModelCard.from_dict(card, path), state
 
 
-def build_described(path: str | Path, card: ModelCard | dict[str, Any], num_classes: int | None = None) -> nn.Module:
+def build_described(path: str | Path, card: ModelCard, num_classes: int | None = None) -> nn.Module:
     """An untrained model as the checked ``card`` of checkpoint ``path`` describes it (architecture and kwargs).
 
     Args:
         path: The checkpoint, named in errors.
-        card: Its model card, as :func:`read_card` returns it (transitional: or the old flat metadata that
-            :func:`read_checkpoint` returns).
+        card: Its model card, as :func:`read_card` returns it.
         num_classes: Classes of the model (default: those of the card).
 
     Raises:
         ModelError: If the architecture's builder rejects the stored kwargs.
 
     """
-    card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card, path)
     classes = len(card.classes) if num_classes is None else num_classes
     try:
         return build_architecture(card.architecture, num_classes=classes, **{**card.kwargs, "weights": None})
@@ -187,20 +185,3 @@ def load_network(path: str | Path) -> tuple[nn.Module, ModelCard]:
     except RuntimeError as error:
         raise ModelError(f"{path}: weights do not fit {card.architecture} ({str(error).splitlines()[0]})") from None
     return model.eval(), card
-
-
-# Transitional: the old flat metadata, for callers that still index it (training/init.py, cli/train.py,
-# benchmarks/bccd_detection.py, tests/test_train_boxes.py, tests/test_points_training.py). Delete these two
-# functions, card.old_layout and build_described's mapping once they call read_card and load_network.
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Transitional: :func:`read_card`, with the card as the old flat metadata."""
-    card, state = read_card(path)
-    return old_layout(card), state
-
-
-def build_from_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Transitional: :func:`load_network`, with the card as the old flat metadata."""
-    network, card = load_network(path)
-    return network, old_layout(card)
