@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "blood-cells"
 
 
-def _with_thresholds(
-    cell_model: CellModel, score_threshold: str | None, iou: float | None
+def _configured(
+    cell_model: CellModel, score_threshold: str | None, iou: float | None, tile_size: int | None, overlap: int | None
 ) -> tuple[CellModel, ScoreThreshold | None]:
-    """The model with ``--iou`` as its NMS IoU, and the score threshold ``--score-threshold`` asks for.
+    """The model with ``--iou`` as its NMS IoU and ``--tile-size``/``--overlap`` as its tiling, and the score
+    threshold ``--score-threshold`` asks for.
 
     Raises:
         typer.BadParameter: If ``--score-threshold`` is malformed or names a class the model does not have,
@@ -34,6 +35,8 @@ def _with_thresholds(
                 f"sets the NMS of box models; {cell_model.source} is a {cell_model.task} model", param_hint="--iou"
             )
         cell_model = cell_model.with_thresholds(nms=iou)
+    if tile_size is not None or overlap is not None:
+        cell_model = cell_model.with_tiling(tile_size, overlap)
     if score_threshold is None:
         return cell_model, None
     try:
@@ -65,7 +68,27 @@ def predict(
             "one (non-maximum suppression). \\[default: the model's]",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(
+            "--tile-size",
+            min=32,
+            help="Cut images larger than this into tiles of at most this many pixels a side, and merge the cells "
+            "found across tile borders. \\[default: the model's]",
+        ),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Pixels that neighbouring tiles share: at least the largest cell, so that a cell on a border is "
+            "seen whole in one tile. \\[default: the model's]",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images (of large images: tiles) per forward pass.")
+    ] = 1,
     outputs: Annotated[
         str | None,
         typer.Option(
@@ -134,7 +157,7 @@ def predict(
     failed: list[str] = []
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
         loaded = load_model(model, device=device, backend=backend)
-        cell_model, threshold = _with_thresholds(loaded, score_threshold, iou)
+        cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap)
         shown = cell_model.thresholds.min_score if threshold is None else threshold
         log.info("%s: score threshold %s", model, describe(shown))
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
