@@ -65,15 +65,16 @@ def test_a_box_detector_gives_every_cell_a_class(model: object) -> None:
     assert (result.cells.labels >= 0).all()
 
 
-def test_a_pixel_size_far_from_the_models_is_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_pixel_size_other_than_the_models_is_resized_and_said_once(tmp_path: Path, caplog) -> None:
     model = cytolens.load_model(tiny_detector(tmp_path / "tiny.pt", mpp=0.1), device="cpu", backend="torch")
     images = sorted((examples_path() / "JPEGImages").glob("*.jpg"))
-    with caplog.at_level("WARNING", logger="cytolens"):
+    with caplog.at_level("INFO", logger="cytolens"):
         model.predict(images, mpp=0.1)
-    assert not [r for r in caplog.records if "µm/px" in r.getMessage()]
-    with caplog.at_level("WARNING", logger="cytolens"):
-        model.predict(images, mpp=0.2)
-    assert len([r for r in caplog.records if "µm/px" in r.getMessage()]) == 1
+    assert not [r for r in caplog.records if "resized" in r.getMessage()]
+    with caplog.at_level("INFO", logger="cytolens"):
+        results = model.predict(images, mpp=0.05)
+    assert len([r for r in caplog.records if "resized by 0.5 to the model's 0.1 µm/px" in r.getMessage()]) == 1
+    assert [(r.width, r.height, r.mpp) for r in results] == [(640, 480, 0.05)] * len(images)  # the images' own pixels
 
 
 def test_mixed_inputs_keep_their_order(model: object) -> None:

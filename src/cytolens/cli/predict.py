@@ -101,7 +101,8 @@ def predict(
         list[str] | None, typer.Option("--ratio", help="Count ratio for counts.csv, e.g. RBC:WBC (repeatable).")
     ] = None,
     mpp: Annotated[
-        float | None, typer.Option("--mpp", help="µm per pixel of the images, checked against the model.")
+        float | None,
+        typer.Option("--mpp", help="µm per pixel of the images (default: what a TIFF states); resized to the model's."),
     ] = None,
     recursive: Annotated[
         bool,

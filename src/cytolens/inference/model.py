@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -25,8 +25,9 @@ from cytolens.data.cells import ScoreThreshold
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.predictors import Batch, Detector, Predictor, predictor_type
+from cytolens.inference.scale import mapped_back, rescaled, scale_factor
 from cytolens.inference.sources import expand_inputs
-from cytolens.io.images import read_image
+from cytolens.io.images import image_mpp, read_image
 from cytolens.io.validation import check_number
 from cytolens.models.card import ModelCard, Thresholds
 from cytolens.models.checkpoint import load_network
@@ -35,8 +36,16 @@ from cytolens.results.result import Result
 
 log = logging.getLogger(__name__)
 
-MPP_TOLERANCE = 0.25
-"""Relative difference of µm/px between an image and the model's training data that triggers a warning."""
+
+
+class _Item(NamedTuple):
+    """One image on its way through :meth:`CellModel.predict_iter`."""
+
+    path: Path
+    pixels: np.ndarray  # at the model's scale
+    original: np.ndarray  # as read
+    factor: float  # pixels = original resized by factor
+    mpp: float | None  # of the original
 
 
 class CellModel:
@@ -164,35 +173,24 @@ class CellModel:
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
 
-    def _check_mpp(self, mpp: float | None) -> None:
-        model_mpp = self.card.input.mpp
-        if mpp and model_mpp and abs(mpp - model_mpp) / model_mpp > MPP_TOLERANCE:
-            log.warning(
-                "images at %.3g µm/px differ from the model's %.3g µm/px by more than %d%%; resample them",
-                mpp,
-                model_mpp,
-                int(MPP_TOLERANCE * 100),
-            )
+    def _run(self, batch: list[_Item], score_threshold: ScoreThreshold) -> list[Result]:
+        found = self.predictor.predict(Batch([item.path for item in batch], [item.pixels for item in batch]))
+        results = [mapped_back(result, item.factor, item.original) for result, item in zip(found, batch, strict=True)]
+        return [
+            replace(result, mpp=item.mpp, cells=result.cells.scoring_at_least(score_threshold, self.classes))
+            for result, item in zip(results, batch, strict=True)
+        ]
 
-    def _run(
-        self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
-    ) -> list[Result]:
-        paths, pixels = zip(*batch, strict=True)
-        found = self.predictor.predict(Batch(paths, pixels, mpp=mpp))
-        return [replace(result, cells=result.cells.scoring_at_least(score_threshold, self.classes)) for result in found]
-
-    def _run_each(
-        self, batch: list[tuple[Path, np.ndarray]], score_threshold: ScoreThreshold, mpp: float | None
-    ) -> list[Result | DataError]:
+    def _run_each(self, batch: list[_Item], score_threshold: ScoreThreshold) -> list[Result | DataError]:
         """:meth:`_run`, where an image that fails to process becomes its :class:`DataError` and the others run."""
         try:
-            return self._run(batch, score_threshold, mpp)
+            return self._run(batch, score_threshold)
         except CytolensError:
             raise
         except Exception as error:  # torch and ONNX Runtime raise assorted types; one image must not stop a run
             if len(batch) > 1:
-                return [item for one in batch for item in self._run_each([one], score_threshold, mpp)]
-            path = batch[0][0]
+                return [item for one in batch for item in self._run_each([one], score_threshold)]
+            path = batch[0].path
             log.debug("%s: processing failed", path, exc_info=True)
             message = " ".join(str(error).split())[:200]
             return [DataError(path, f"cannot process image ({error.__class__.__name__}: {message})")]
@@ -228,7 +226,9 @@ class CellModel:
             batch_size: Images per forward pass (for images larger than one tile: tiles per forward pass).
             score_threshold: Keep cells scoring at least this, one value or one per class (default: the
                 model's score threshold, for box models; every cell decoded, for point models).
-            mpp: µm/px of the images, if known (checked against the model's).
+            mpp: µm/px of the images (default: what a TIFF file states, see :func:`~cytolens.io.images.image_mpp`).
+                Images at another µm/px than the model's are resized to it before the model runs, and the
+                cells found mapped back to their own pixels (see :mod:`cytolens.inference.scale`).
             tile_size: Cut images into tiles of at most this many pixels a side instead of the model's tile
                 size (see :meth:`with_tiling`).
             overlap: Overlap of neighbouring tiles instead of the model's (see :meth:`with_tiling`).
@@ -250,21 +250,25 @@ class CellModel:
                 sources.append((Path(f"array{index}"), item))
             else:
                 sources.extend((path, None) for path in expand_inputs([item]))
-        self._check_mpp(mpp)
-        batch: list[tuple[Path, np.ndarray]] = []
+        scales = _ScaleMessages(self)
+        batch: list[_Item] = []
         for path, pixels in sources:
             try:
-                pixels = read_image(path) if pixels is None else pixels
+                original = read_image(path) if pixels is None else pixels
+                known = mpp or (image_mpp(path) if pixels is None else None)
+                factor = scale_factor(known, self.card.input.mpp)
+                scales.saw(known, factor)
+                pixels = rescaled(original, factor)
                 self.check_fit(path, pixels)
             except DataError as error:
                 yield error
                 continue
-            batch.append((path, pixels))
+            batch.append(_Item(path, pixels, original, factor, known))
             if len(batch) == batch_size:
-                yield from self._run_each(batch, threshold, mpp)
+                yield from self._run_each(batch, threshold)
                 batch = []
         if batch:
-            yield from self._run_each(batch, threshold, mpp)
+            yield from self._run_each(batch, threshold)
 
     def predict(
         self,
@@ -298,6 +302,31 @@ class CellModel:
             else:  # an array input: the result keeps (a reference to) the caller's pixels
                 results.append(item)
         return results
+
+
+class _ScaleMessages:
+    """Says once per run which scale the model assumes for images without one, and how others are resized."""
+
+    def __init__(self, model: CellModel) -> None:
+        self.model = model
+        self.said: set[float | None] = set()
+
+    def saw(self, mpp: float | None, factor: float) -> None:
+        model_mpp = self.model.card.input.mpp
+        key = None if mpp is None else round(factor, 3)
+        if model_mpp is None or key in self.said:
+            return
+        self.said.add(key)
+        if mpp is None:
+            log.info(
+                "%s: images state no µm/px: taken at the model's %.3g µm/px (give --mpp to resize them)",
+                self.model.source, model_mpp,
+            )  # fmt: skip
+        elif factor != 1.0:
+            log.info(
+                "%s: images at %.3g µm/px resized by %.3g to the model's %.3g µm/px; cells mapped back",
+                self.model.source, mpp, factor, model_mpp,
+            )  # fmt: skip
 
 
 def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto") -> CellModel:

@@ -126,6 +126,52 @@ _ORIENTATION_TRANSPOSE = {
 """EXIF/TIFF orientation tag to the transpose that displays the image upright (as in PIL's exif_transpose)."""
 
 
+MICROSCOPE_MPP = (0.01, 20.0)
+"""µm/px a microscope image can have; a resolution tag outside it (e.g. a scanner's or editor's 72 dpi,
+352.8 µm/px) says nothing about the specimen and is ignored."""
+_MICRONS_PER_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _ome_mpp(xml: str) -> float | None:
+    import xml.etree.ElementTree as ET
+
+    for element in ET.fromstring(xml).iter():
+        if element.tag.endswith("}Pixels") or element.tag == "Pixels":
+            size = element.get("PhysicalSizeX")
+            unit = element.get("PhysicalSizeXUnit", "µm")
+            if size is not None and unit in _MICRONS_PER_UNIT:
+                return float(size) * _MICRONS_PER_UNIT[unit]
+    return None
+
+
+def image_mpp(path: str | Path) -> float | None:
+    """The µm/px a TIFF file states: OME ``PhysicalSizeX``, else its X resolution tag in pixels per inch or cm.
+
+    Returns:
+        The µm per pixel, or ``None`` when the file states none (any format but TIFF), states it in no
+        physical unit, or states one no microscope image has (see :data:`MICROSCOPE_MPP`).
+
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            mpp = _ome_mpp(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else None
+            tags = tif.pages[0].tags
+            resolution, unit = tags.get("XResolution"), tags.get("ResolutionUnit")
+            if mpp is None and resolution is not None and unit is not None and int(unit.value) in (2, 3):
+                numerator, denominator = resolution.value
+                if numerator > 0 and denominator > 0:
+                    mpp = (25400.0 if int(unit.value) == 2 else 10000.0) * denominator / numerator
+    except Exception:  # noqa: BLE001 - unreadable metadata is no scale; read_image reports unreadable files
+        return None
+    low, high = MICROSCOPE_MPP
+    return mpp if mpp is not None and low <= mpp <= high else None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as an RGB ``uint8`` array of shape ``(H, W, 3)``.
 
