@@ -64,3 +64,15 @@ def test_an_image_at_twice_the_magnification_is_shrunk_instead_of_tiled_at_the_w
     assert given.counts()["WBC"] == reference.counts()["WBC"]
     assert abs(given.counts()["RBC"] - reference.counts()["RBC"]) <= 2
     assert unscaled.counts()["WBC"] > 1  # measured 4 white and 37 red cells: pieces of cells twice their size
+
+
+@pytest.mark.skipif("blood-cells" not in bundled_models(), reason="bundled model not built yet")
+def test_an_image_of_another_stain_is_warned_about(crchisto, caplog):
+    model = cytolens.load_model("blood-cells", device="cpu")
+    he = crchisto / "validation" / "img16" / "img16.png"
+    with caplog.at_level(logging.WARNING):
+        model.predict([IMAGE])
+        assert not [r for r in caplog.records if "another stain" in r.getMessage()]
+        model.predict([he])
+    (line,) = [r.getMessage() for r in caplog.records if "another stain" in r.getMessage()]
+    assert line.startswith(str(he)) and "blood-cells's training images" in line

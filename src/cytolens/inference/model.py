@@ -31,6 +31,7 @@ from cytolens.io.images import image_mpp, read_image
 from cytolens.io.validation import check_number
 from cytolens.models.card import ModelCard, Thresholds
 from cytolens.models.checkpoint import load_network
+from cytolens.models.colour import FOREIGN_COLOUR, colour_distance
 from cytolens.models.registry import resolve_model
 from cytolens.results.result import Result
 
@@ -173,6 +174,19 @@ class CellModel:
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
 
+    def _check_colour(self, path: Path, pixels: np.ndarray) -> None:
+        """Warn (one line) when an image's colours lie far from the model's training images' (``card.input.colour``)."""
+        stats = self.card.input.colour
+        if stats is None:
+            return
+        distance = colour_distance(stats, pixels)
+        if distance > FOREIGN_COLOUR:
+            log.warning(
+                "%s: its colours lie %.1f spreads from those of %s's training images (over %.0f): another stain or "
+                "kind of image? its cells and counts may be wrong",
+                path, distance, self.source, FOREIGN_COLOUR,
+            )  # fmt: skip
+
     def _run(self, batch: list[_Item], score_threshold: ScoreThreshold) -> list[Result]:
         found = self.predictor.predict(Batch([item.path for item in batch], [item.pixels for item in batch]))
         results = [mapped_back(result, item.factor, item.original) for result, item in zip(found, batch, strict=True)]
@@ -258,6 +272,7 @@ class CellModel:
                 known = mpp or (image_mpp(path) if pixels is None else None)
                 factor = scale_factor(known, self.card.input.mpp)
                 scales.saw(known, factor)
+                self._check_colour(path, original)
                 pixels = rescaled(original, factor)
                 self.check_fit(path, pixels)
             except DataError as error:
