@@ -33,7 +33,7 @@ import common
 from cytolens.data.annotations import Dataset
 from cytolens.data.splits import ratio_split
 from cytolens.inference.model import CellModel, load_model
-from cytolens.inference.peaks import DEFAULT_THRESHOLDS, THRESHOLD_GRID, find_peaks
+from cytolens.inference.peaks import THRESHOLD_GRID, find_peaks
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
 from cytolens.io.spec import DatasetSpec, SplitSpec, load_data, write_spec
@@ -281,7 +281,7 @@ def analyse(model_path: Path, truth: Dataset, radius: float, folder: Path) -> di
     import pandas as pd
 
     model = load_model(model_path, device="cpu")
-    thresholds = {**DEFAULT_THRESHOLDS, **model.thresholds}
+    thresholds = model.thresholds.to_dict()  # the typed PointThresholds as plain numbers
     maps = {image.image_id: proximity_of(model, read_image(image.path)) for image in truth.images}
     rows, tp_scores, detections = false_positives(truth, maps, thresholds, radius)
     table = pd.DataFrame(
