@@ -262,7 +262,6 @@ def predict_points(
     per_pass: int = 1,
     paths: Sequence[str | Path] | None = None,
     ids: Sequence[str] | None = None,
-    mpp: float | None = None,
 ) -> list[Result]:
     """Find and classify the cells of RGB images with a point model.
 
@@ -284,7 +283,6 @@ def predict_points(
         per_pass: Most tiles per forward pass.
         paths: Each image's file, for its result (default: none).
         ids: Each image's key (default: its file stem).
-        mpp: µm/px of the images, when known.
 
     Returns:
         Per image, a result carrying its pixels, with one cell per peak: centre, class (argmax of the
@@ -324,7 +322,7 @@ def predict_points(
         path = Path(paths[index]) if paths is not None else Path()
         height, width = image.shape[:2]
         results.append(
-            Result(path, width, height, "" if ids is None else ids[index], mpp, cells=cells.select(kept),
+            Result(path, width, height, "" if ids is None else ids[index], cells=cells.select(kept),
                    classes=list(classes), pixels=image)
         )
     return results

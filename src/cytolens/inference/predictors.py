@@ -52,14 +52,12 @@ class Batch:
         paths: Each image's file (``arrayN`` for an array input).
         pixels: Each image's ``(H, W, 3)`` uint8 RGB pixels.
         ids: Each image's key in the outputs (default: its file stem).
-        mpp: µm/px of the images, when known.
 
     """
 
     paths: Sequence[Path]
     pixels: Sequence[np.ndarray]
     ids: Sequence[str] | None = None
-    mpp: float | None = None
 
     def __len__(self) -> int:
         return len(self.pixels)
@@ -73,7 +71,7 @@ class Batch:
         pixels = self.pixels[index]
         height, width = pixels.shape[:2]
         return Result(
-            Path(self.paths[index]), width, height, self.image_ids()[index], self.mpp, cells=cells,
+            Path(self.paths[index]), width, height, self.image_ids()[index], cells=cells,
             classes=list(classes), pixels=pixels,
         )
 
@@ -202,7 +200,7 @@ class PointPredictor(Predictor):
         return predict_points(
             self.network, batch.pixels, self.card.classes, self.card.thresholds, tile_size=self.tile_size,
             overlap=self.card.input.overlap, device=self.device, per_pass=len(batch), paths=batch.paths,
-            ids=batch.image_ids(), mpp=batch.mpp,
+            ids=batch.image_ids(),
         )
 
 
