@@ -50,7 +50,7 @@ def register_architecture(name: str, task: str) -> Callable[[Callable[..., nn.Mo
 
 def _import_builders() -> None:
     """Import the modules whose builders register themselves."""
-    from cytolens.models import detectors, point_fcn  # noqa: F401
+    from cytolens.models import classifier, detectors, point_fcn  # noqa: F401
 
 
 def architectures(task: str | None = None) -> dict[str, Architecture]:
