@@ -251,6 +251,24 @@ class BoxThresholds(Thresholds):
         return self.score
 
 
+@register_thresholds("patches")
+@dataclass(frozen=True)
+class PatchThresholds(Thresholds):
+    """Patch classifiers: the probability a type needs to be called present in a patch.
+
+    A single-label model calls each patch its most probable type; a multi-label model calls every type whose
+    sigmoid reaches ``score`` (one value, or one per type tuned on validation).
+
+    Attributes:
+        score: One probability threshold, or one per class name (classes not named: 0.5).
+        tuned_on: How the values were chosen.
+
+    """
+
+    score: ScoreThreshold = field(default=0.5, metadata={"read": _read_score})
+    tuned_on: str | None = field(default=None, metadata=_TEXT)
+
+
 @register_thresholds("points")
 @dataclass(frozen=True)
 class PointThresholds(Thresholds):
@@ -336,6 +354,26 @@ class Proximity:
 
 
 @dataclass(frozen=True)
+class PatchGeometry:
+    """How a patch classifier's patches are cut (see :mod:`cytolens.data.patches`).
+
+    Attributes:
+        side: Side of the square around a cell marked by a point, in pixels at ``input.mpp`` (``None``:
+            cells need boxes, or each image is one patch).
+        pad: Padding of a squared box, as a fraction of its side.
+        views: Test-time views averaged per patch (1: the patch alone; see
+            :func:`~cytolens.data.patches.test_time_views`).
+        shift: Centre shift, in pixels, of the shifted test-time views (beyond the 8 dihedral ones).
+
+    """
+
+    side: float | None = field(default=None, metadata=_number(low=1.0))
+    pad: float = field(default=0.1, metadata=_number(low=0.0, high=4.0))
+    views: int = field(default=1, metadata=_number(low=1, high=12, integer=True))
+    shift: float = field(default=0.0, metadata=_number(low=0.0))
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """How the model's figures are measured: ``radius``, the point matching radius in pixels (point models)."""
 
@@ -402,13 +440,14 @@ class ModelCard:
     """Everything needed to use a trained model's weights, and where they come from.
 
     Attributes:
-        task: The task of ``architecture`` (``boxes``, ``points``).
+        task: The task of ``architecture`` (``boxes``, ``points``, ``patches``).
         architecture: The registered builder (see :func:`cytolens.models.registry.architectures`).
         kwargs: Its builder arguments.
         classes: Class names in output order.
         thresholds: How outputs become cells (the task's registered thresholds type).
         input: The images the model expects.
         proximity: The proximity target (point models).
+        patch: How patches are cut and viewed (patch classifiers).
         evaluation: How its figures are measured.
         report: What ``predict`` reports by default.
         provenance: Recipe, data, initialisation and training time.
@@ -426,6 +465,7 @@ class ModelCard:
     thresholds: Thresholds
     input: InputConfig = field(default_factory=InputConfig)
     proximity: Proximity | None = None
+    patch: PatchGeometry | None = None
     evaluation: Evaluation = field(default_factory=Evaluation)
     report: Report = field(default_factory=Report)
     provenance: Provenance = field(default_factory=Provenance)
@@ -485,7 +525,7 @@ class ModelCard:
         kind = thresholds_type(task)
         defaults = kind.defaults(builders[architecture], kwargs)
         thresholds = reader.section(kind, meta.get("thresholds"), "thresholds", defaults)
-        proximity = meta.get("proximity")
+        proximity, patch = meta.get("proximity"), meta.get("patch")
         return cls(
             task=task,
             architecture=architecture,
@@ -494,6 +534,7 @@ class ModelCard:
             thresholds=thresholds,
             input=reader.section(InputConfig, meta.get("input"), "input"),
             proximity=None if proximity is None else reader.section(Proximity, proximity, "proximity"),
+            patch=None if patch is None else reader.section(PatchGeometry, patch, "patch"),
             evaluation=reader.section(Evaluation, meta.get("evaluation"), "evaluation"),
             report=reader.section(Report, meta.get("report"), "report"),
             provenance=reader.section(Provenance, meta.get("provenance"), "provenance"),
