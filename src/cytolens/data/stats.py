@@ -1,9 +1,22 @@
-"""Counts and size distributions of a dataset, as reported by ``cytolens stats``."""
+"""Counts and size distributions of a dataset, and checks of its crops, as reported by ``cytolens stats``.
+
+:func:`dataset_stats` counts from the annotations alone. :func:`crop_checks` looks at the pixels of a
+dataset of crops (class folders: one labelled cell per image) for two faults that labels hide:
+
+- **blank crops**: near-uniform background, whose grey level (ITU-R 601 luma, as OpenCV's and Pillow's
+  grey conversions, rounded to 8 bits) varies by a standard deviation below :data:`BLANK_STD`;
+- **exact duplicates**: crops with the same decoded pixels (same size and values), found by a SHA-256
+  of them, whatever their file names or formats.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
+import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -81,4 +94,61 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
             if (box_labels == label).any()
         },
         "point_spacing": spread(spacing),
+    }
+
+
+BLANK_STD = 8.0
+"""Grey-level standard deviation below which a crop counts as blank: the 349 near-uniform crops of CRIC
+(of 2,121) lie below it, its cells' crops above."""
+
+
+def grey_std(pixels: np.ndarray) -> float:
+    """Standard deviation of the grey level (0-255, ITU-R 601 luma rounded to 8 bits) of ``(H, W, 3)`` RGB pixels."""
+    return float(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY).std())
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-256 (hex) of the pixels' shape and values: equal for exactly the same decoded picture."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+
+
+def crop_checks(dataset: Dataset, pixels: Iterable[np.ndarray], blank_std: float = BLANK_STD) -> dict[str, Any]:
+    """Blank crops and exact duplicates among the images of ``dataset`` (see the module docstring).
+
+    Args:
+        dataset: Crops with image labels (a class-folder dataset).
+        pixels: Each image's ``(H, W, 3)`` uint8 RGB pixels, in the order of ``dataset.images``.
+        blank_std: A crop whose grey-level standard deviation is below this is blank.
+
+    Returns:
+        ``blank_std``; ``blank``: one entry per blank crop (``image`` id, ``file``, ``class``, its
+        ``grey_std``), in dataset order; ``duplicates``: groups of two or more crops with the same pixels,
+        each a list of entries (``image``, ``file``, ``class``), in the order of their first crop;
+        ``per_class``: per class name, its ``crops``, how many are ``blank``, and how many are in a
+        duplicate group (``duplicates``). A crop's class is its image labels' names joined by ``+``.
+
+    """
+    per_class = {name: {"crops": 0, "blank": 0, "duplicates": 0} for name in dataset.classes}
+    blank, groups = [], defaultdict(list)
+    for image, picture in zip(dataset.images, pixels, strict=True):
+        names = [dataset.classes[label] for label in image.image_labels]
+        entry = {"image": image.image_id, "file": str(image.path), "class": "+".join(names)}
+        spread = grey_std(picture)
+        if spread < blank_std:
+            blank.append(entry | {"grey_std": spread})
+        groups[pixel_digest(picture)].append((entry, names))
+        for name in names:
+            per_class[name]["crops"] += 1
+            per_class[name]["blank"] += spread < blank_std
+    duplicates = [group for group in groups.values() if len(group) > 1]
+    for group in duplicates:
+        for _, names in group:
+            for name in names:
+                per_class[name]["duplicates"] += 1
+    return {
+        "blank_std": blank_std,
+        "blank": blank,
+        "duplicates": [[entry for entry, _ in group] for group in duplicates],
+        "per_class": per_class,
     }
