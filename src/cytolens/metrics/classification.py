@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import numbers
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, multilabel_confusion_matrix, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    hamming_loss,
+    multilabel_confusion_matrix,
+    roc_auc_score,
+)
 
 from cytolens.data.annotations import Dataset
 from cytolens.metrics.numbers import f1_from_counts, json_safe, mean_defined, ratio
@@ -97,7 +103,11 @@ def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, classes: lis
 
 
 def multilabel_metrics(
-    y_true: np.ndarray, y_score: np.ndarray, classes: list[str], threshold: float = 0.5
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    classes: list[str],
+    threshold: float | np.ndarray = 0.5,
+    y_pred: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Figures of a multi-label classifier; a label is predicted when its score is at least ``threshold``.
 
@@ -105,13 +115,15 @@ def multilabel_metrics(
         y_true: ``(N, C)`` 0/1 truth.
         y_score: ``(N, C)`` scores per label.
         classes: The ``C`` label names.
-        threshold: Score from which a label counts as predicted.
+        threshold: Score from which a label counts as predicted: one value, or ``(C,)`` one per label.
+        y_pred: ``(N, C)`` 0/1 predicted labels, when they are not the scores at ``threshold`` (a
+            single-label model's most probable class, say); ``threshold`` is then unused.
 
     Returns:
         ``exact_match`` (share of samples with every label right), ``accuracy`` (share of right
-        labels), macro ``auc``, ``sensitivity``, ``specificity``, ``h_mean`` and ``f1``, and
-        ``per_class`` mapping each name to ``auc``, ``sensitivity``, ``specificity``, ``f1`` and
-        ``support``.
+        labels) and ``hamming`` (share of wrong labels, ``1 - accuracy``), macro ``auc``,
+        ``sensitivity``, ``specificity``, ``h_mean`` and ``f1``, and ``per_class`` mapping each name to
+        ``auc``, ``sensitivity``, ``specificity``, ``f1`` and ``support``.
 
     Raises:
         ValueError: If the shapes disagree.
@@ -120,10 +132,80 @@ def multilabel_metrics(
     y_true = np.asarray(y_true, dtype=np.int64)
     y_score = _check_scores(y_score, len(y_true), classes)
     y_true = y_true.reshape(y_score.shape)
-    y_pred = (y_score >= threshold).astype(np.int64)
+    if y_pred is None:
+        y_pred = (y_score >= np.asarray(threshold, dtype=np.float64)).astype(np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(y_score.shape)
     result = _summary(_per_class(y_true, y_pred, y_score), classes)
-    result.update(exact_match=accuracy_score(y_true, y_pred), accuracy=(y_true == y_pred).mean())
+    result.update(
+        exact_match=accuracy_score(y_true, y_pred),
+        accuracy=(y_true == y_pred).mean() if y_true.size else np.nan,
+        hamming=hamming_loss(y_true, y_pred) if y_true.size else np.nan,
+    )
     return json_safe(result)
+
+
+def group_scores(
+    y_true: np.ndarray, y_score: np.ndarray, y_pred: np.ndarray, positive: Sequence[int], multi_label: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class truth, scores and calls collapsed to one question: whether a sample holds a ``positive`` class.
+
+    Args:
+        y_true: ``(N, C)`` 0/1 truth.
+        y_score: ``(N, C)`` probabilities.
+        y_pred: ``(N, C)`` 0/1 calls.
+        positive: Indices of the classes that make the group (e.g. the abnormal types).
+        multi_label: Whether the probabilities are independent sigmoids (else they sum to 1 over the classes).
+
+    Returns:
+        Per sample: whether it truly holds a group class (bool), its group score (single-label: the summed
+        probability of the group's classes; multi-label: the highest of them), and whether it is called
+        positive (single-label: group score at least 0.5, the most probable side of the two; multi-label:
+        any group class called).
+
+    """
+    columns = np.asarray(positive, dtype=np.int64)
+    truth = np.asarray(y_true)[:, columns].any(axis=1)
+    score = np.asarray(y_score, dtype=np.float64)[:, columns]
+    if multi_label:
+        return truth, score.max(axis=1, initial=0.0), np.asarray(y_pred)[:, columns].any(axis=1)
+    score = score.sum(axis=1)
+    return truth, score, score >= 0.5
+
+
+def binary_metrics(truth: np.ndarray, score: np.ndarray, called: np.ndarray) -> dict[str, Any]:
+    """Figures of a yes/no call (e.g. "abnormal"), with its score for the ROC-AUC.
+
+    Args:
+        truth: ``(N,)`` bool, the true answer.
+        score: ``(N,)`` the score ranking the samples (higher: more likely yes).
+        called: ``(N,)`` bool, the call.
+
+    Returns:
+        ``sensitivity`` ``TP / (TP + FN)``, ``specificity`` ``TN / (TN + FP)``, ``h_mean`` (their harmonic
+        mean), ``accuracy``, ``f1``, ``auc`` (``None`` when one side is empty), ``positives`` and
+        ``negatives`` (true counts) and the ``tp``, ``fp``, ``tn``, ``fn`` counts.
+
+    """
+    truth, called = np.asarray(truth, dtype=bool), np.asarray(called, dtype=bool)
+    tp, fp = int((truth & called).sum()), int((~truth & called).sum())
+    fn, tn = int((truth & ~called).sum()), int((~truth & ~called).sum())
+    sensitivity, specificity = ratio(tp, tp + fn), ratio(tn, tn + fp)
+    return json_safe(
+        {
+            "sensitivity": sensitivity,
+            "specificity": specificity,
+            "h_mean": ratio(2 * sensitivity * specificity, sensitivity + specificity),
+            "accuracy": ratio(tp + tn, len(truth)),
+            "f1": f1_from_counts(tp, fp, fn),
+            "auc": roc_auc_score(truth, score) if 0 < truth.sum() < len(truth) else np.nan,
+            "positives": tp + fn,
+            "negatives": tn + fp,
+            "tp": tp,
+            "fp": fp,
+            "tn": tn,
+            "fn": fn,
+        }
+    )
 
 
 def image_classification_metrics(predictions: Dataset, truth: Dataset, threshold: float = 0.5) -> dict[str, Any]:
