@@ -44,8 +44,8 @@ def test_every_task_of_the_architecture_registry_has_a_predictor():
     assert predictor_type("boxes") is BoxPredictor and predictor_type("points") is PointPredictor
     for architecture in architectures().values():
         assert issubclass(predictor_type(architecture.task), predictors.Predictor)
-    with pytest.raises(ModelError, match="no predictor is registered for task 'patches'"):
-        predictor_type("patches")
+    with pytest.raises(ModelError, match="no predictor is registered for task 'masks'"):
+        predictor_type("masks")
     with pytest.raises(ValueError, match="registered twice"):
         register_predictor("boxes")(BoxPredictor)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 
 from cytolens.data.cells import ScoreThreshold
+from cytolens.data.patches import test_time_views
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.device import resolve_device
-from cytolens.inference.predictors import Batch, Detector, Predictor, predictor_type
+from cytolens.inference.predictors import Batch, Detector, PatchPredictor, Predictor, predictor_type
 from cytolens.inference.scale import mapped_back, rescaled, scale_factor
 from cytolens.inference.sources import expand_inputs
 from cytolens.io.images import image_mpp, read_image
@@ -37,6 +39,110 @@ from cytolens.results.result import Result
 
 log = logging.getLogger(__name__)
 
+Images = Sequence[str | Path | np.ndarray] | str | Path
+"""What models predict on: image files, folders, glob patterns, or RGB arrays (one, or several)."""
+
+
+def failure(path: Path, error: Exception) -> DataError:
+    """The one-line error of an image whose processing raised ``error`` (the traceback goes to the debug log)."""
+    log.debug("%s: processing failed", path, exc_info=error)
+    message = " ".join(str(error).split())[:200]
+    return DataError(path, f"cannot process image ({error.__class__.__name__}: {message})")
+
+
+class Model(ABC):
+    """What :func:`load_model` returns: one model (:class:`CellModel`) or a detect -> classify pipeline
+    (:class:`~cytolens.inference.pipeline.Pipeline`); both predict alike.
+
+    Attributes:
+        source: Where the model came from (name or path), for messages.
+
+    """
+
+    source: str
+
+    @property
+    @abstractmethod
+    def card(self) -> ModelCard:
+        """The model card of the results: task, classes, input, thresholds, evaluation radius, report..."""
+
+    @property
+    def task(self) -> str:
+        """``boxes``, ``points`` or ``patches``: what the results hold."""
+        return self.card.task
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in output order."""
+        return list(self.card.classes)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The thresholds this model runs with (the card's, or those given to :meth:`with_thresholds`)."""
+        return self.card.thresholds
+
+    @abstractmethod
+    def with_thresholds(self, **thresholds: Any) -> Model:
+        """The same model with other thresholds (see :meth:`CellModel.with_thresholds`)."""
+
+    @abstractmethod
+    def with_tiling(self, tile_size: int | None = None, overlap: int | None = None) -> Model:
+        """The same model cutting large images into other tiles (see :meth:`CellModel.with_tiling`)."""
+
+    @abstractmethod
+    def with_views(self, views: int) -> Model:
+        """The same model averaging another number of test-time views (see :meth:`CellModel.with_views`)."""
+
+    @abstractmethod
+    def predict_iter(
+        self,
+        images: Images,
+        batch_size: int = 1,
+        score_threshold: ScoreThreshold | None = None,
+        mpp: float | None = None,
+        *,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        views: int | None = None,
+        **thresholds: Any,
+    ) -> Iterator[Result | DataError]:
+        """Predict image by image, yielding a :class:`Result` or an image's :class:`DataError` (see
+        :meth:`CellModel.predict_iter`).
+        """
+
+    def predict(
+        self,
+        images: Images,
+        batch_size: int = 1,
+        score_threshold: ScoreThreshold | None = None,
+        mpp: float | None = None,
+        *,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        views: int | None = None,
+        **thresholds: Any,
+    ) -> list[Result]:
+        """Predict on images; images that cannot be read or processed are logged and skipped.
+
+        Arguments as for :meth:`predict_iter`, thresholds, tiling and views included (``model.predict(images,
+        nms=0.5, tile_size=800)``).
+
+        Returns:
+            One :class:`Result` per image processed, in input order.
+
+        """
+        results = []
+        items = self.predict_iter(
+            images, batch_size, score_threshold, mpp, tile_size=tile_size, overlap=overlap, views=views, **thresholds
+        )
+        for item in items:
+            if isinstance(item, DataError):
+                log.error("%s", item)
+            elif item.path.is_file():  # its pixels are let go: plot() reads the file again
+                results.append(replace(item, pixels=None))
+            else:  # an array input: the result keeps (a reference to) the caller's pixels
+                results.append(item)
+        return results
 
 
 class _Item(NamedTuple):
@@ -49,13 +155,13 @@ class _Item(NamedTuple):
     mpp: float | None  # of the original
 
 
-class CellModel:
+class CellModel(Model):
     """A trained model with its model card, ready to predict.
 
     Its predictor (:mod:`cytolens.inference.predictors`, chosen by the card's task) turns network outputs
-    into results. Thresholds and tiling are set at run time without touching files: :meth:`with_thresholds`
-    and :meth:`with_tiling` give a model sharing the network with other settings, and :meth:`predict` takes
-    them as keyword arguments too.
+    into results. Thresholds, tiling and test-time views are set at run time without touching files:
+    :meth:`with_thresholds`, :meth:`with_tiling` and :meth:`with_views` give a model sharing the network with
+    other settings, and :meth:`predict` takes them as keyword arguments too.
 
     Args:
         network: The torch model (eval mode).
@@ -108,21 +214,6 @@ class CellModel:
         """``onnx`` when box detection runs in ONNX Runtime, else ``torch``."""
         return "torch" if self.detector is None else "onnx"
 
-    @property
-    def task(self) -> str:
-        """``boxes`` or ``points``."""
-        return self.card.task
-
-    @property
-    def classes(self) -> list[str]:
-        """Class names in output order."""
-        return list(self.card.classes)
-
-    @property
-    def thresholds(self) -> Thresholds:
-        """The thresholds this model runs with (the card's, or those given to :meth:`with_thresholds`)."""
-        return self.card.thresholds
-
     def _with_card(self, card: ModelCard) -> CellModel:
         """The same model (sharing its network) running with ``card``."""
         changed = copy.copy(self)
@@ -171,6 +262,28 @@ class CellModel:
             changes["overlap"] = check_number(overlap, "overlap", low=0, integer=True)
         return self._with_card(replace(self.card, input=replace(self.card.input, **changes)))
 
+    def with_views(self, views: int) -> CellModel:
+        """The same patch classifier averaging its probabilities over ``views`` test-time views instead of the card's
+        (see :func:`~cytolens.data.patches.test_time_views`: the patch itself, its flips and rotations, then, if the
+        card gives a shift, shifted patches), sharing its network.
+
+        Raises:
+            CytolensError: If the model is not a patch classifier, or ``views`` is not a whole number from 1 to
+                the number of views there are (8, or 12 with a shift).
+
+        Examples:
+            >>> model = cytolens.load_model("classifier.pt").with_views(8)  # doctest: +SKIP
+
+        """
+        if not isinstance(self.predictor, PatchPredictor):
+            raise CytolensError(f"{self.source}: test-time views are for patch classifiers, not {self.task} models")
+        geometry = replace(self.predictor.geometry, views=check_number(views, "views", low=1, integer=True))
+        try:
+            test_time_views(geometry.views, geometry.shift)
+        except ValueError as error:
+            raise CytolensError(f"{self.source}: {error}") from None
+        return self._with_card(replace(self.card, patch=geometry))
+
     def __repr__(self) -> str:
         return f"CellModel({self.source!r}, task={self.task!r}, classes={self.classes})"
 
@@ -204,10 +317,7 @@ class CellModel:
         except Exception as error:  # torch and ONNX Runtime raise assorted types; one image must not stop a run
             if len(batch) > 1:
                 return [item for one in batch for item in self._run_each([one], score_threshold)]
-            path = batch[0].path
-            log.debug("%s: processing failed", path, exc_info=True)
-            message = " ".join(str(error).split())[:200]
-            return [DataError(path, f"cannot process image ({error.__class__.__name__}: {message})")]
+            return [failure(batch[0].path, error)]
 
     def check_fit(self, path: str | Path, pixels: np.ndarray) -> None:
         """Refuse an image this model cannot see at its scale (see :meth:`Predictor.check_fit
@@ -222,13 +332,14 @@ class CellModel:
 
     def predict_iter(
         self,
-        images: Sequence[str | Path | np.ndarray] | str | Path,
+        images: Images,
         batch_size: int = 1,
         score_threshold: ScoreThreshold | None = None,
         mpp: float | None = None,
         *,
         tile_size: int | None = None,
         overlap: int | None = None,
+        views: int | None = None,
         **thresholds: Any,
     ) -> Iterator[Result | DataError]:
         """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
@@ -246,13 +357,16 @@ class CellModel:
             tile_size: Cut images into tiles of at most this many pixels a side instead of the model's tile
                 size (see :meth:`with_tiling`).
             overlap: Overlap of neighbouring tiles instead of the model's (see :meth:`with_tiling`).
+            views: Patch classifiers: average over this many test-time views instead of the card's (see
+                :meth:`with_views`).
             thresholds: Run with these thresholds instead of the model's (same as
                 ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
 
         """
-        if thresholds or tile_size is not None or overlap is not None:
+        if thresholds or tile_size is not None or overlap is not None or views is not None:
             changed = self.with_thresholds(**thresholds) if thresholds else self
             changed = changed.with_tiling(tile_size, overlap)
+            changed = changed if views is None else changed.with_views(views)
             yield from changed.predict_iter(images, batch_size, score_threshold, mpp)
             return
         threshold = self.thresholds.min_score if score_threshold is None else score_threshold
@@ -284,39 +398,6 @@ class CellModel:
                 batch = []
         if batch:
             yield from self._run_each(batch, threshold)
-
-    def predict(
-        self,
-        images: Sequence[str | Path | np.ndarray] | str | Path,
-        batch_size: int = 1,
-        score_threshold: ScoreThreshold | None = None,
-        mpp: float | None = None,
-        *,
-        tile_size: int | None = None,
-        overlap: int | None = None,
-        **thresholds: Any,
-    ) -> list[Result]:
-        """Predict on images; images that cannot be read or processed are logged and skipped.
-
-        Arguments as for :meth:`predict_iter`, thresholds and tiling included (``model.predict(images, nms=0.5,
-        tile_size=800)``).
-
-        Returns:
-            One :class:`Result` per image processed, in input order.
-
-        """
-        results = []
-        items = self.predict_iter(
-            images, batch_size, score_threshold, mpp, tile_size=tile_size, overlap=overlap, **thresholds
-        )
-        for item in items:
-            if isinstance(item, DataError):
-                log.error("%s", item)
-            elif item.path.is_file():  # its pixels are let go: plot() reads the file again
-                results.append(replace(item, pixels=None))
-            else:  # an array input: the result keeps (a reference to) the caller's pixels
-                results.append(item)
-        return results
 
 
 class _ScaleMessages:
@@ -370,4 +451,4 @@ def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "a
     return CellModel(network, card, torch_device, str(name_or_path), detector)
 
 
-__all__ = ["CellModel", "load_model"]
+__all__ = ["CellModel", "Images", "Model", "failure", "load_model"]

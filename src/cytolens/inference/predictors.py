@@ -18,14 +18,15 @@ Each task registers its predictor with :func:`register_predictor`, as its archit
         def predict(self, batch): ...
 
 Every predictor honours the batch size: the images of a batch (or their tiles, for large images) go
-through the network together, at most as many per forward pass as the batch holds images.
+through the network together, at most as many per forward pass as the batch holds images (a patch classifier's
+test-time views of them included).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,11 +35,15 @@ import torch
 from torch import nn
 
 from cytolens.data.cells import Cells
+from cytolens.data.patches import View, crop_patch, test_time_views
 from cytolens.errors import ModelError
 from cytolens.inference.boxes import BoxTiling, check_fit, detect_boxes, set_nms
 from cytolens.inference.peaks import DEFAULT_TILE, point_maps, predict_points, tile_overlap
-from cytolens.models.card import ModelCard
+from cytolens.models.card import ModelCard, PatchGeometry, PatchThresholds
 from cytolens.results.result import Result
+
+PATCHES_PER_PASS = 64
+"""Patch windows (each test-time view counted) per forward pass when :meth:`PatchPredictor.classify` is not told."""
 
 Detector = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 """Called like a torchvision detector in eval mode: RGB 0-1 ``(3, H, W)`` tensors in, detections out."""
@@ -204,10 +209,135 @@ class PointPredictor(Predictor):
         )
 
 
+@register_predictor("patches")
+class PatchPredictor(Predictor):
+    """Patch classifiers: each image is one patch (a crop of one cell, or of touching cells), classified whole.
+
+    The image is squared about its centre (the missing side mirrored in) and resampled to the network's input
+    (``card.input.size``); the class probabilities are averaged over the card's test-time views
+    (``card.patch.views``, see :func:`~cytolens.data.patches.test_time_views`). The result carries them as
+    ``image_scores`` and the types called as ``image_labels``: the most probable one, or, for a multi-label
+    network, every type whose probability reaches its :class:`~cytolens.models.card.PatchThresholds` score.
+
+    :meth:`classify` classifies cells of a larger image instead (square windows about their centres): detect ->
+    classify pipelines and the evaluation of a classifier on point or box datasets call it.
+    """
+
+    @property
+    def geometry(self) -> PatchGeometry:
+        """How the card says patches are cut and viewed (defaults when it says nothing)."""
+        return self.card.patch or PatchGeometry()
+
+    @property
+    def input_side(self) -> int:
+        """Side of the square network input, in pixels.
+
+        Raises:
+            ModelError: If the card gives no input size.
+
+        """
+        if self.card.input.size is None:
+            raise ModelError(f"{self.card.architecture}: its model card gives no input size (input.size)")
+        return self.card.input.size[0]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the network reads its logits with one sigmoid per type (else with a softmax)."""
+        return bool(getattr(self.network, "multi_label", False))
+
+    def views(self, scale: float = 1.0) -> list[View]:
+        """The card's test-time views, the shifted ones moved by ``card.patch.shift * scale`` image pixels (``scale``:
+        image pixels per pixel of the model's µm/px).
+
+        Raises:
+            ModelError: If the card asks for more views than there are (shifted views need a shift).
+
+        """
+        try:
+            return test_time_views(self.geometry.views, self.geometry.shift * scale)
+        except ValueError as error:
+            raise ModelError(f"{self.card.architecture}: model card patch.views: {error}") from None
+
+    def _view_logits(
+        self, windows: Sequence[tuple[np.ndarray, tuple[float, float], float]], views: Sequence[View], per_pass: int
+    ) -> np.ndarray:
+        """Logits ``(N, V, C)`` of each window ``(pixels, centre, side)`` in each view, ``per_pass`` crops a pass."""
+        size = self.input_side
+        crops = [(pixels, centre, side, view) for pixels, centre, side in windows for view in views]
+        logits = []
+        for start in range(0, len(crops), max(1, per_pass)):
+            chunk = np.stack([crop_patch(*crop[:3], size, crop[3]) for crop in crops[start : start + per_pass]])
+            tensor = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            with torch.inference_mode():
+                logits.append(self.network(tensor).float().cpu().numpy())
+        classes = len(self.card.classes)
+        found = np.concatenate(logits) if logits else np.zeros((0, classes), np.float32)
+        return found.reshape(len(windows), len(views), classes)
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Per-type probabilities of ``logits`` (the last axis), as the network reads them."""
+        return self.network.probabilities(torch.from_numpy(logits)).numpy()
+
+    def raw(self, pixels: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per image, its ``logits`` and ``probabilities``, each ``(V, C)``: one row per test-time view (the
+        identity first), the images' views through the network together.
+        """
+        views = self.views()
+        windows = [(image, (image.shape[1] / 2, image.shape[0] / 2), float(max(image.shape[:2]))) for image in pixels]
+        logits = self._view_logits(windows, views, len(windows) * len(views))
+        return [{"logits": found, "probabilities": self._probabilities(found)} for found in logits]
+
+    def calls(self, probabilities: np.ndarray) -> list[list[int]]:
+        """The types called in each row of ``(N, C)`` probabilities: the most probable one; for a multi-label
+        network, every type reaching its threshold (``card.thresholds.score``, one value or per type).
+        """
+        if not self.multi_label:
+            return [[int(index)] for index in probabilities.argmax(axis=1)]
+        score, default = self.card.thresholds.score, PatchThresholds().score
+        per_type = score if isinstance(score, dict) else dict.fromkeys(self.card.classes, score)
+        needed = np.array([per_type.get(name, default) for name in self.card.classes])
+        return [np.flatnonzero(row >= needed).tolist() for row in probabilities]
+
+    def predict(self, batch: Batch) -> list[Result]:
+        """Each image classified whole: ``image_scores`` the probabilities averaged over the views, ``image_labels``
+        the types called (see :meth:`calls`); no cells.
+        """
+        scores = np.stack([found["probabilities"].mean(axis=0) for found in self.raw(batch.pixels)])
+        return [
+            replace(batch.result(index, Cells(), self.card.classes), image_labels=called, image_scores=scores[index])
+            for index, called in enumerate(self.calls(scores))
+        ]
+
+    def classify(
+        self,
+        pixels: np.ndarray,
+        centres: np.ndarray | Sequence[tuple[float, float]],
+        sides: np.ndarray | Sequence[float],
+        views: Sequence[View] | None = None,
+        batch_size: int = PATCHES_PER_PASS,
+    ) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of cells of one image, averaged over test-time views.
+
+        Args:
+            pixels: The image, ``(H, W, 3)`` uint8 RGB.
+            centres: ``(N, 2)`` window centres ``x, y`` in image pixels.
+            sides: ``(N,)`` window sides in image pixels (resampled to the network's input).
+            views: The views to average (default: the card's, see :meth:`views`; shifts in image pixels).
+            batch_size: Crops per forward pass, each view of a window counting as one.
+
+        """
+        views = self.views() if views is None else list(views)
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        windows = [(pixels, (float(x), float(y)), float(side)) for (x, y), side in zip(centres, sides, strict=True)]
+        return self._probabilities(self._view_logits(windows, views, batch_size)).mean(axis=1)
+
+
 __all__ = [
     "Batch",
     "BoxPredictor",
     "Detector",
+    "PATCHES_PER_PASS",
+    "PatchPredictor",
     "PointPredictor",
     "Predictor",
     "predictor_type",
