@@ -1,4 +1,4 @@
-"""The evaluation report: ``metrics.json``, plots, and one self-contained HTML page.
+"""The evaluation report of a detector: ``metrics.json``, plots, and one self-contained HTML page.
 
 :func:`write_report` writes, atomically, to one folder:
 
@@ -9,6 +9,9 @@
 - ``report.html``: the overall and per-class figures, those plots, and a gallery of the images with
   the lowest F1, drawn with matched, missed and false cells (see :mod:`cytolens.metrics.gallery`).
   Pictures are embedded as base64 PNG, so the page is a single file to share.
+
+The page's frame (:func:`html_page`), its tables of figures and embedded pictures serve the report of a
+classifier too (:mod:`cytolens.metrics.classification_report`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ LABELS = {
     "class_accuracy": "class accuracy",
     "macro_f1": "macro F1",
     "weighted_f1": "weighted F1",
+    "f1": "F1",
+    "auc": "AUC",
+    "h_mean": "H-mean",
+    "exact_match": "exact match",
+    "hamming": "Hamming loss",
+    "tp": "TP",
+    "fp": "FP",
+    "tn": "TN",
+    "fn": "FN",
 }
 """Column headings for figure names; other names are shown as they are."""
 
@@ -79,40 +91,61 @@ th:first-child, td:first-child { text-align: left; }
 .swatch { display: inline-block; width: 1em; height: 1em; vertical-align: middle; margin: 0 0.3em 0 1em; }
 figure { margin: 1em 0 2em; }
 img { max-width: 100%; }
+$style
 </style>
 </head>
 <body>
 <h1>cytolens evaluation report</h1>
 <p class="notice">$notice</p>
 <table>$summary</table>
-<h2>Overall</h2>
-$overall
-<h2>Per class</h2>
-$per_class
-$plots
-<h2>Worst images</h2>
-$gallery
+$body
 <p><small>cytolens $version</small></p>
 </body>
 </html>
 """)
 
 
-def _table(rows: dict[str, dict[str, Any]], index_name: str) -> str:
-    """An HTML table of figures, one row per key of ``rows``; undefined figures shown as a dash."""
+def html_page(title: str, summary: dict[str, Any], body: str, style: str = "") -> str:
+    """The report page: the research-use notice, a summary table (``summary``: heading to value), then ``body``.
+
+    Args:
+        title: What was evaluated (the page's title).
+        summary: Rows of the summary table, values shown as text.
+        body: The sections, as HTML.
+        style: More CSS rules.
+
+    """
+    return _PAGE.substitute(
+        title=html.escape(title),
+        notice=RESEARCH_ONLY,
+        style=style,
+        summary="".join(
+            f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>" for key, value in summary.items()
+        ),
+        body=body,
+        version=__version__,
+    )
+
+
+def figure_table(rows: dict[str, dict[str, Any]], index_name: str) -> str:
+    """An HTML table of figures, one row per key of ``rows`` (columns headed by :data:`LABELS`); undefined figures
+    shown as a dash; columns holding other than figures left out.
+    """
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame = frame[[column for column in frame.columns if all(is_figure(value) for value in frame[column])]]
     frame = frame.rename(columns=LABELS).rename_axis(index_name).reset_index()
     return frame.to_html(index=False, na_rep="–", float_format=lambda value: f"{value:.3f}", border=0)
 
 
-def _png(figure: Figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
+    """A Matplotlib figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-def _img(png: bytes, alt: str) -> str:
+def embedded_png(png: bytes, alt: str) -> str:
+    """An ``<img>`` element holding the PNG itself (base64), so that the page is one file."""
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
@@ -138,7 +171,7 @@ def plot_count_errors(counting: dict[str, Any]) -> bytes:
         mae = counting["per_class"][name]["count_mae"]
         axes.set(xlim=(0, top), ylim=(0, top), xlabel="true count", ylabel="predicted count")
         axes.set_title(f"{name} (MAE {mae:.2f})" if mae is not None else name)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _gallery(outcomes: list[ImageOutcome], worst: int, class_names: list[str]) -> str:
@@ -165,7 +198,7 @@ def _gallery(outcomes: list[ImageOutcome], worst: int, class_names: list[str]) -
         )
         with io.BytesIO() as buffer:
             Image.fromarray(draw_outcome(outcome, class_names)).save(buffer, format="PNG")
-            picture = _img(buffer.getvalue(), outcome.truth.image_id)
+            picture = embedded_png(buffer.getvalue(), outcome.truth.image_id)
         figures.append(f"<figure>{picture}<figcaption>{caption}</figcaption></figure>")
     shown = f"The {len(figures)} images with the lowest F1 of {len(flawed)} with errors"
     return f"<p>{shown}. {rule}.</p><p>{legend}</p>" + "\n".join(figures)
@@ -220,17 +253,14 @@ def write_report(
     if radius is not None:
         summary["Matching radius"] = f"{radius:g} px"
     overall = {name: value for name, value in figures.items() if is_figure(value) and name != "score_threshold"}
-    page = _PAGE.substitute(
-        title=html.escape(str(truth.name)),
-        notice=RESEARCH_ONLY,
-        summary="".join(
-            f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>" for key, value in summary.items()
-        ),
-        overall=_table({"all classes": overall}, "") if overall else "<p>No overall figures.</p>",
-        per_class=_table(figures.get("per_class", {}), "class"),
-        plots="".join(f"<h2>{title}</h2><figure>{_img(png, title)}</figure>" for title, png in plots),
-        gallery=_gallery(image_outcomes(predictions, truth, threshold, radius), worst, list(truth.classes)),
-        version=__version__,
+    pictures = "".join(f"<h2>{title}</h2><figure>{embedded_png(png, title)}</figure>" for title, png in plots)
+    body = (
+        "<h2>Overall</h2>\n"
+        + (figure_table({"all classes": overall}, "") if overall else "<p>No overall figures.</p>")
+        + "\n<h2>Per class</h2>\n"
+        + figure_table(figures.get("per_class", {}), "class")
+        + f"\n{pictures}\n<h2>Worst images</h2>\n"
+        + _gallery(image_outcomes(predictions, truth, threshold, radius), worst, list(truth.classes))
     )
-    write_text(folder / "report.html", page)
+    write_text(folder / "report.html", html_page(str(truth.name), summary, body))
     return folder / "report.html"
