@@ -1,0 +1,86 @@
+"""``cytolens screen-fit`` and ``cytolens screen`` with the bundled rbc-morphology model on Chula RBC-12 images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import dataset_path
+from cytolens.cli.main import app
+from cytolens.models.screening import read_screener, save_screener
+from cytolens.training.screening import fit_screener
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FIT_IMAGES = ["2", "4", "7"]
+"""Chula images: 2 holds a labelled schistocyte, 4 and 7 do not."""
+SCREENED = ["10", "11"]
+
+
+def invoke(*args: object) -> object:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chula = dataset_path("chula-rbc-12")
+    folder = tmp_path_factory.mktemp("screen-fit")
+    spec = folder / "chula.yaml"
+    spec.write_text(yaml.safe_dump({"format": "chula", "root": str(chula), "splits": {"lists": {"train": FIT_IMAGES}}}))
+    out = folder / "schistocytes.skops"
+    result = invoke(
+        "screen-fit", "--data", spec, "--split", "train", "--model", "rbc-morphology", "--abnormal", "schistocyte",
+        "--out", out, "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["samples"] == 3 and summary["abnormal_samples"] == 1
+    assert summary["abnormal_types"] == ["schistocyte"] and summary["model"] == "rbc-morphology"
+    return out
+
+
+def test_screen_fit_writes_a_screener_of_the_model_s_image_features(fitted: Path) -> None:
+    screener = read_screener(fitted)
+    assert screener.level == "images" and screener.abnormal == ("schistocyte",)
+    assert screener.classes[0] == "normal cell" and len(screener.feature_names) == 2 * 13 + 1
+
+
+def test_screen_writes_the_cell_outputs_and_a_verdict_per_image(fitted: Path, chula: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    images = [chula / "Dataset" / f"{name}.jpg" for name in SCREENED]
+    result = invoke("screen", *images, "--screen", fitted, "--out", out, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    verdicts = pd.read_csv(out / "verdicts.csv", dtype={"image": str})
+    assert verdicts.columns.tolist() == ["image", "abnormal_probability", "verdict"]
+    assert verdicts["image"].tolist() == SCREENED
+    assert verdicts["abnormal_probability"].between(0, 1).all()
+    assert set(verdicts["verdict"]) <= {"abnormal", "normal"}
+    cells = pd.read_csv(out / "cells.csv", dtype={"image": str})
+    assert set(cells["image"]) == set(SCREENED) and "p_schistocyte" in cells.columns
+    assert (out / "counts.csv").is_file() and (out / "overlays" / "10.png").is_file()
+    summary = json.loads(result.stdout)
+    assert summary["images"] == 2 and [row["image"] for row in summary["verdicts"]] == SCREENED
+
+
+def test_screen_refuses_a_screener_of_other_classes_in_one_line(chula: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    screener = fit_screener(
+        rng.random((40, 7)), rng.random(40) > 0.5, level="images", classes=["a", "b", "c"], abnormal=["c"],
+        provenance={"model": "rbc-morphology"},
+    )  # fmt: skip
+    save_screener(tmp_path / "abc.skops", screener)
+    out = tmp_path / "out"
+    result = invoke("screen", chula / "Dataset" / "10.jpg", "--screen", tmp_path / "abc.skops", "--out", out)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: rbc-morphology has classes normal cell, macrocyte, microcyte, spherocyte, target cell, stomatocyte, "
+        "ovalocyte, teardrop, burr cell, schistocyte, uncategorised, hypochromia, elliptocyte; the screener reads "
+        "those of a model with classes a, b, c"
+    ]
+    assert not out.exists()
