@@ -13,10 +13,11 @@ from cytolens.cli.main import app
 from cytolens.errors import CytolensError, DataError
 from cytolens.models.checkpoint import read_card
 from cytolens.models.registry import bundled_models, resolve_model
-from cytolens.training.recipe import BoxSettings, PointSettings, Recipe
+from cytolens.training.recipe import BoxSettings, PatchSettings, PointSettings, Recipe
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 POINTS = {"task": "points", "architecture": "fcn-small", "data": "spec.yaml", "lr": 0.003}
+PATCHES = {"task": "patches", "data": "crops"}
 
 
 def _write(tmp_path: Path, values: dict) -> Path:
@@ -64,6 +65,18 @@ def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: st
         ({**POINTS, "points": {"ignore_unlabelled_cells": "no"}}, "points ignore_unlabelled_cells must be true or"),
         ({"data": "x", "boxes": {"score_threshold": 2}}, "boxes score_threshold must lie in [0, 1], not 2"),
         ({"data": "x", "crop_size": 8}, "crop_size must lie in [32, inf], not 8"),  # flat keys of other tasks too
+        ({**PATCHES, "patches": {"side": 64, "side_um": 8}}, "patches: give side (pixels) or side_um (µm), not both"),
+        ({**PATCHES, "patches": {"touching": 40}}, "patches touching makes patches of several types: set multi_label"),
+        ({**PATCHES, "patches": {"single_only": True, "multi_label": True}}, "patches single_only leaves out the"),
+        ({**PATCHES, "patches": {"views": 10, "max_shift": 0}}, "patches views beyond 8 shift the patch centre"),
+        ({**PATCHES, "patches": {"views": 13}}, "patches views must lie in [1, 12], not 13"),
+        ({**PATCHES, "patches": {"size": 16}}, "patches size must lie in [32, inf], not 16"),
+        ({**PATCHES, "patches": {"max_angle": 270}}, "patches max_angle must lie in [0, 180], not 270"),
+        ({**PATCHES, "patches": {"scale_jitter": 1}}, "patches scale_jitter must lie in [0, 1), not 1"),
+        ({**PATCHES, "patches": {"balanced": "yes"}}, "patches balanced must be true or false, not 'yes'"),
+        ({**PATCHES, "patches": {"fast_mode": True}}, "unknown patches settings: fast_mode"),
+        ({**PATCHES, "kwargs": {"multi_label": True}}, "kwargs multi_label: set multi_label in the patches section"),
+        ({**PATCHES, "architecture": "fcos"}, "architecture 'fcos' does not serve task 'patches'"),
     ],
 )
 def test_sections_are_checked_like_the_rest_naming_the_recipe(tmp_path: Path, values: dict, problem: str) -> None:
@@ -71,6 +84,14 @@ def test_sections_are_checked_like_the_rest_naming_the_recipe(tmp_path: Path, va
     with pytest.raises(DataError) as error:
         Recipe.from_yaml(path)
     assert error.value.path == path and error.value.problem.startswith(problem)
+
+
+def test_a_patches_recipe_takes_the_classifier_and_its_section() -> None:
+    recipe = Recipe.from_dict({**PATCHES, "patches": {"side": 64, "touching": 40, "multi_label": True, "size": 96}})
+    assert recipe.architecture == "lite-classifier" and recipe.boxes is None  # the task's first architecture
+    assert recipe.patches == PatchSettings(side=64.0, touching=40.0, multi_label=True, size=96)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    assert Recipe.from_dict({"task": "points", "data": "x"}).architecture == "fcn-lite0"
 
 
 def test_a_section_of_another_task_is_refused_when_built_in_code() -> None:

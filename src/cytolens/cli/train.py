@@ -1,13 +1,16 @@
-"""``cytolens train``: train a box or point model from a recipe file and/or options."""
+"""``cytolens train``: train a box, point or patch model from a recipe file and/or options, or cross-validate it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cytolens.cli.options import DeviceOption, FormatOption, JsonOption
+
+if TYPE_CHECKING:
+    from cytolens.training.recipe import Recipe
 
 
 def train(
@@ -17,8 +20,13 @@ def train(
         Path | None, typer.Option("--data", "-d", help="Dataset spec file, or folder with --format.")
     ] = None,
     fmt: FormatOption = None,
-    task: Annotated[str | None, typer.Option("--task", help="boxes or points.")] = None,
-    architecture: Annotated[str | None, typer.Option("--architecture", help="Registered architecture.")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="boxes, points or patches (the recipe's task: its 'task' key).")
+    ] = None,
+    architecture: Annotated[
+        str | None,
+        typer.Option("--architecture", help="Registered architecture [default: the recipe's, else the task's first]."),
+    ] = None,
     train_split: Annotated[str | None, typer.Option("--train-split", help="Split to train on.")] = None,
     val_split: Annotated[str | None, typer.Option("--val-split", help="Split to validate on.")] = None,
     init: Annotated[
@@ -40,6 +48,12 @@ def train(
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Stop after N steps (smoke tests) [default: no limit].")
     ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds", min=2, help="k-fold cross-validation: one run per fold in OUT/fold0..., figures in OUT/cv.json."
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
@@ -48,9 +62,13 @@ def train(
     --out must be new or empty unless --resume (continue its run) or --exist-ok (start afresh).
     Options override the recipe. --freeze-blocks (with --epochs for a multi-stage recipe) replaces the
     recipe's stages by one stage; --epochs alone scales every stage of the recipe in proportion.
+    With --folds K, the recipe's training images are split into K folds, stratified by label and seeded
+    by --seed; each fold trains on the others and validates on itself, and a table of the folds' figures
+    and their mean ± std is printed.
     """
     from cytolens.cli.output import print_json
     from cytolens.models.checkpoint import read_card
+    from cytolens.models.registry import architectures
     from cytolens.training.recipe import Recipe
     from cytolens.training.stages import Stage
     from cytolens.training.train import train as run_training
@@ -72,6 +90,9 @@ def train(
         "seed": seed,
     }
     values.update({key: value for key, value in given.items() if value is not None})
+    served = architectures(values["task"])
+    if architecture is None and values["architecture"] not in served and served:
+        values["architecture"] = next(iter(served))  # --task alone: the task's first architecture
     auxiliary = {"aux_data": str(aux_data) if aux_data else None, "aux_weight": aux_weight}
     auxiliary = {key: value for key, value in auxiliary.items() if value is not None}
     if auxiliary and values["task"] != "points":
@@ -89,6 +110,9 @@ def train(
         ]
     if not values.get("data"):
         raise typer.BadParameter("give --data or a --recipe that names its data", param_hint="'--data'")
+    if folds is not None:
+        _cross_validate(Recipe.from_dict(values), out, folds, resume, exist_ok, device, max_steps, as_json)
+        return
     path = run_training(
         Recipe.from_dict(values),
         out,
@@ -102,3 +126,22 @@ def train(
         print_json({"model": str(path), "metrics": card.metrics})
     else:
         typer.echo(f"model written to {path}")
+
+
+def _cross_validate(
+    recipe: Recipe, out: Path, folds: int, resume: bool, exist_ok: bool, device: str, max_steps: int | None,
+    as_json: bool,
+) -> None:
+    """Run ``train --folds``: the folds' runs, then their table (or the summary as JSON)."""
+    from cytolens.cli.output import print_json
+    from cytolens.training.cross_validation import SUMMARY, cross_validate, fold_table
+
+    summary = cross_validate(
+        recipe, out, folds, resume=resume, exist_ok=exist_ok, device=device,
+        max_steps=-1 if max_steps is None else max_steps,
+    )
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(fold_table(summary))
+        typer.echo(f"folds written to {out}, figures to {out / SUMMARY}")

@@ -94,7 +94,63 @@ class PointSettings:
     aux_weight: float = 1.0
 
 
-SECTIONS: dict[str, type] = {"boxes": BoxSettings, "points": PointSettings}
+@dataclass
+class PatchSettings:
+    """The ``patches`` section of a recipe: how patches are cut, augmented and sampled (:mod:`cytolens.data.patches`).
+
+    Attributes:
+        side: Side (pixels) of the square around each cell marked by a point (``None``: cells need boxes, or
+            each image is one patch, as in crop folders).
+        side_um: The same side in µm, converted with each image's µm/px (give ``side`` or ``side_um``).
+        pad: Padding of a squared box, as a fraction of its side.
+        touching: Cells whose centres lie closer than this many pixels form one multi-label patch around their
+            cluster (``None``: every cell its own patch); needs ``multi_label``.
+        single_only: Train on single-cell patches only (the clusters of ``touching`` are left out of training,
+            kept in validation): the "single" training of touching-cell classifiers.
+        size: Side of the network's input (a patch is resampled to it; a stage's ``max_size`` replaces it).
+        max_angle: Training rotations are uniform in ``±max_angle`` degrees.
+        max_shift: Training shifts of the patch centre are uniform in ``±max_shift`` pixels per axis (``None``:
+            a tenth of each patch's side).
+        flip: Mirror half of the training patches.
+        colour_jitter: Strength of brightness, contrast, saturation and hue jitter (0: none, as stain carries
+            the diagnosis).
+        scale_jitter: Training patch sides are scaled by a factor uniform in ``1 ± scale_jitter`` (0: none, as
+            size carries the diagnosis).
+        balanced: Sample training patches with inverse class frequency (multi-label: of their rarest type).
+        multi_label: One sigmoid per type (patches of several types) instead of one softmax.
+        views: Test-time views written to the model card (see :func:`~cytolens.data.patches.test_time_views`).
+
+    """
+
+    side: float | None = None
+    side_um: float | None = None
+    pad: float = 0.1
+    touching: float | None = None
+    single_only: bool = False
+    size: int = 224
+    max_angle: float = 180.0
+    max_shift: float | None = None
+    flip: bool = True
+    colour_jitter: float = 0.0
+    scale_jitter: float = 0.0
+    balanced: bool = True
+    multi_label: bool = False
+    views: int = 1
+
+    def conflict(self) -> str | None:
+        """What makes these settings contradict each other, if anything."""
+        if self.side is not None and self.side_um is not None:
+            return "patches: give side (pixels) or side_um (µm), not both"
+        if self.touching is not None and not self.multi_label:
+            return "patches touching makes patches of several types: set multi_label: true"
+        if self.single_only and self.touching is None:
+            return "patches single_only leaves out the clusters of touching cells: give touching too"
+        if self.views > 8 and self.max_shift == 0:
+            return "patches views beyond 8 shift the patch centre by max_shift, which is 0"
+        return None
+
+
+SECTIONS: dict[str, type] = {"boxes": BoxSettings, "points": PointSettings, "patches": PatchSettings}
 """The settings section of each task; a recipe holds it under the task's name."""
 
 
@@ -103,7 +159,7 @@ class Recipe:
     """A training configuration: the choices common to every task, and the section of its task.
 
     Attributes:
-        task: ``boxes`` or ``points``.
+        task: ``boxes``, ``points`` or ``patches``.
         architecture: A registered architecture name.
         kwargs: Builder arguments (backbone, FPN width, input size, thresholds...).
         data: A dataset spec file, or a folder/file read with ``format``.
@@ -126,6 +182,7 @@ class Recipe:
         keep: ``last`` (the final weights) or ``best`` (the weights scoring highest on the validation figure).
         boxes: The settings of the ``boxes`` task (its defaults when the task is ``boxes`` and none are given).
         points: The settings of the ``points`` task (likewise).
+        patches: The settings of the ``patches`` task (likewise).
 
     Raises:
         CytolensError: If a section of another task than ``task`` is given.
@@ -155,6 +212,7 @@ class Recipe:
     keep: str = "last"
     boxes: BoxSettings | None = None
     points: PointSettings | None = None
+    patches: PatchSettings | None = None
 
     def __post_init__(self) -> None:
         others = [name for name in SECTIONS if name != self.task and getattr(self, name) is not None]
@@ -232,13 +290,23 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "class_weight": {"low": 0},
     "match_radius": {"low": 0, "low_open": True},
     "min_distance": {"integer": True, "low": 1},
+    "side": {"low": 1},
+    "side_um": {"low": 0, "low_open": True},
+    "pad": {"low": 0, "high": 4},
+    "touching": {"low": 0, "low_open": True},
+    "size": {"integer": True, "low": MIN_INPUT_SIZE},
+    "max_angle": {"low": 0, "high": 180},
+    "max_shift": {"low": 0},
+    "colour_jitter": {"low": 0},
+    "scale_jitter": {"low": 0, "high": 1, "high_open": True},
+    "views": {"integer": True, "low": 1, "high": 12},
 }
 """Ranges of the numeric recipe and section keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
-_OPTIONAL_NUMBERS = ("patience",)
+_OPTIONAL_NUMBERS = ("patience", "side", "side_um", "touching", "max_shift")
 _TEXT = ("data", "init")
 _OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split", "partial_data", "partial_split")
 _FORMATS = ("format", "aux_format", "partial_format")
-_FLAGS = ("ignore_unlabelled_cells",)
+_FLAGS = ("ignore_unlabelled_cells", "single_only", "flip", "balanced", "multi_label")
 _CLASS_LISTS = ("aux_classes",)
 _PATHS = ("data", "aux_data", "partial_data")
 """Keys holding paths, taken relative to the recipe file."""
@@ -347,7 +415,10 @@ def _section(values: dict[str, Any], task: str, source: str | Path | None) -> An
             if key in checked:
                 _refuse(source, f"{key} is given twice: at the top level and in {task}")
             checked[key] = value
-    return settings(**checked)
+    section = settings(**checked)
+    if isinstance(section, PatchSettings) and (problem := section.conflict()):
+        _refuse(source, problem)
+    return section
 
 
 def checked_values(values: dict[str, Any], source: str | Path | None = None) -> dict[str, Any]:
@@ -355,9 +426,10 @@ def checked_values(values: dict[str, Any], source: str | Path | None = None) -> 
 
     Numbers go through :func:`~cytolens.io.validation.check_number` with the ranges of :data:`_NUMBERS`
     (a string float such as ``1e-3``, which YAML 1.1 reads as text, is taken as its number); flags must be
-    real booleans; ``task``, ``architecture`` and ``kwargs`` are checked against the architecture registry,
-    formats against the format registry. The task's section may be given as a mapping under the task's name
-    or, in the flat layout, as top-level keys (see the module's docstring).
+    real booleans; ``task``, ``architecture`` and ``kwargs`` are checked against the architecture registry
+    (a recipe naming no architecture takes the task's first), formats against the format registry. The
+    task's section may be given as a mapping under the task's name or, in the flat layout, as top-level keys
+    (see the module's docstring).
 
     Args:
         values: Recipe keys and values.
@@ -382,6 +454,9 @@ def checked_values(values: dict[str, Any], source: str | Path | None = None) -> 
     tasks = sorted({architecture.task for architecture in architectures().values()})
     if task not in tasks:
         _refuse(source, f"unknown task {task!r}; choose one of: {', '.join(tasks)}")
+    served = architectures(task)
+    if "architecture" not in values and default.architecture not in served:
+        values["architecture"] = next(iter(served))  # the task's first architecture
     architecture = values.get("architecture", default.architecture)
     if not isinstance(architecture, str) or architecture not in architectures(task):
         _refuse(
@@ -392,6 +467,8 @@ def checked_values(values: dict[str, Any], source: str | Path | None = None) -> 
     for key in [key for key in values if key not in ("task", "architecture", "kwargs", "stages")]:
         values[key] = _checked(key, values[key], key, source)
     values["kwargs"] = _kwargs(values.get("kwargs", {}), architecture, task, source)
+    if isinstance(section, PatchSettings) and "multi_label" in values["kwargs"]:
+        _refuse(source, "kwargs multi_label: set multi_label in the patches section instead")
     if "stages" in values:
         values["stages"] = _stages(values["stages"], source)
     values[task] = section

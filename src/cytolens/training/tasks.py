@@ -8,12 +8,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 from torch import nn
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Sampler, default_collate
 from torch.utils.data import Dataset as TorchDataset
 
 from cytolens.data.annotations import Dataset
 from cytolens.errors import CytolensError
-from cytolens.models.card import BoxThresholds, Evaluation, Proximity, Thresholds
+from cytolens.models.card import BoxThresholds, Evaluation, PatchGeometry, Proximity, Thresholds
 from cytolens.training.recipe import Recipe
 from cytolens.training.stages import InputSize, short_side
 
@@ -27,6 +27,9 @@ class CardSections:
         thresholds: How outputs become cells (the task's thresholds type, as last tuned).
         proximity: The proximity target (point models).
         evaluation: How the model's figures are measured.
+        patch: How patches are cut and viewed (patch classifiers).
+        mpp: The µm/px that the sections' pixel values are stated at, when the task fixes it (``None``: the
+            training images' common µm/px, if they share one).
 
     """
 
@@ -34,6 +37,16 @@ class CardSections:
     thresholds: Thresholds
     proximity: Proximity | None = None
     evaluation: Evaluation = field(default_factory=Evaluation)
+    patch: PatchGeometry | None = None
+    mpp: float | None = None
+
+
+def _no_sampler(dataset: TorchDataset, recipe: Recipe) -> None:
+    return None
+
+
+def _no_kwargs(recipe: Recipe) -> dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -46,10 +59,13 @@ class TaskComponents:
         module: ``(model, recipe, train_data, input_size) -> LightningModule``.
         dataset: ``(data, recipe, input_size, train) -> torch Dataset``.
         collate: Batch collation function.
-        describe: ``(module, recipe, input_size) -> CardSections``: the card sections of the task, as the module
-            stands (called at every export, so that thresholds tuned during validation are written).
+        describe: ``(module, recipe, train_data, input_size) -> CardSections``: the card sections of the task, as
+            the module stands (called at every export, so that thresholds tuned during validation are written).
         final_kwargs: ``input_size -> dict`` of builder arguments that the schedule changes (e.g. final input size).
         monitor: The validation figure that early stopping watches.
+        sampler: ``(train_set, recipe) -> Sampler | None``: how training samples are drawn (``None``: shuffled).
+        builder_kwargs: ``recipe -> dict`` of builder arguments that the task's settings fix (over the recipe's
+            ``kwargs``).
 
     """
 
@@ -57,9 +73,11 @@ class TaskComponents:
     module: Callable[[nn.Module, Recipe, Dataset, InputSize], pl.LightningModule]
     dataset: Callable[[Dataset, Recipe, InputSize, bool], TorchDataset]
     collate: Callable
-    describe: Callable[[pl.LightningModule, Recipe, InputSize], CardSections]
+    describe: Callable[[pl.LightningModule, Recipe, Dataset, InputSize], CardSections]
     final_kwargs: Callable[[InputSize], dict[str, Any]]
     monitor: str
+    sampler: Callable[[TorchDataset, Recipe], Sampler | None] = _no_sampler
+    builder_kwargs: Callable[[Recipe], dict[str, Any]] = _no_kwargs
 
 
 def _box_components() -> TaskComponents:
@@ -84,7 +102,7 @@ def _box_components() -> TaskComponents:
     def final_kwargs(size: InputSize) -> dict[str, Any]:
         return {"max_size": size.final, "min_size": short_side(size.final)}
 
-    def describe(module: pl.LightningModule, recipe: Recipe, size: InputSize) -> CardSections:
+    def describe(module: pl.LightningModule, recipe: Recipe, data: Dataset, size: InputSize) -> CardSections:
         thresholds = BoxThresholds(score=recipe.boxes.score_threshold, nms=recipe.kwargs.get("nms_thresh", 0.6))
         return CardSections((size.final, short_side(size.final)), thresholds)
 
@@ -134,7 +152,7 @@ def _point_components() -> TaskComponents:
             return target
         return WithAuxiliary(target, points(auxiliary_data(settings, data.classes), settings.aux_scale))
 
-    def describe(module: pl.LightningModule, recipe: Recipe, size: InputSize) -> CardSections:
+    def describe(module: pl.LightningModule, recipe: Recipe, data: Dataset, size: InputSize) -> CardSections:
         settings = recipe.points
         return CardSections(
             (size.final, size.final),  # training crops (a stage's max_size changes the crop size)
@@ -146,7 +164,52 @@ def _point_components() -> TaskComponents:
     return TaskComponents(base_size, module, dataset, collate, describe, lambda size: {}, "val/f1")
 
 
-_TASKS: dict[str, Callable[[], TaskComponents]] = {"boxes": _box_components, "points": _point_components}
+def _patch_components() -> TaskComponents:
+    from cytolens.training.patch_data import PatchDataset, balanced_sampler, patch_geometry
+    from cytolens.training.patch_module import PatchModule
+
+    def base_size(recipe: Recipe) -> int:
+        return recipe.patches.size
+
+    def module(model: nn.Module, recipe: Recipe, data: Dataset, size: InputSize) -> pl.LightningModule:
+        return PatchModule(
+            model,
+            data.classes,
+            multi_label=recipe.patches.multi_label,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            warmup_steps=recipe.warmup_steps,
+            pretrained_lr_factor=recipe.pretrained_lr_factor,
+        )
+
+    def dataset(data: Dataset, recipe: Recipe, size: InputSize, train: bool) -> TorchDataset:
+        return PatchDataset(data, recipe.patches, size, train)
+
+    def describe(module: pl.LightningModule, recipe: Recipe, data: Dataset, size: InputSize) -> CardSections:
+        geometry, mpp = patch_geometry(data, recipe.patches)
+        return CardSections((size.final, size.final), module.tuned_thresholds(), patch=geometry, mpp=mpp)
+
+    def sampler(train_set: TorchDataset, recipe: Recipe) -> Sampler | None:
+        return balanced_sampler(train_set) if recipe.patches.balanced else None
+
+    return TaskComponents(
+        base_size,
+        module,
+        dataset,
+        default_collate,
+        describe,
+        lambda size: {},
+        "val/macro_f1",
+        sampler,
+        lambda recipe: {"multi_label": recipe.patches.multi_label},
+    )
+
+
+_TASKS: dict[str, Callable[[], TaskComponents]] = {
+    "boxes": _box_components,
+    "points": _point_components,
+    "patches": _patch_components,
+}
 
 
 def task_components(task: str) -> TaskComponents:

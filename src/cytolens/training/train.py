@@ -111,6 +111,7 @@ class ExportModel(pl.Callback):
             thresholds=sections.thresholds,
             input=replace(self.card.input, size=sections.size),
             proximity=sections.proximity,
+            patch=sections.patch,
             evaluation=sections.evaluation,
             metrics=dict(self.metrics),
         )
@@ -154,8 +155,10 @@ class ExportModel(pl.Callback):
             update_metadata(self.path, {"provenance": {"training_minutes": minutes}})
 
 
-def _training_data(recipe: Recipe) -> tuple[Dataset, Dataset | None, tuple[str | None, str | None]]:
-    """The training and validation images of the recipe's data, and the names of their splits.
+def _training_data(
+    recipe: Recipe, data: Dataset | None = None
+) -> tuple[Dataset, Dataset | None, tuple[str | None, str | None]]:
+    """The training and validation images of the recipe's data (read, unless given), and the names of their splits.
 
     Data that names no splits at all (a folder of images and annotations) is trained on whole, without
     validation, as one warning line says (with how to name splits).
@@ -164,7 +167,7 @@ def _training_data(recipe: Recipe) -> tuple[Dataset, Dataset | None, tuple[str |
         CytolensError: If the data names splits, but not the recipe's.
 
     """
-    data = load_data(recipe.data, recipe.format)
+    data = load_data(recipe.data, recipe.format) if data is None else data
     train_split, val_split = recipe.train_split, recipe.val_split
     if not data.splits and (train_split or val_split):
         log.warning(
@@ -236,6 +239,7 @@ def train(
     max_steps: int = -1,
     progress: bool = True,
     exist_ok: bool = False,
+    data: Dataset | None = None,
 ) -> Path:
     """Train a model as ``recipe`` says and write its checkpoint to ``out/model.pt``.
 
@@ -248,6 +252,8 @@ def train(
         progress: Show a progress bar.
         exist_ok: Replace an earlier run in ``out`` (its ``checkpoints/``, ``logs/`` and ``model.pt`` are removed
             once the data and model are ready); without it (or ``resume``) a non-empty ``out`` is refused.
+        data: The recipe's data, already read (with the splits the recipe names), instead of reading ``recipe.data``
+            (e.g. one fold of a cross-validation).
 
     Returns:
         The path of the exported model checkpoint.
@@ -268,20 +274,22 @@ def train(
             f"architecture {recipe.architecture!r} does not serve task {recipe.task!r} (choose: {', '.join(known)})"
         )
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
-    train_data, val_data, splits = _training_data(recipe)
+    train_data, val_data, splits = _training_data(recipe, data)
     if not len(train_data):
         raise CytolensError(f"{recipe.data}: {f'split {splits[0]!r}' if splits[0] else 'it'} holds no images")
-    model, architecture, kwargs, init_info = initial_model(
-        recipe.init, recipe.architecture, train_data.classes, recipe.kwargs
-    )
     components = task_components(recipe.task)
+    model, architecture, kwargs, init_info = initial_model(
+        recipe.init, recipe.architecture, train_data.classes, {**recipe.kwargs, **components.builder_kwargs(recipe)}
+    )
     input_size = InputSize(recipe.stages, components.base_size(recipe))  # moved by StageSchedule only
     module = components.module(model, recipe, train_data, input_size)
     train_set = components.dataset(train_data, recipe, input_size, train=True)
+    sampler = components.sampler(train_set, recipe)
     loader = DataLoader(
         train_set,
         batch_size=recipe.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         collate_fn=components.collate,
         num_workers=recipe.num_workers,
         drop_last=len(train_set) > recipe.batch_size,
@@ -292,13 +300,17 @@ def train(
         val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
     final_kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
     final_kwargs.update(components.final_kwargs(input_size))
+    sections = components.describe(module, recipe, train_data, input_size)
     card = ModelCard(
         task=recipe.task,
         architecture=architecture,
         kwargs=final_kwargs,
         classes=tuple(train_data.classes),
-        thresholds=components.describe(module, recipe, input_size).thresholds,
-        input=InputConfig(mpp=_single_mpp(train_data), colour=dataset_colour(train_data)),
+        thresholds=sections.thresholds,
+        input=InputConfig(
+            mpp=sections.mpp if sections.mpp is not None else _single_mpp(train_data),
+            colour=dataset_colour(train_data),
+        ),
         provenance=Provenance(
             recipe=recipe.to_dict(),
             data={
@@ -314,7 +326,7 @@ def train(
     exporter = ExportModel(
         out / "model.pt",
         card,
-        lambda trained: components.describe(trained, recipe, input_size),
+        lambda trained: components.describe(trained, recipe, train_data, input_size),
         monitor,
         keep_best=recipe.keep == "best",
     )
