@@ -1,0 +1,202 @@
+"""Screening, "is any abnormal cell present?", at image and patch level (issue 11).
+
+    python benchmarks/screening.py [--out DIR] [--smoke]
+
+Chula RBC-12 (the checked-in ``configs/chula-split.yaml``): the bundled ``rbc-morphology`` point model runs
+on every train and test image at its own thresholds (as ``cytolens screen`` runs it). Abnormal: every class
+but ``normal cell``.
+
+- **Image level**: a screener (``training.screening.fit_screener``: per type the number of cells found and
+  their highest probability, and the number of cells) is fitted on the train images and scored on the test
+  images, the truth being whether an image's labels hold an abnormal cell. Chula labels only some cells of
+  many images, mostly the unusual ones, so that truth is a lower bound (an image whose labelled cells are all
+  normal may hold unlabelled abnormal ones), and nearly every image holds a labelled abnormal cell: the
+  "any abnormal" figures rest on the few images without one. The same screener is therefore also fitted
+  with each abnormal type alone counting as abnormal ("is a schistocyte present?"), where both sides are
+  well represented. Beside each: the rule "some cell found is of an abnormal type" and the score "highest
+  probability of an abnormal type over the cells".
+- **Patch level** (Chula cells): the labelled cells that the model found (a predicted centre within 12 px,
+  paired one to one) give patches: the model's 13 probabilities at the cell and the labelled type. The
+  screener is fitted on the train cells and scored on the test cells, beside the model's own
+  ``1 - p(normal cell)``.
+
+Figures: ROC-AUC, and at the screener's threshold 0.5 accuracy, sensitivity, specificity, H-mean (abnormal
+positive). Finished parts are kept in ``DIR``; the results go to ``benchmarks/results/screening.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import common
+from cytolens.data.annotations import Dataset
+from cytolens.metrics.classification import classification_metrics
+from cytolens.metrics.points import match_points
+from cytolens.models.screening import feature_names, image_features
+from cytolens.training.screening import fit_screener
+
+NAME = "screening"
+SPEC = common.REPO / "configs" / "chula-split.yaml"
+MODEL = "rbc-morphology"
+NORMAL = "normal cell"
+RADIUS = 12.0
+CHUNK = 50
+"""Images predicted per saved part (a run resumes from the last part saved)."""
+SMOKE_IMAGES = {"train": 12, "test": 6}
+
+
+def screening_figures(truth: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """ROC-AUC and, calling abnormal from ``threshold`` on, accuracy, sensitivity, specificity and their H-mean,
+    abnormal positive (``None`` where undefined: an AUC with one side empty).
+    """
+    probability = np.asarray(probability, dtype=np.float64)
+    # the argmax of (just under the threshold, p) calls abnormal from the threshold on; the AUC is p's
+    scores = np.column_stack([np.full(len(probability), threshold - 1e-9), probability])
+    figures = classification_metrics(np.asarray(truth, dtype=np.int64), scores, ["normal", "abnormal"])
+    sensitivity, specificity = (figures["per_class"]["abnormal"][key] for key in ("sensitivity", "specificity"))
+    defined = sensitivity is not None and specificity is not None and sensitivity + specificity > 0
+    return {
+        "auc": figures["auc"],
+        "accuracy": figures["accuracy"],
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "h_mean": 2 * sensitivity * specificity / (sensitivity + specificity) if defined else None,
+        "samples": len(probability),
+        "abnormal": int(np.sum(truth)),
+    }
+
+
+def predict_images(model: Any, data: Dataset) -> list[dict[str, Any]]:
+    """For each image: its screener features, the types its labels hold, the highest probability of an abnormal
+    type over its cells, and its labelled cells that the model found (their label and the model's probabilities).
+    """
+    normal = model.classes.index(NORMAL)
+    rows = []
+    items = model.predict_iter([image.path for image in data.images])
+    for image, found in zip(data.images, items, strict=True):
+        if not hasattr(found, "cells"):
+            raise SystemExit(str(found))
+        cells = found.cells
+        labelled = image.cells.select(image.cells.labels >= 0)
+        pairs, _ = match_points(cells.centres, labelled.centres, RADIUS)
+        probabilities = cells.probabilities if cells.probabilities is not None else np.zeros((len(cells), 13))
+        rows.append(
+            {
+                "image": image.image_id,
+                "features": image_features(cells, len(model.classes)).round(6).tolist(),
+                "types": sorted({int(label) for label in labelled.labels}),
+                "max_abnormal": float((1 - probabilities[:, normal]).max()) if len(cells) else 0.0,
+                "cells": [
+                    [int(labelled.labels[t]), *np.round(probabilities[p], 6).tolist()] for p, t in pairs.tolist()
+                ],
+                "labelled": len(labelled),
+            }
+        )
+    return rows
+
+
+def predictions(out: Path, model: Any, data: Dataset, split: str) -> list[dict[str, Any]]:
+    """:func:`predict_images` of a split, in parts of :data:`CHUNK` images kept in ``out``."""
+    subset = data.subset(split)
+    rows = []
+    for start in range(0, len(subset), CHUNK):
+        part = Dataset(subset.classes, subset.images[start : start + CHUNK], name=subset.name)
+        rows += common.once(out / f"chula-{split}-{start:04d}.json", lambda part=part: predict_images(model, part))
+    return rows
+
+
+def image_level(train: list[dict], test: list[dict], classes: list[str]) -> dict[str, Any]:
+    """Image-level screeners, "any abnormal type" and each abnormal type alone, against the plain rules."""
+    splits = {"train": train, "test": test}
+    features = {split: np.array([row["features"] for row in rows]) for split, rows in splits.items()}
+    result: dict[str, Any] = {}
+    for name in ["any", *(name for name in classes if name != NORMAL)]:
+        abnormal = [c for c in classes if c != NORMAL] if name == "any" else [name]
+        wanted = {classes.index(c) for c in abnormal}
+        truth = {split: np.array([bool(set(row["types"]) & wanted) for row in rows]) for split, rows in splits.items()}
+        found = features["test"][:, sorted(wanted)].sum(axis=1) > 0
+        if name == "any":
+            highest = np.array([row["max_abnormal"] for row in test])
+        else:  # the max_p_<type> feature
+            highest = features["test"][:, len(classes) + classes.index(name)]
+        screener = None
+        if 0 < truth["train"].sum() < len(truth["train"]):  # else nothing to tell apart in the train images
+            fitted = fit_screener(features["train"], truth["train"], level="images", classes=classes, abnormal=abnormal)
+            screener = screening_figures(truth["test"], fitted.probabilities(features["test"]))
+        result[name] = {
+            "abnormal_types": abnormal,
+            "train_images": len(truth["train"]),
+            "train_abnormal": int(truth["train"].sum()),
+            "screener": screener,
+            "rule_any_cell_of_an_abnormal_type": screening_figures(truth["test"], found.astype(np.float64)),
+            "highest_abnormal_probability": screening_figures(truth["test"], highest),
+        }
+    return result
+
+
+def patch_level(train: list[dict], test: list[dict], classes: list[str]) -> dict[str, Any]:
+    """Patch-level screener on the found labelled cells' probabilities, against ``1 - p(normal cell)``."""
+    normal = classes.index(NORMAL)
+    cells = {split: np.array([cell for row in rows for cell in row["cells"]]) for split, rows in
+             (("train", train), ("test", test))}  # fmt: skip
+    truth = {split: table[:, 0].astype(int) != normal for split, table in cells.items()}
+    abnormal = [c for c in classes if c != NORMAL]
+    start = time.perf_counter()
+    screener = fit_screener(cells["train"][:, 1:], truth["train"], level="patches", classes=classes, abnormal=abnormal)
+    seconds = time.perf_counter() - start
+    return {
+        "features": feature_names("patches", classes),
+        "train_cells": len(truth["train"]),
+        "train_abnormal": int(truth["train"].sum()),
+        "screener": screening_figures(truth["test"], screener.probabilities(cells["test"][:, 1:])),
+        "one_minus_p_normal": screening_figures(truth["test"], 1 - cells["test"][:, 1 + normal]),
+        "fit_seconds": round(seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/cytolens-bench/screening"), help="finished parts")
+    parser.add_argument("--smoke", action="store_true", help="a few images per split (checks the script)")
+    args = parser.parse_args()
+    common.setup()
+    from cytolens.inference.model import load_model
+    from cytolens.io.spec import load_data
+
+    out = args.out.resolve() / ("smoke" if args.smoke else "full")
+    data = load_data(SPEC)
+    if args.smoke:
+        data.splits = {split: data.splits[split][:count] for split, count in SMOKE_IMAGES.items()}
+    model = load_model(MODEL, device="cpu")
+    start = time.perf_counter()
+    train, test = (predictions(out, model, data, split) for split in ("train", "test"))
+    common.log.info("predictions ready (%.0f s this session)", time.perf_counter() - start)
+    images = image_level(train, test, model.classes)
+    patches = patch_level(train, test, model.classes)
+    figures = {"chula_images": images, "chula_patches": patches}
+    common.write_result(
+        NAME,
+        figures,
+        {},
+        folder=out if args.smoke else common.RESULTS,
+        model=MODEL,
+        data=str(SPEC.relative_to(common.REPO)),
+        labelling_note=(
+            "Chula RBC-12 labels only some cells of many images, mostly the unusual ones: an image's truth "
+            "('its labels hold an abnormal type') is a lower bound, and 363 of 366 train and 104 of 105 test "
+            "images hold a labelled abnormal cell, so the image-level 'any' figures rest on 3 and 1 normal images."
+        ),
+    )
+    for name, entry in images.items():
+        common.log.info("images %-14s %s", name, {key: entry[key] and entry[key]["auc"] for key in (
+            "screener", "highest_abnormal_probability", "rule_any_cell_of_an_abnormal_type")})
+    common.log.info("patches: screener %s, 1 - p(normal) %s", patches["screener"], patches["one_minus_p_normal"])
+
+
+if __name__ == "__main__":
+    main()
