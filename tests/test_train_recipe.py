@@ -43,7 +43,7 @@ def _portable(section: BoxSettings | PointSettings) -> BoxSettings | PointSettin
     return dataclasses.replace(section, **paths)
 
 
-@pytest.mark.parametrize("name", ["blood-cells", "rbc-morphology"])
+@pytest.mark.parametrize("name", ["blood-cells", "rbc-morphology", "chula-cells"])
 def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: str) -> None:
     recipe = Recipe.from_yaml(CONFIGS / f"{name}.yaml")
     assert getattr(recipe, recipe.task) is not None
