@@ -1,0 +1,47 @@
+"""erythrocytesIDB sickle-cell-disease red cells, 3 classes, 5-fold cross-validation, fast mode (issue 11).
+
+    python benchmarks/classification_erythrocytesidb.py [--out DIR] [--cache DIR] [--smoke]
+
+``../shared/datasets/erythrocytesidb``: 626 crops of 80x80 px in the classes ``circular``, ``elongated``
+(sickle) and ``other``; each patch is the whole crop (one cell, centred by the source), resampled to the
+network input. Folds are stratified and seeded; a head is trained on the frozen ImageNet features of each
+training fold (see ``classification_common``). Reported: accuracy and per-class F1 (and macro-F1) on 1 test
+view and on 8, with 8 and with 1 training view. Target: accuracy >= 0.97 (published CNNs: 0.98-0.995, e.g.
+Alzubaidi et al. 2020). Results: ``benchmarks/results/classification_erythrocytesidb.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import classification_common as cc
+import common
+
+NAME = "classification_erythrocytesidb"
+DATA = cc.DATASETS / "erythrocytesidb"
+VARIANTS = [cc.Variant(), cc.Variant(train_views=1)]
+
+
+def main() -> None:
+    args = cc.arguments(__doc__.splitlines()[0], "/tmp/cytolens-bench/classification_erythrocytesidb").parse_args()
+    common.setup(args.threads)
+    start = time.perf_counter()
+    variants = [dataclasses.replace(VARIANTS[0], size=64)] if args.smoke else VARIANTS
+    figures, classes, count = cc.crop_folder_cv(args, DATA, variants)
+    first = variants[0]
+    headline = figures[first.name]["mean"]["centred"][f"views_{first.test_views}"]
+    common.write_result(
+        NAME,
+        {"headline": {"variant": first.name, "test_views": first.test_views, **headline}, "variants": figures},
+        {"accuracy": common.target(headline["accuracy"]["mean"], 0.97)},
+        folder=args.out / "smoke" if args.smoke else common.RESULTS,
+        minutes=round((time.perf_counter() - start) / 60, 1),
+        settings=cc.settings(variants, patches="whole 80x80 crop (one cell, centred by the source)", images=count),
+        classes=classes,
+        published={"method": "CNNs (e.g. Alzubaidi et al. 2020)", "accuracy": [0.98, 0.995]},
+    )
+
+
+if __name__ == "__main__":
+    main()
