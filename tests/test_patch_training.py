@@ -162,6 +162,28 @@ def test_multi_label_training_on_touching_chula_cells_tunes_thresholds(chula: Pa
     assert isinstance(card.thresholds.score, dict) and card.thresholds.tuned_on.startswith("validation patches")
 
 
+def test_fast_mode_trains_the_head_on_cached_features_and_writes_the_same_kind_of_model(crops, tmp_path) -> None:
+    spec = {"format": "folders", "root": str(crops), "splits": {"ratio": {"train": 0.5, "val": 0.5}, "seed": 1}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    start = build_architecture("lite-classifier", 3, weights=None)
+    save_checkpoint(tmp_path / "start.pt", start, {"task": "patches", "architecture": "lite-classifier",
+                                                   "kwargs": {}, "classes": list(CROPS)})
+    recipe = Recipe.from_dict({
+        "task": "patches", "data": str(tmp_path / "spec.yaml"), "init": str(tmp_path / "start.pt"),
+        "batch_size": 8, "stages": [{"epochs": 5}],
+        "patches": {"size": 32, "fast": True, "fast_views": 2, "views": 2},
+    })
+    model, card = load_network(train(recipe, tmp_path / "run", progress=False))
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["model.pt"]  # no loop, no checkpoints
+    assert card.task == "patches" and card.patch.views == 2 and card.provenance.recipe["patches"]["fast"] is True
+    assert 0 <= card.metrics["validation"]["val/accuracy"] <= 1 and card.metrics["validation"]["epoch"] >= 0
+    cached = list((Path(os.environ["CYTOLENS_CACHE_DIR"]) / "features").rglob("*.npz"))
+    assert len(cached) == 6  # one file per image: its patch under both views
+    trained, initial = model.state_dict(), start.state_dict()
+    assert torch.equal(trained["body.conv_stem.weight"], initial["body.conv_stem.weight"])  # the body as built
+    assert not torch.equal(trained["out.1.weight"], initial["out.1.weight"])  # the head trained
+
+
 def test_cross_validation_trains_each_fold_and_sums_them_up(crops: Path, tmp_path: Path) -> None:
     recipe = {"task": "patches", "data": str(crops), "format": "folders", "init": "none", "batch_size": 3,
               "warmup_steps": 1, "ema_decay": 0.0, "stages": [{"epochs": 1}], "patches": {"size": 32}}

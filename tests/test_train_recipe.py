@@ -75,6 +75,8 @@ def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: st
         ({**PATCHES, "patches": {"scale_jitter": 1}}, "patches scale_jitter must lie in [0, 1), not 1"),
         ({**PATCHES, "patches": {"balanced": "yes"}}, "patches balanced must be true or false, not 'yes'"),
         ({**PATCHES, "patches": {"fast_mode": True}}, "unknown patches settings: fast_mode"),
+        ({**PATCHES, "patches": {"fast": True, "colour_jitter": 1}}, "patches fast caches the features of fixed views"),
+        ({**PATCHES, "patches": {"fast": True, "fast_views": 9, "max_shift": 0}}, "patches views beyond 8 shift"),
         ({**PATCHES, "kwargs": {"multi_label": True}}, "kwargs multi_label: set multi_label in the patches section"),
         ({**PATCHES, "architecture": "fcos"}, "architecture 'fcos' does not serve task 'patches'"),
     ],

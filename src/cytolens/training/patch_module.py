@@ -130,21 +130,29 @@ class PatchModule(pl.LightningModule):
         self.thresholds = thresholds.tolist()
         return multilabel_metrics(y_true, y_score, self.classes, thresholds)
 
+    def validation_figures(self, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+        """The figures logged after a validation, by name (``val/macro_f1``, ``val/accuracy``, ``val/auc`` and
+        ``val/auc/<type>`` where defined, ``val/exact_match`` for a multi-label model, whose thresholds are tuned
+        first).
+        """
+        figures = self.figures(y_true, y_score)
+        logged = {"val/macro_f1": float(figures["f1"] or 0.0), "val/accuracy": float(figures["accuracy"])}
+        if self.multi_label:
+            logged["val/exact_match"] = float(figures["exact_match"])
+        if figures["auc"] is not None:
+            logged["val/auc"] = float(figures["auc"])
+        for name, values in figures["per_class"].items():
+            if values["auc"] is not None:
+                logged[f"val/auc/{name}"] = float(values["auc"])
+        return logged
+
     def on_validation_epoch_end(self) -> None:
         if not self._targets:
             return
         y_true, y_score = torch.cat(self._targets).numpy(), torch.cat(self._scores).numpy()
         self._targets, self._scores = [], []
-        figures = self.figures(y_true, y_score)
-        self.log("val/macro_f1", float(figures["f1"] or 0.0), prog_bar=True)
-        self.log("val/accuracy", float(figures["accuracy"]))
-        if self.multi_label:
-            self.log("val/exact_match", float(figures["exact_match"]), prog_bar=True)
-        if figures["auc"] is not None:
-            self.log("val/auc", float(figures["auc"]))
-        for name, values in figures["per_class"].items():
-            if values["auc"] is not None:
-                self.log(f"val/auc/{name}", float(values["auc"]))
+        for name, value in self.validation_figures(y_true, y_score).items():
+            self.log(name, value, prog_bar=name in ("val/macro_f1", "val/exact_match"))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["patch_thresholds"] = self.thresholds  # so that a resumed run exports the tuned thresholds

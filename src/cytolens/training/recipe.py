@@ -119,6 +119,13 @@ class PatchSettings:
         balanced: Sample training patches with inverse class frequency (multi-label: of their rarest type).
         multi_label: One sigmoid per type (patches of several types) instead of one softmax.
         views: Test-time views written to the model card (see :func:`~cytolens.data.patches.test_time_views`).
+        fast: The fast mode: the body stays as initialised, its features of every patch under ``fast_views``
+            views are computed once (and cached on disk), and only the head is trained on them, for the
+            recipe's epochs (at its ``lr``, ``weight_decay``, ``batch_size``; ``patience`` epochs without a lower
+            validation loss stop it); see :mod:`cytolens.training.patch_fast`.
+        fast_views: Training views per patch in the fast mode: the first of the test-time views (the patch, its
+            mirror image, its rotations by 90°, then centre shifts by ``max_shift``), fixed so that their
+            features can be cached (``max_angle``, ``flip`` and the jitters are for fine-tuning).
 
     """
 
@@ -136,6 +143,8 @@ class PatchSettings:
     balanced: bool = True
     multi_label: bool = False
     views: int = 1
+    fast: bool = False
+    fast_views: int = 8
 
     def conflict(self) -> str | None:
         """What makes these settings contradict each other, if anything."""
@@ -145,8 +154,10 @@ class PatchSettings:
             return "patches touching makes patches of several types: set multi_label: true"
         if self.single_only and self.touching is None:
             return "patches single_only leaves out the clusters of touching cells: give touching too"
-        if self.views > 8 and self.max_shift == 0:
+        if max(self.views, self.fast_views if self.fast else 1) > 8 and self.max_shift == 0:
             return "patches views beyond 8 shift the patch centre by max_shift, which is 0"
+        if self.fast and (self.colour_jitter or self.scale_jitter):
+            return "patches fast caches the features of fixed views: colour_jitter and scale_jitter need fast: false"
         return None
 
 
@@ -300,13 +311,14 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "colour_jitter": {"low": 0},
     "scale_jitter": {"low": 0, "high": 1, "high_open": True},
     "views": {"integer": True, "low": 1, "high": 12},
+    "fast_views": {"integer": True, "low": 1, "high": 12},
 }
 """Ranges of the numeric recipe and section keys (arguments of :func:`~cytolens.io.validation.check_number`)."""
 _OPTIONAL_NUMBERS = ("patience", "side", "side_um", "touching", "max_shift")
 _TEXT = ("data", "init")
 _OPTIONAL_TEXT = ("train_split", "val_split", "aux_data", "aux_split", "partial_data", "partial_split")
 _FORMATS = ("format", "aux_format", "partial_format")
-_FLAGS = ("ignore_unlabelled_cells", "single_only", "flip", "balanced", "multi_label")
+_FLAGS = ("ignore_unlabelled_cells", "single_only", "flip", "balanced", "multi_label", "fast")
 _CLASS_LISTS = ("aux_classes",)
 _PATHS = ("data", "aux_data", "partial_data")
 """Keys holding paths, taken relative to the recipe file."""

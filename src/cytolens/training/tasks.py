@@ -49,6 +49,15 @@ def _no_kwargs(recipe: Recipe) -> dict[str, Any]:
     return {}
 
 
+def _loop(recipe: Recipe) -> None:
+    return None
+
+
+Fit = Callable[[pl.LightningModule, Recipe, Dataset, "Dataset | None", InputSize, bool], dict[str, Any]]
+"""``(module, recipe, train_data, val_data, input_size, progress) -> validation figures``: a fit of the module's
+model in place, instead of Lightning's loop."""
+
+
 @dataclass(frozen=True)
 class TaskComponents:
     """The task-specific parts of training.
@@ -66,6 +75,8 @@ class TaskComponents:
         sampler: ``(train_set, recipe) -> Sampler | None``: how training samples are drawn (``None``: shuffled).
         builder_kwargs: ``recipe -> dict`` of builder arguments that the task's settings fix (over the recipe's
             ``kwargs``).
+        fit: ``recipe -> Fit | None``: the task's own fit when the recipe asks for one instead of Lightning's loop
+            (the patches fast mode); ``None``: the loop.
 
     """
 
@@ -78,6 +89,7 @@ class TaskComponents:
     monitor: str
     sampler: Callable[[TorchDataset, Recipe], Sampler | None] = _no_sampler
     builder_kwargs: Callable[[Recipe], dict[str, Any]] = _no_kwargs
+    fit: Callable[[Recipe], Fit | None] = _loop
 
 
 def _box_components() -> TaskComponents:
@@ -166,6 +178,7 @@ def _point_components() -> TaskComponents:
 
 def _patch_components() -> TaskComponents:
     from cytolens.training.patch_data import PatchDataset, balanced_sampler, patch_geometry
+    from cytolens.training.patch_fast import fit_head
     from cytolens.training.patch_module import PatchModule
 
     def base_size(recipe: Recipe) -> int:
@@ -202,6 +215,7 @@ def _patch_components() -> TaskComponents:
         "val/macro_f1",
         sampler,
         lambda recipe: {"multi_label": recipe.patches.multi_label},
+        lambda recipe: fit_head if recipe.patches.fast else None,
     )
 
 

@@ -2,8 +2,10 @@
 
 It writes, under ``out``: ``checkpoints/`` (Lightning checkpoints for ``--resume``, the last one saved
 every epoch), ``logs/`` (CSV metrics), and ``model.pt``, the self-describing cytolens checkpoint,
-refreshed at every validation and at the end. A folder holding an earlier run is continued (``resume``)
-or replaced as a whole (``exist_ok``), never mixed with a new one. Resuming reads ``last.ckpt`` through
+refreshed at every validation and at the end. A task may fit without the loop when its recipe asks for it
+(the patches fast mode, :mod:`cytolens.training.patch_fast`): only ``model.pt`` is written then. A folder
+holding an earlier run is continued (``resume``) or replaced as a whole (``exist_ok``), never mixed with a
+new one. Resuming reads ``last.ckpt`` through
 :func:`cytolens.models.checkpoint.load_plain`, so a planted or damaged file is refused, never run.
 """
 
@@ -283,21 +285,6 @@ def train(
     )
     input_size = InputSize(recipe.stages, components.base_size(recipe))  # moved by StageSchedule only
     module = components.module(model, recipe, train_data, input_size)
-    train_set = components.dataset(train_data, recipe, input_size, train=True)
-    sampler = components.sampler(train_set, recipe)
-    loader = DataLoader(
-        train_set,
-        batch_size=recipe.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=components.collate,
-        num_workers=recipe.num_workers,
-        drop_last=len(train_set) > recipe.batch_size,
-    )
-    val_loader = None
-    if val_data is not None and len(val_data):
-        val_set = components.dataset(val_data, recipe, input_size, train=False)
-        val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
     final_kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
     final_kwargs.update(components.final_kwargs(input_size))
     sections = components.describe(module, recipe, train_data, input_size)
@@ -330,6 +317,29 @@ def train(
         monitor,
         keep_best=recipe.keep == "best",
     )
+    fit = components.fit(recipe)
+    if fit is not None:  # the task's own fit instead of the loop (the patches fast mode)
+        started = time.monotonic()
+        figures = fit(module, recipe, train_data, val_data, input_size, progress)
+        if figures:
+            exporter.metrics["validation"] = figures
+        exporter.finish(module, round((time.monotonic() - started) / 60, 1))
+        return out / "model.pt"
+    train_set = components.dataset(train_data, recipe, input_size, train=True)
+    sampler = components.sampler(train_set, recipe)
+    loader = DataLoader(
+        train_set,
+        batch_size=recipe.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        collate_fn=components.collate,
+        num_workers=recipe.num_workers,
+        drop_last=len(train_set) > recipe.batch_size,
+    )
+    val_loader = None
+    if val_data is not None and len(val_data):
+        val_set = components.dataset(val_data, recipe, input_size, train=False)
+        val_loader = DataLoader(val_set, batch_size=recipe.batch_size, collate_fn=components.collate, num_workers=0)
     callbacks: list[pl.Callback] = [
         StageSchedule(recipe.stages, input_size),
         # no "last-v1.ckpt" beside last.ckpt (as when a run folder was moved): the folder holds this run only
