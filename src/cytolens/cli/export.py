@@ -1,4 +1,6 @@
-"""``cytolens export``: write a model in a form other tools run (ONNX), to take it elsewhere."""
+"""``cytolens export``: write a model in a form other tools run (ONNX), or a detector and a classifier as one
+pipeline file.
+"""
 
 from __future__ import annotations
 
@@ -58,33 +60,21 @@ def _described(model: bytes, cell_model: CellModel, height: int, width: int) -> 
     return proto.SerializeToString()
 
 
-def export(
-    model: Annotated[str, typer.Argument(help="Bundled model name or checkpoint file.", metavar="MODEL")],
-    onnx: Annotated[Path, typer.Option("--onnx", help="Write the model as this ONNX file.", dir_okay=False)],
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Replace the file if it exists.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Write a box model as an ONNX file that ONNX Runtime and other tools run, to take it elsewhere.
+def _export_onnx(model: str, onnx: Path) -> dict[str, Any]:
+    """Write ``model`` as the ONNX file ``onnx``; its summary."""
+    from torchvision.models.detection import FCOS
 
-    The file holds the network (backbone, feature pyramid and head of an FCOS detector) for one input
-    size, the model's (e.g. 512x384); its metadata holds the model card (classes, thresholds, µm/px),
-    how to resize and normalise images, and how its outputs become boxes (torchvision's FCOS
-    post-processing, as cytolens's own --backend onnx does). Written atomically; an existing file is
-    replaced only with --exist-ok.
-    """
-    from cytolens.cli.output import print_json, print_table
-    from cytolens.errors import DataError, ModelError
-    from cytolens.inference.model import load_model
+    from cytolens.errors import ModelError
+    from cytolens.inference.model import CellModel, load_model
     from cytolens.inference.onnx_boxes import OUTPUTS, export_onnx
     from cytolens.io.atomic import write_bytes
 
-    if onnx.is_dir():
-        raise DataError(onnx, "is a folder; give the ONNX file to write")
-    if onnx.exists() and not exist_ok:
-        raise DataError(onnx, "exists; add --exist-ok to replace it")
-    from torchvision.models.detection import FCOS
-
     cell_model = load_model(model, device="cpu", backend="torch")
+    if not isinstance(cell_model, CellModel):
+        raise ModelError(
+            f"{model}: a pipeline (a {cell_model.task} detector + a patch classifier); cytolens export --onnx writes "
+            "FCOS box models only"
+        )
     if not isinstance(cell_model.network, FCOS):
         raise ModelError(
             f"{model}: cytolens export --onnx writes FCOS box models only, not a {cell_model.task} model "
@@ -92,7 +82,7 @@ def export(
         )
     height, width = _input_size(cell_model)
     write_bytes(onnx, _described(export_onnx(cell_model.network, height, width), cell_model, height, width))
-    summary: dict[str, Any] = {
+    return {
         "model": model,
         "onnx": str(onnx),
         "megabytes": round(onnx.stat().st_size / 1e6, 1),
@@ -100,13 +90,83 @@ def export(
         "outputs": list(OUTPUTS),
         "classes": cell_model.classes,
     }
+
+
+def _export_pipeline(model: str, classifier: str, pipeline: Path) -> dict[str, Any]:
+    """Write ``model`` and ``classifier`` as the pipeline file ``pipeline``; its summary."""
+    from cytolens.models.checkpoint import read_card, read_stored, save_pipeline
+    from cytolens.models.registry import resolve_model
+
+    detector, patches = read_card(resolve_model(model)), read_card(resolve_model(classifier))
+    save_pipeline(pipeline, detector, patches)
+    stored = read_stored(pipeline)  # as it will be loaded
+    return {
+        "model": model,
+        "classifier": classifier,
+        "pipeline": str(pipeline),
+        "megabytes": round(pipeline.stat().st_size / 1e6, 1),
+        "kind": stored.describe(),
+        "classes": list(patches.card.classes),
+    }
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="Bundled model name or checkpoint file.", metavar="MODEL")],
+    onnx: Annotated[
+        Path | None, typer.Option("--onnx", help="Write the model as this ONNX file.", dir_okay=False)
+    ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline", dir_okay=False,
+            help="Write MODEL (a detector) and --classifier (a patch classifier of the cells it finds) as this one "
+            "pipeline file, which --model then takes like a model.",
+        ),
+    ] = None,
+    classifier: Annotated[
+        str | None, typer.Option("--classifier", help="The patch classifier of a --pipeline (bundled name or file).")
+    ] = None,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Replace the file if it exists.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a box model as an ONNX file that ONNX Runtime and other tools run, to take it elsewhere; or a detector
+    and a patch classifier as one pipeline file (detect -> classify).
+
+    The ONNX file holds the network (backbone, feature pyramid and head of an FCOS detector) for one input
+    size, the model's (e.g. 512x384); its metadata holds the model card (classes, thresholds, µm/px),
+    how to resize and normalise images, and how its outputs become boxes (torchvision's FCOS
+    post-processing, as cytolens's own --backend onnx does). A pipeline file holds both models' weights
+    and cards as they are stored (plain tensors and JSON, read without running code). Written atomically;
+    an existing file is replaced only with --exist-ok.
+    """
+    from cytolens.cli.output import print_json, print_table
+    from cytolens.errors import DataError
+
+    if (onnx is None) == (pipeline is None):
+        raise typer.BadParameter("give either --onnx or --pipeline", param_hint="'--onnx' / '--pipeline'")
+    if (classifier is None) != (onnx is not None):
+        problem = "a --pipeline needs --classifier" if onnx is None else "--onnx takes no --classifier"
+        raise typer.BadParameter(problem, param_hint="'--classifier'")
+    target = onnx or pipeline
+    if target.is_dir():
+        raise DataError(target, f"is a folder; give the {'ONNX' if onnx else 'pipeline'} file to write")
+    if target.exists() and not exist_ok:
+        raise DataError(target, "exists; add --exist-ok to replace it")
+    summary = _export_onnx(model, onnx) if onnx is not None else _export_pipeline(model, classifier, pipeline)
     if as_json:
         print_json(summary)
-        return
-    rows = [
-        ["file", f"{onnx} ({summary['megabytes']} MB)"],
-        ["input", f"images {tuple(summary['input']['shape'])}".replace("'", "")],
-        ["outputs", ", ".join(OUTPUTS)],
-        ["classes", ", ".join(cell_model.classes)],
-    ]
-    print_table(f"{model} as ONNX", ["", ""], rows)
+    elif onnx is not None:
+        rows = [
+            ["file", f"{onnx} ({summary['megabytes']} MB)"],
+            ["input", f"images {tuple(summary['input']['shape'])}".replace("'", "")],
+            ["outputs", ", ".join(summary["outputs"])],
+            ["classes", ", ".join(summary["classes"])],
+        ]
+        print_table(f"{model} as ONNX", ["", ""], rows)
+    else:
+        rows = [
+            ["file", f"{pipeline} ({summary['megabytes']} MB)"],
+            ["pipeline", summary["kind"]],
+            ["classes", ", ".join(summary["classes"])],
+        ]
+        print_table(f"{model} + {classifier} as a pipeline", ["", ""], rows)

@@ -11,22 +11,31 @@ from cytolens.cli.options import BackendOption, DeviceOption, JsonOption
 
 if TYPE_CHECKING:
     from cytolens.data.cells import ScoreThreshold
-    from cytolens.inference.model import CellModel
+    from cytolens.inference.model import Model
 
 DEFAULT_MODEL = "blood-cells"
 
 
 def _configured(
-    cell_model: CellModel, score_threshold: str | None, iou: float | None, tile_size: int | None, overlap: int | None
-) -> tuple[CellModel, ScoreThreshold | None]:
-    """The model with ``--iou`` as its NMS IoU and ``--tile-size``/``--overlap`` as its tiling, and the score
-    threshold ``--score-threshold`` asks for.
+    cell_model: Model,
+    score_threshold: str | None,
+    iou: float | None,
+    tile_size: int | None,
+    overlap: int | None,
+    views: int | None = None,
+) -> tuple[Model, ScoreThreshold | None]:
+    """The model with ``--iou`` as its NMS IoU, ``--tile-size``/``--overlap`` as its tiling and ``--views`` as its
+    test-time views, and the score threshold ``--score-threshold`` asks for (of a pipeline's detector: per class,
+    its classes).
 
     Raises:
         typer.BadParameter: If ``--score-threshold`` is malformed or names a class the model does not have,
-            or ``--iou`` is given for a point model (exit code 2).
+            ``--iou`` is given for a point model, or ``--views`` for a model without a patch classifier or out of
+            range (exit code 2).
 
     """
+    from cytolens.errors import CytolensError
+    from cytolens.inference.pipeline import Pipeline
     from cytolens.results.thresholds import parse_score_threshold
 
     if iou is not None:
@@ -37,10 +46,16 @@ def _configured(
         cell_model = cell_model.with_thresholds(nms=iou)
     if tile_size is not None or overlap is not None:
         cell_model = cell_model.with_tiling(tile_size, overlap)
+    if views is not None:
+        try:
+            cell_model = cell_model.with_views(views)
+        except CytolensError as error:
+            raise typer.BadParameter(str(error), param_hint="--views") from None
     if score_threshold is None:
         return cell_model, None
+    scored = cell_model.finder if isinstance(cell_model, Pipeline) else cell_model
     try:
-        return cell_model, parse_score_threshold(score_threshold, cell_model.classes, cell_model.thresholds.min_score)
+        return cell_model, parse_score_threshold(score_threshold, scored.classes, scored.thresholds.min_score)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--score-threshold") from None
 
@@ -48,7 +63,26 @@ def _configured(
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", metavar="IMAGES")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cytolens-out"),
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or checkpoint file.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Bundled model name, checkpoint file or pipeline file.")
+    ] = DEFAULT_MODEL,
+    classifier: Annotated[
+        str | None,
+        typer.Option(
+            "--classifier",
+            help="A patch classifier (bundled name or checkpoint file) that classifies every cell --model finds: "
+            "each cell's class and probabilities become the classifier's.",
+        ),
+    ] = None,
+    views: Annotated[
+        int | None,
+        typer.Option(
+            "--views",
+            min=1,
+            help="Patch classifiers: average each patch's probabilities over this many test-time views (flips, "
+            "rotations, shifts). \\[default: the classifier's]",
+        ),
+    ] = None,
     score_threshold: Annotated[
         str | None,
         typer.Option(
@@ -130,6 +164,9 @@ def predict(
 ) -> None:
     """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON, napari and overlays.
 
+    With --classifier (or a pipeline file as --model), a patch classifier classifies every cell found; with a
+    patch classifier as --model, each image is one cell (a crop), classified whole into images.csv.
+
     An unreadable image is reported in one line and skipped; the others complete, and the exit code is 1.
     --out must be new or empty unless --exist-ok; the run is written beside it and moved into place when
     it ends, so --out never holds a mix of runs, and a second run into it at the same time is refused.
@@ -157,8 +194,8 @@ def predict(
         local_files_url(file, served_from)  # refuse, before predicting, an image Label Studio could not show
     failed: list[str] = []
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
-        loaded = load_model(model, device=device, backend=backend)
-        cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap)
+        loaded = load_model(model, device=device, backend=backend, classifier=classifier)
+        cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap, views)
         shown = cell_model.thresholds.min_score if threshold is None else threshold
         log.info("%s: score threshold %s", model, describe(shown))
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]

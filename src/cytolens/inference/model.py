@@ -24,7 +24,7 @@ import torch
 
 from cytolens.data.cells import ScoreThreshold
 from cytolens.data.patches import test_time_views
-from cytolens.errors import CytolensError, DataError
+from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.predictors import Batch, Detector, PatchPredictor, Predictor, predictor_type
 from cytolens.inference.scale import mapped_back, rescaled, scale_factor
@@ -32,7 +32,7 @@ from cytolens.inference.sources import expand_inputs
 from cytolens.io.images import image_mpp, read_image
 from cytolens.io.validation import check_number
 from cytolens.models.card import ModelCard, Thresholds
-from cytolens.models.checkpoint import load_network
+from cytolens.models.checkpoint import StoredModel, StoredPipeline, build_network, read_card, read_stored
 from cytolens.models.colour import FOREIGN_COLOUR, colour_distance
 from cytolens.models.registry import resolve_model
 from cytolens.results.result import Result
@@ -425,30 +425,60 @@ class _ScaleMessages:
             )  # fmt: skip
 
 
-def load_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto") -> CellModel:
-    """Load a bundled model by name (see ``cytolens models``) or a checkpoint file.
+def _cell_model(path: Path, stored: StoredModel, source: str, device: torch.device, backend: str) -> CellModel:
+    """The :class:`CellModel` of a stored model (``path``: the file holding it, named in errors)."""
+    from cytolens.inference.onnx_boxes import box_backend
+
+    network = build_network(path, stored)
+    if device.type == "cpu" and torch.get_num_threads() > 1:
+        network = network.to(memory_format=torch.channels_last)
+    detector = box_backend(backend, network, stored.card.task, device, path)
+    return CellModel(network, stored.card, device, source, detector)
+
+
+def load_model(
+    name_or_path: str | Path, device: str = "auto", backend: str = "auto", *, classifier: str | Path | None = None
+) -> Model:
+    """Load a bundled model by name (see ``cytolens models``), a checkpoint file or a pipeline file.
 
     Args:
-        name_or_path: Bundled model name or checkpoint file.
+        name_or_path: Bundled model name, checkpoint file, or pipeline file (a detector and the patch classifier of
+            its cells, see :mod:`cytolens.inference.pipeline`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         backend: ``torch``, ``onnx`` (ONNX Runtime, for FCOS box models on the CPU), or ``auto``
             (``onnx`` where it applies and is installed, else ``torch``); see
-            :func:`cytolens.inference.onnx_boxes.box_backend`.
+            :func:`cytolens.inference.onnx_boxes.box_backend`. A classifier runs with torch.
+        classifier: A patch classifier (bundled name or checkpoint file) that classifies every cell the model finds:
+            the two make a :class:`~cytolens.inference.pipeline.Pipeline`.
+
+    Returns:
+        A :class:`CellModel`, or a :class:`~cytolens.inference.pipeline.Pipeline` for a pipeline file or when
+        ``classifier`` is given.
 
     Raises:
-        ModelError: If the model cannot be found or loaded, or the backend cannot run it.
+        ModelError: If the model cannot be found or loaded, the backend cannot run it, or the model and
+            ``classifier`` do not make a pipeline (a pipeline file already has its classifier).
         CytolensError: If the device or backend is unknown or not available.
 
     """
-    from cytolens.inference.onnx_boxes import box_backend
+    from cytolens.inference.pipeline import Pipeline
 
     path = resolve_model(name_or_path)
     torch_device = resolve_device(device)
-    network, card = load_network(path)
-    if torch_device.type == "cpu" and torch.get_num_threads() > 1:
-        network = network.to(memory_format=torch.channels_last)
-    detector = box_backend(backend, network, card.task, torch_device, path)
-    return CellModel(network, card, torch_device, str(name_or_path), detector)
+    stored = read_stored(path)
+    source = str(name_or_path)
+    if isinstance(stored, StoredPipeline):
+        if classifier is not None:
+            raise ModelError(f"{name_or_path}: a pipeline ({stored.describe()}) has its classifier already")
+        finder = _cell_model(path, stored.detector, source, torch_device, backend)
+        patches = _cell_model(path, stored.classifier, source, torch_device, "torch")
+        return Pipeline(finder, patches, source, stored.card)
+    model = _cell_model(path, stored, source, torch_device, backend)
+    if classifier is None:
+        return model
+    classifier_path = resolve_model(classifier)
+    patches = _cell_model(classifier_path, read_card(classifier_path), str(classifier), torch_device, "torch")
+    return Pipeline(model, patches, f"{name_or_path} + {classifier}")
 
 
 __all__ = ["CellModel", "Images", "Model", "failure", "load_model"]

@@ -1,4 +1,4 @@
-"""Self-describing checkpoints: weights plus a model card stored as plain JSON.
+"""Self-describing checkpoints: weights plus a model card stored as plain JSON; and pipeline files.
 
 A checkpoint file is a ``torch.save`` of ``{"cytolens": FORMAT_VERSION, "card": "<JSON text>", "state_dict":
 {...}}``, the card being :meth:`ModelCard.to_json <cytolens.models.card.ModelCard.to_json>`. It is read through
@@ -6,6 +6,16 @@ A checkpoint file is a ``torch.save`` of ``{"cytolens": FORMAT_VERSION, "card": 
 a file from a stranger never runs code and a damaged file is refused, not used; the card is checked field by
 field when read and before it is written (:meth:`ModelCard.from_dict <cytolens.models.card.ModelCard.from_dict>`).
 Format 1 files (metadata as a mapping under ``"meta"``, in the old flat layout) are read too.
+
+A pipeline file holds a detector and the patch classifier that classifies the cells it finds (see
+:mod:`cytolens.inference.pipeline`), each stored as a checkpoint's contents, and the pipeline's own card
+(:class:`PipelineCard`, JSON text)::
+
+    {"cytolens": PIPELINE_FORMAT, "pipeline": "<JSON text>",
+     "detector": {"cytolens": 2, "card": "<JSON text>", "state_dict": {...}}, "classifier": {...}}
+
+It is read like a checkpoint (:func:`load_plain`, then every entry checked: nothing else may be in it), so
+``--model`` takes either (:func:`read_stored` says which a file holds); :func:`save_pipeline` writes one.
 """
 
 from __future__ import annotations
@@ -13,9 +23,9 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -28,6 +38,49 @@ from cytolens.models.registry import build_architecture
 
 FORMAT_VERSION = 2
 """2: the model card as JSON text under ``card``; 1: metadata as a mapping under ``meta`` (the old flat layout)."""
+PIPELINE_FORMAT = 3
+"""Pipeline files: a detector and a patch classifier, each as a format-2 checkpoint's contents, and a pipeline card."""
+PIPELINE_ENTRIES = ("cytolens", "pipeline", "detector", "classifier")
+"""What a pipeline file holds, and nothing else."""
+CLASSIFIER_TASK = "patches"
+"""The task of a pipeline's classifier (its detector is of any other task)."""
+
+
+class StoredModel(NamedTuple):
+    """A model as a file stores it: its checked card and its weights (as stored: float16 if ``card.stored_half``)."""
+
+    card: ModelCard
+    state: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PipelineCard:
+    """What a pipeline file says about the pipeline as a whole (its two models' cards say the rest).
+
+    Attributes:
+        metrics: Figures of the pipeline measured on held-out data (free-form).
+        notice: A notice shown with it (e.g. research use only).
+        cytolens_version: The cytolens that wrote the file.
+
+    """
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notice: str | None = None
+    cytolens_version: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredPipeline:
+    """A pipeline file's contents: the detector, the classifier of its cells, and the pipeline's own card."""
+
+    detector: StoredModel
+    classifier: StoredModel
+    card: PipelineCard
+
+    def describe(self) -> str:
+        """``points detector (point-fcn-lite0) + patch classifier (lite-classifier)``."""
+        detector, classifier = self.detector.card, self.classifier.card
+        return f"{detector.task} detector ({detector.architecture}) + patch classifier ({classifier.architecture})"
 
 
 def _card(path: str | Path, card: ModelCard | dict[str, Any]) -> ModelCard:
@@ -136,23 +189,131 @@ def _stored_card(path: Path, payload: dict[str, Any]) -> Any:
         raise ModelError(f"{path}: its model card is not JSON text ({error})") from None
 
 
-def read_card(path: str | Path) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-    """Read a checkpoint's model card and weights without running any code from it, checking both.
-
-    Raises:
-        ModelError: If the file is missing, damaged, not a cytolens checkpoint, unsafe to unpickle, or its
-            card does not pass :meth:`ModelCard.from_dict`.
-
-    """
-    path = Path(path)
-    payload = load_plain(path)
+def _stored_model(path: Path, payload: Any) -> StoredModel:
+    """The model a checkpoint's contents hold (``path`` names it in errors), card and weights checked."""
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise ModelError(f"{path}: not a cytolens checkpoint (no state_dict)")
     card = _stored_card(path, payload)
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ModelError(f"{path}: checkpoint state_dict must map names to tensors")
-    return ModelCard.from_dict(card, path), state
+    return StoredModel(ModelCard.from_dict(card, path), state)
+
+
+def check_pipeline(source: str | Path, detector: ModelCard, classifier: ModelCard) -> None:
+    """Refuse a detector and classifier that do not make a pipeline.
+
+    Raises:
+        ModelError: Naming ``source``, if the detector is a patch classifier (it finds no cells), the classifier is
+            not one, or the detector marks cells by points and the classifier's card gives no patch side to crop
+            around them.
+
+    """
+    if detector.task == CLASSIFIER_TASK:
+        raise ModelError(f"{source}: {detector.architecture} classifies patches, it finds no cells: give a detector")
+    if classifier.task != CLASSIFIER_TASK:
+        raise ModelError(f"{source}: the classifier must be a patch classifier, not a {classifier.task} model")
+    if detector.task != "boxes" and (classifier.patch is None or classifier.patch.side is None):
+        raise ModelError(
+            f"{source}: the classifier's model card gives no patch side (patch.side) to crop around the cells "
+            f"that a {detector.task} detector marks"
+        )
+
+
+def _pipeline_card(path: Path, text: Any) -> PipelineCard:
+    """The pipeline card stored as JSON text, every entry checked."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{path}: its pipeline card is not JSON text ({error})") from None
+    known = [item.name for item in fields(PipelineCard)]
+    if not isinstance(data, dict) or any(key not in known for key in data):
+        raise ModelError(f"{path}: its pipeline card must be a mapping of {', '.join(known)}, not {data!r:.60}")
+    if not isinstance(data.get("metrics", {}), dict):
+        raise ModelError(f"{path}: pipeline metrics must be a mapping, not {data['metrics']!r:.60}")
+    for name in ("notice", "cytolens_version"):
+        if not isinstance(data.get(name), str | None):
+            raise ModelError(f"{path}: pipeline {name} must be text, not {data[name]!r:.60}")
+    return PipelineCard(**data)
+
+
+def _stored_pipeline(path: Path, payload: dict[str, Any]) -> StoredPipeline:
+    """The pipeline a pipeline file's contents hold, every entry checked."""
+    version = payload.get("cytolens")
+    if version != PIPELINE_FORMAT:
+        raise ModelError(f"{path}: pipeline format {version!r:.20} is not one this cytolens reads ({PIPELINE_FORMAT})")
+    unknown = [key for key in payload if key not in PIPELINE_ENTRIES]
+    missing = [key for key in PIPELINE_ENTRIES if key not in payload]
+    if unknown or missing:
+        found = f"unknown entries {', '.join(map(repr, unknown))}" if unknown else f"no {', '.join(missing)}"
+        raise ModelError(f"{path}: not a cytolens pipeline file: {found:.100} (it holds {', '.join(PIPELINE_ENTRIES)})")
+    detector = _stored_model(Path(f"{path} (detector)"), payload["detector"])
+    classifier = _stored_model(Path(f"{path} (classifier)"), payload["classifier"])
+    check_pipeline(path, detector.card, classifier.card)
+    return StoredPipeline(detector, classifier, _pipeline_card(path, payload["pipeline"]))
+
+
+def read_stored(path: str | Path) -> StoredModel | StoredPipeline:
+    """Read a checkpoint or a pipeline file without running any code from it, checking everything in it.
+
+    Raises:
+        ModelError: If the file is missing, damaged, unsafe to unpickle, neither a cytolens checkpoint nor a
+            pipeline file, holds entries it should not, or a card does not pass :meth:`ModelCard.from_dict`.
+
+    """
+    path = Path(path)
+    payload = load_plain(path)
+    if isinstance(payload, dict) and "pipeline" in payload:
+        return _stored_pipeline(path, payload)
+    return _stored_model(path, payload)
+
+
+def read_card(path: str | Path) -> StoredModel:
+    """Read a checkpoint's model card and weights without running any code from it, checking both.
+
+    Raises:
+        ModelError: If the file is missing, damaged, not a cytolens checkpoint (a pipeline file is named as one),
+            unsafe to unpickle, or its card does not pass :meth:`ModelCard.from_dict`.
+
+    """
+    stored = read_stored(path)
+    if isinstance(stored, StoredPipeline):
+        raise ModelError(f"{path}: a pipeline ({stored.describe()}), not a single model")
+    return stored
+
+
+def save_pipeline(
+    path: str | Path,
+    detector: StoredModel,
+    classifier: StoredModel,
+    metrics: dict[str, Any] | None = None,
+    notice: str | None = None,
+) -> None:
+    """Write a pipeline file atomically: a detector and the patch classifier of the cells it finds.
+
+    Args:
+        path: Output file.
+        detector: The detector, as :func:`read_card` reads it (its weights kept as stored).
+        classifier: The patch classifier, likewise.
+        metrics: Figures of the pipeline (plain JSON data).
+        notice: A notice shown with the pipeline.
+
+    Raises:
+        ModelError: Naming ``path``, if the two do not make a pipeline (see :func:`check_pipeline`) or ``metrics``
+            is not plain JSON data.
+
+    """
+    check_pipeline(path, detector.card, classifier.card)
+    try:
+        card = PipelineCard(json.loads(json.dumps(metrics or {})), notice, __version__)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{path}: pipeline metrics are not plain JSON data ({error})") from None
+    parts = {
+        role: {"cytolens": FORMAT_VERSION, "card": stored.card.to_json(), "state_dict": stored.state}
+        for role, stored in (("detector", detector), ("classifier", classifier))
+    }
+    with atomic_write(path, "wb") as handle:
+        torch.save({"cytolens": PIPELINE_FORMAT, "pipeline": json.dumps(asdict(card)), **parts}, handle)
 
 
 def build_described(path: str | Path, card: ModelCard, num_classes: int | None = None) -> nn.Module:
@@ -175,13 +336,24 @@ def build_described(path: str | Path, card: ModelCard, num_classes: int | None =
         raise ModelError(f"{path}: metadata kwargs do not build {card.architecture} ({problem:.200})") from None
 
 
-def load_network(path: str | Path) -> tuple[nn.Module, ModelCard]:
-    """Rebuild the network a checkpoint describes and load its weights (in float32), in eval mode; and its card."""
-    card, state = read_card(path)
-    model = build_described(path, card)
-    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+def build_network(path: str | Path, stored: StoredModel) -> nn.Module:
+    """Rebuild the network a stored model's card describes and load its weights (in float32), in eval mode.
+
+    Raises:
+        ModelError: Naming ``path``, if the card's kwargs do not build the architecture or the weights do not fit.
+
+    """
+    model = build_described(path, stored.card)
+    state = {key: value.float() if value.is_floating_point() else value for key, value in stored.state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise ModelError(f"{path}: weights do not fit {card.architecture} ({str(error).splitlines()[0]})") from None
-    return model.eval(), card
+        problem = str(error).splitlines()[0]
+        raise ModelError(f"{path}: weights do not fit {stored.card.architecture} ({problem})") from None
+    return model.eval()
+
+
+def load_network(path: str | Path) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the network a checkpoint describes and load its weights (in float32), in eval mode; and its card."""
+    stored = read_card(path)
+    return build_network(path, stored), stored.card

@@ -5,8 +5,9 @@ and labelled ``class score`` on a tag filled with that colour, in black or white
 contrasts more, so labels stay readable on any background. Points are dots ringed in white. The legend,
 at the top left on a translucent white band, gives each class found as a colour swatch, its name and its
 count; it wraps onto further lines when the classes do not fit across the image (the 13 classes of
-``rbc-morphology`` take two or three lines on a 640-pixel-wide image). Sizes grow with the image
-(lines, text and dots are drawn for a 640-pixel-wide view).
+``rbc-morphology`` take two or three lines on a 640-pixel-wide image). An image classified whole (a crop, by
+a patch classifier) has the types called and their probabilities in its legend instead. Sizes grow with the
+image (lines, text and dots are drawn for a 640-pixel-wide view).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def draw_result(result: Result, image: np.ndarray | None = None, labels: bool = 
     width = max(1, int(round(2 * scale)))
     radius = 3 * scale
     cells, boxed = result.cells, result.cells.has_box
-    for index, (label, score) in enumerate(zip(cells.labels, cells.scores, strict=True)):
+    scores = np.full(len(cells), np.nan) if cells.scores is None else cells.scores  # none: an image classified whole
+    for index, (label, score) in enumerate(zip(cells.labels, scores, strict=True)):
         colour = class_color(int(label))
         if boxed[index]:
             x1, y1, x2, y2 = cells.boxes[index]
@@ -124,8 +126,10 @@ def draw_result(result: Result, image: np.ndarray | None = None, labels: bool = 
         else:
             x, y = cells.centres[index]
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255))
-    found = [
-        (class_color(index), f"{name} {count}") for index, (name, count) in enumerate(result.counts().items()) if count
-    ]
+    if result.classified_whole:
+        found = [(class_color(i), f"{result.classes[i]} {result.image_scores[i]:.2f}") for i in result.image_labels]
+    else:
+        counts = result.counts().items()
+        found = [(class_color(index), f"{name} {count}") for index, (name, count) in enumerate(counts) if count]
     canvas = _legend(canvas, found or [(None, "no cells found")], text_font)
     return np.asarray(canvas)

@@ -4,7 +4,9 @@ A :class:`Result` is an :class:`~cytolens.data.annotations.AnnotatedImage` (its 
 box detector, centres alone for a point detector; scores, and probabilities and extras such as
 uncertainty when the model gives them) that also knows the model's class names, so metrics and format
 writers take it as they are, and it converts to the formats users read: a table (pandas), COCO
-results, QuPath GeoJSON and an overlay picture.
+results, QuPath GeoJSON and an overlay picture. A patch classifier's result classifies the image whole (a
+crop of one cell): no cells, its ``image_scores`` the per-class probabilities and its ``image_labels`` the
+types called (:meth:`image_table`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ class Result(AnnotatedImage):
         """See :meth:`AnnotatedImage.relabel`; the result then knows ``classes`` as its class names."""
         return replace(super().relabel(mapping, classes), classes=list(classes))
 
+    @property
+    def classified_whole(self) -> bool:
+        """Whether the image was classified whole (a crop of one cell): image scores and no cells."""
+        return self.image_scores is not None and not len(self.cells)
+
     def counts(self) -> dict[str, int]:
-        """Number of cells per class name (every class present, zeros included)."""
-        labels = self.cells.labels
+        """Number of cells per class name (every class present, zeros included); an image classified whole is one
+        cell of each type called.
+        """
+        labels = np.asarray(self.image_labels, dtype=np.int64) if self.classified_whole else self.cells.labels
         found = np.bincount(labels[labels >= 0], minlength=len(self.classes))
         return {name: int(count) for name, count in zip(self.classes, found, strict=True)}
 
@@ -68,6 +77,16 @@ class Result(AnnotatedImage):
         for name, values in cells.extras.items():
             table[name] = values
         return table
+
+    def image_table(self) -> pd.DataFrame:
+        """One row for an image classified whole: image (its id), class (the types called, joined by ``;``) and the
+        probability of each class (``p_<class>``); no row otherwise.
+        """
+        if not self.classified_whole:
+            return pd.DataFrame(columns=["image", "class", *(f"p_{name}" for name in self.classes)])
+        row = {"image": self.image_id, "class": ";".join(self.classes[index] for index in self.image_labels)}
+        row.update({f"p_{name}": float(score) for name, score in zip(self.classes, self.image_scores, strict=True)})
+        return pd.DataFrame([row])
 
     def to_coco(self, image_id: int = 1) -> list[dict]:
         """COCO results ``{image_id, category_id (class index + 1), bbox [x, y, w, h], score}``, one per box.

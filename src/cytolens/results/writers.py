@@ -5,12 +5,15 @@ Each image is known by its id: the path relative to the input it was found under
 an overlay PNG (``overlays/<id>.png``), a QuPath GeoJSON (``geojson/<id>.geojson``) and a napari
 Points-layer CSV (``napari/<id>.csv``: every cell, a box by its centre, with its class and score as
 point properties; row = y, column = x, pixel-centre convention). For the run: ``cells.csv`` (one row
-per cell), ``counts.csv`` (per-image counts, percentages to one decimal, ratios to three significant
-digits); for box models ``predictions.coco.json`` (a COCO dataset whose annotations carry scores,
-readable by COCO tools and by ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain
-COCO results list for ``COCO.loadRes``, image ids as in the former); on request, ``label-studio.json``
-(Label Studio tasks with the cells as predictions) and ``label-studio.xml`` (the labelling config they fit).
-The rows of ``cells.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO and
+per cell, with ``p_<class>`` probability columns when the model gives them), ``counts.csv`` (per-image
+counts, percentages to one decimal, ratios to three significant digits); for images classified whole by a
+patch classifier, ``images.csv`` (one row per image: the types called and ``p_<class>`` per class; part of
+the ``csv`` output; each such image counts as one cell of each type called); for box models
+``predictions.coco.json`` (a COCO dataset whose annotations carry scores, readable by COCO tools and by
+``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain COCO results list for
+``COCO.loadRes``, image ids as in the former); on request, ``label-studio.json`` (Label Studio tasks with
+the cells as predictions) and ``label-studio.xml`` (the labelling config they fit).
+The rows of ``cells.csv``, ``images.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO and
 Label Studio files are written once, when the writer is closed. An image's pixels are drawn and then
 let go: a run holds the cells of the images done, never their pixels.
 The writer writes into the folder it is given; ``cytolens predict`` gives it the staging folder of an
@@ -107,7 +110,7 @@ class PredictionWriter:
         # names the files and table rows, keys COCO image ids; the pixels are let go once drawn
         kept = replace(result, image_id=image_id, pixels=None)
         written: list[Path] = []
-        sizes = {name: self._size(name) for name in ("cells.csv", "counts.csv")}
+        sizes = {name: self._size(name) for name in ("cells.csv", "images.csv", "counts.csv")}
         try:
             if "overlay" in self.outputs:
                 written.append(self.out / "overlays" / f"{image_id}.png")
@@ -121,6 +124,8 @@ class PredictionWriter:
                 write_napari(Dataset(self.classes, [kept]), self.out / "napari")
             if "csv" in self.outputs:
                 self._append("cells.csv", kept.to_dataframe())
+                if kept.classified_whole:
+                    self._append("images.csv", kept.image_table())
             if "counts" in self.outputs:
                 self._append("counts.csv", counts_table([kept], self.classes, self.ratios))
         except BaseException:
