@@ -33,11 +33,15 @@ from typing import Any
 
 import numpy as np
 
+import classification_common as cc
 import common
 from cytolens.data.annotations import Dataset
-from cytolens.metrics.classification import classification_metrics
+from cytolens.data.patches import dataset_patches
+from cytolens.io.folders import read
+from cytolens.metrics.classification import aggregate_folds, classification_metrics
 from cytolens.metrics.points import match_points
 from cytolens.models.screening import feature_names, image_features
+from cytolens.training.fast_heads import head_probabilities
 from cytolens.training.screening import fit_screener
 
 NAME = "screening"
@@ -48,6 +52,7 @@ RADIUS = 12.0
 CHUNK = 50
 """Images predicted per saved part (a run resumes from the last part saved)."""
 SMOKE_IMAGES = {"train": 12, "test": 6}
+HERLEV = cc.DATASETS / "herlev"
 
 
 def screening_figures(truth: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -159,9 +164,67 @@ def patch_level(train: list[dict], test: list[dict], classes: list[str]) -> dict
     }
 
 
+def herlev_patches(out: Path, cache: Path | None, smoke: bool) -> dict[str, Any]:
+    """Herlev patch-level screening from a 7-class classifier's probabilities, 5-fold cross-validation.
+
+    The classifier is that of ``classification_herlev.py`` (its folds, features and heads, from
+    ``classification_common``): each fold's 7-class head gives the test crops' probabilities (mean of 8
+    views). The fold's screener is fitted on probabilities that the training crops get from heads that did
+    not see them (an inner 5-fold cross-validation of the training folds), so that the test fold decides
+    nothing; beside it, the summed probability of the abnormal classes.
+    """
+    data = read(HERLEV)
+    abnormal = np.array([not name.startswith("normal_") for name in data.classes])
+    patches = dataset_patches(data.images)
+    seven = cc.labels_of(patches, len(data.classes))
+    if smoke:
+        keep = np.concatenate([np.flatnonzero(seven == c)[:20] for c in range(len(data.classes))])
+        patches, seven = [patches[i] for i in keep], seven[keep]
+    variant = cc.Variant(size=64) if smoke else cc.Variant()
+    paths = [image.path for image in data.images]
+    views = max(variant.train_views, variant.test_views)
+    feats = cc.features(variant, paths, patches, views, cache, out / "herlev" / "features.json")
+    train_feats, test_feats = feats[:, : variant.train_views], feats[:, : variant.test_views]
+    folds = 2 if smoke else cc.FOLDS
+    names = [name for name, flag in zip(data.classes, abnormal, strict=True) if flag]
+
+    def probabilities(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """The test crops' 7-class probabilities (mean over their views) from a head trained on ``train``."""
+        model, _ = cc.fit_head(train_feats[train], seven[train], len(data.classes), variant.backbone)
+        return head_probabilities(model, test_feats[test])
+
+    results = []
+    for k, (train, test) in enumerate(cc.folds(seven, folds)):
+
+        def run(train: np.ndarray = train, test: np.ndarray = test) -> dict[str, Any]:
+            held_out = np.zeros((len(train), len(data.classes)))
+            for inner_train, inner_test in cc.folds(seven[train], folds):
+                held_out[inner_test] = probabilities(train[inner_train], train[inner_test])
+            screener = fit_screener(held_out, abnormal[seven[train]], level="patches", classes=data.classes,
+                                    abnormal=names)  # fmt: skip
+            tested = probabilities(train, test)
+            truth = abnormal[seven[test]]
+            return {
+                "screener": screening_figures(truth, screener.probabilities(tested)),
+                "summed_abnormal_probability": screening_figures(truth, tested[:, abnormal].sum(axis=1)),
+                "seven_class_accuracy": float((tested.argmax(axis=1) == seven[test]).mean()),
+            }
+
+        results.append(common.once(out / "herlev" / f"fold{k}.json", run))
+    return {
+        "mean": aggregate_folds(results),
+        "folds": results,
+        "abnormal_types": names,
+        "crops": len(patches),
+        "variant": variant.name,
+        "patches": "whole crop: centre = crop centre, side = longer side (mirrored fill); Herlev has no masks",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/cytolens-bench/screening"), help="finished parts")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: the user cache)")
     parser.add_argument("--smoke", action="store_true", help="a few images per split (checks the script)")
     args = parser.parse_args()
     common.setup()
@@ -169,16 +232,17 @@ def main() -> None:
     from cytolens.io.spec import load_data
 
     out = args.out.resolve() / ("smoke" if args.smoke else "full")
+    start = time.perf_counter()
+    herlev = herlev_patches(out, args.cache, args.smoke)
     data = load_data(SPEC)
     if args.smoke:
         data.splits = {split: data.splits[split][:count] for split, count in SMOKE_IMAGES.items()}
     model = load_model(MODEL, device="cpu")
-    start = time.perf_counter()
     train, test = (predictions(out, model, data, split) for split in ("train", "test"))
-    common.log.info("predictions ready (%.0f s this session)", time.perf_counter() - start)
+    common.log.info("parts ready (%.0f s this session)", time.perf_counter() - start)
     images = image_level(train, test, model.classes)
     patches = patch_level(train, test, model.classes)
-    figures = {"chula_images": images, "chula_patches": patches}
+    figures = {"chula_images": images, "chula_patches": patches, "herlev_patches": herlev}
     common.write_result(
         NAME,
         figures,
@@ -196,6 +260,7 @@ def main() -> None:
         common.log.info("images %-14s %s", name, {key: entry[key] and entry[key]["auc"] for key in (
             "screener", "highest_abnormal_probability", "rule_any_cell_of_an_abnormal_type")})
     common.log.info("patches: screener %s, 1 - p(normal) %s", patches["screener"], patches["one_minus_p_normal"])
+    common.log.info("herlev: %s", herlev["mean"])
 
 
 if __name__ == "__main__":
