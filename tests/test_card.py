@@ -212,3 +212,30 @@ def test_a_checkpoint_without_a_readable_card_is_refused_in_one_line(tmp_path, p
     with pytest.raises(ModelError) as error:
         read_card(path)
     assert str(error.value).startswith(f"{path}: {problem}"), str(error.value)
+
+
+PATCHES = {"task": "patches", "architecture": "lite-classifier", "kwargs": {}, "classes": ["normal", "rare"]}
+
+
+def test_a_patch_classifier_reweighs_its_softmax_by_its_training_class_shares():
+    card = ModelCard.from_dict(
+        {**PATCHES, "thresholds": {"class_prior": {"normal": 0.8, "rare": 0.2}, "prior_power": 1.0}}, "model.pt"
+    )
+    balanced = np.array([[0.5, 0.5], [0.1, 0.9]])
+    adjusted = card.thresholds.adjust(balanced, card.classes)
+    np.testing.assert_allclose(adjusted, [[0.8, 0.2], [0.08 / 0.26, 0.18 / 0.26]])
+    unadjusted = replace(card.thresholds, prior_power=0.0).adjust(balanced, card.classes)
+    np.testing.assert_array_equal(unadjusted, balanced)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "problem"),
+    [
+        ({"class_prior": 0.5}, "thresholds.class_prior must map class names to their shares of the training patches"),
+        ({"class_prior": {"other": 0.5}}, "thresholds.class_prior names 'other', not a class of the model"),
+        ({"prior_power": -1}, "thresholds.prior_power must lie in [0.0, 4.0], not -1"),
+    ],
+)
+def test_a_patch_classifiers_class_prior_is_checked(thresholds, problem):
+    with pytest.raises(ModelError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        ModelCard.from_dict({**PATCHES, "thresholds": thresholds}, "model.pt")

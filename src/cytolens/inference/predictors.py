@@ -275,8 +275,11 @@ class PatchPredictor(Predictor):
         return found.reshape(len(windows), len(views), classes)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Per-type probabilities of ``logits`` (the last axis), as the network reads them."""
-        return self.network.probabilities(torch.from_numpy(logits)).numpy()
+        """Per-type probabilities of ``logits`` (the last axis), as the network reads them; a single-label
+        network's adjusted for its training class frequencies (:meth:`~cytolens.models.card.PatchThresholds.adjust`).
+        """
+        probabilities = self.network.probabilities(torch.from_numpy(logits)).numpy()
+        return probabilities if self.multi_label else self.card.thresholds.adjust(probabilities, self.card.classes)
 
     def raw(self, pixels: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per image, its ``logits`` and ``probabilities``, each ``(V, C)``: one row per test-time view (the

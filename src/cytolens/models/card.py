@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self, TypeVar
+
+import numpy as np
 
 from cytolens.data.cells import ScoreThreshold
 from cytolens.errors import CytolensError, DataError, ModelError
@@ -160,6 +162,12 @@ def _read_score(reader: _Reader, value: Any, where: str) -> ScoreThreshold:
     return {name: reader.number(number, f"{where}[{name!r}]", **_UNIT) for name, number in value.items()}
 
 
+def _read_prior(reader: _Reader, value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise reader.error(where, f"must map class names to their shares of the training patches, not {value!r:.60}")
+    return _read_score(reader, value, where)
+
+
 def _read_ratios(reader: _Reader, value: Any, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list | tuple):
         raise reader.error(where, f"must be a list of class pairs, not {value!r:.60}")
@@ -259,14 +267,31 @@ class PatchThresholds(Thresholds):
     A single-label model calls each patch its most probable type; a multi-label model calls every type whose
     sigmoid reaches ``score`` (one value, or one per type tuned on validation).
 
+    A single-label model trained with class-balanced sampling learns as if every type were equally common, and
+    so over-calls rare types. With ``class_prior`` (each type's share of the training patches) and
+    ``prior_power`` τ, its softmax is multiplied by ``class_prior ** τ`` and renormalised (logit adjustment;
+    τ = 1 restores the training frequencies, 0 leaves the balanced model as it is).
+
     Attributes:
         score: One probability threshold, or one per class name (classes not named: 0.5).
+        class_prior: Each type's share of the training patches, by class name (``None``: no adjustment).
+        prior_power: τ, the power of ``class_prior`` (chosen on validation).
         tuned_on: How the values were chosen.
 
     """
 
     score: ScoreThreshold = field(default=0.5, metadata={"read": _read_score})
+    class_prior: dict[str, float] | None = field(default=None, metadata={"read": _read_prior})
+    prior_power: float = field(default=0.0, metadata=_number(low=0.0, high=4.0))
     tuned_on: str | None = field(default=None, metadata=_TEXT)
+
+    def adjust(self, probabilities: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities ``(..., C)`` reweighted by ``class_prior ** prior_power`` and renormalised."""
+        if not self.class_prior or not self.prior_power:
+            return probabilities
+        weights = np.array([self.class_prior.get(name, 0.0) for name in classes]) ** self.prior_power
+        adjusted = probabilities * weights
+        return adjusted / np.maximum(adjusted.sum(axis=-1, keepdims=True), 1e-12)
 
 
 @register_thresholds("points")
