@@ -13,8 +13,11 @@ from typer.testing import CliRunner
 
 from conftest import dataset_path
 from cytolens.cli.main import app
+from cytolens.examples import path as examples_path
 from cytolens.models.screening import read_screener, save_screener
 from cytolens.training.screening import fit_screener
+from test_patch_predict import tiny_classifier
+from tiny_detector import tiny_detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,3 +87,25 @@ def test_screen_refuses_a_screener_of_other_classes_in_one_line(chula: Path, tmp
         "those of a model with classes a, b, c"
     ]
     assert not out.exists()
+
+
+def test_a_screener_of_a_detect_classify_pipeline_loads_its_detector_and_classifier(tmp_path: Path) -> None:
+    detector, classifier = tiny_detector(tmp_path / "boxes.pt"), tiny_classifier(tmp_path / "classifier.pt")
+    spec = tmp_path / "examples.yaml"
+    classes = {"WBC": "other", "RBC": "circular", "Platelets": "elongated"}  # the classifier's (erythrocytesIDB's)
+    spec.write_text(yaml.safe_dump({"format": "voc", "root": str(examples_path()), "classes": classes}))
+    screener = tmp_path / "platelets.skops"
+    result = invoke(
+        "screen-fit", "--data", spec, "--model", detector, "--classifier", classifier, "--abnormal", "elongated",
+        "--out", screener, "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["samples"], summary["abnormal_samples"]) == (3, 2)  # BloodImage_00007 holds no platelet
+    assert (summary["model"], summary["classifier"]) == (str(detector), str(classifier))
+    out = tmp_path / "out"
+    image = examples_path() / "JPEGImages" / "BloodImage_00007.jpg"
+    result = invoke("screen", image, "--screen", screener, "--out", out, "--device", "cpu")  # model and classifier
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "verdicts.csv")["image"].tolist() == ["BloodImage_00007"]
+    assert "p_elongated" in pd.read_csv(out / "cells.csv").columns

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _PREDICT = {name: value.annotation for name, value in inspect.signature(predict, eval_str=True).parameters.items()}
 ImagesArgument = _PREDICT["paths"]
 OutFolderOption = _PREDICT["out"]
+ClassifierOption = _PREDICT["classifier"]
 BatchSizeOption = _PREDICT["batch_size"]
 MppOption = _PREDICT["mpp"]
 RecursiveOption = _PREDICT["recursive"]
@@ -51,10 +52,11 @@ def screen(
         typer.Option(
             "--model",
             "-m",
-            help="Bundled model name or checkpoint file whose cells the screener reads. \\[default: the model it "
-            "was fitted on]",
+            help="Bundled model name, checkpoint or pipeline file whose cells the screener reads. \\[default: the "
+            "model (and classifier) it was fitted on]",
         ),
     ] = None,
+    classifier: ClassifierOption = None,
     out: OutFolderOption = Path("cytolens-screen"),
     batch_size: BatchSizeOption = 1,
     mpp: MppOption = None,
@@ -67,9 +69,10 @@ def screen(
     """Say whether each image holds an abnormal cell; write predict's outputs and verdicts.csv.
 
     verdicts.csv gives per image its abnormal probability and the verdict at the screener's threshold. The
-    model finds and classifies the cells; the screener (cytolens screen-fit) reads their per-type counts and
-    highest probabilities. An unreadable image is reported in one line and skipped; the others complete, and
-    the exit code is 1. --out is written as by predict (new or empty unless --exist-ok, whole or not at all).
+    model (with --classifier: the detector, and the classifier of the cells it finds) finds and classifies
+    the cells; the screener (cytolens screen-fit) reads their per-type counts and highest probabilities. An
+    unreadable image is reported in one line and skipped; the others complete, and the exit code is 1. --out
+    is written as by predict (new or empty unless --exist-ok, whole or not at all).
     For research use only, not for diagnosis.
     """
     import logging
@@ -88,16 +91,17 @@ def screen(
     screener = read_screener(screener_file)
     if screener.level != "images":
         raise CytolensError(f"{screener_file}: the screener judges {screener.level}, not images")
-    model = model or screener.provenance.get("model")
-    if not isinstance(model, str):
+    if model is None:
+        model, classifier = screener.provenance.get("model"), classifier or screener.provenance.get("classifier")
+    if not isinstance(model, str) or not isinstance(classifier, str | None):
         raise CytolensError(f"{screener_file}: the screener does not name its model: give --model")
     ids = find_images(paths, recursive=recursive)
     files = list(ids)
     failed: list[str] = []
     rows: list[tuple[str, float, bool]] = []
     with OutputRun(out, exist_ok=exist_ok, reads=[*files, screener_file]) as run:
-        cell_model = load_model(model, device=device, backend=backend)
-        screener.check_classes(cell_model.classes, model)
+        cell_model = load_model(model, device=device, backend=backend, classifier=classifier)
+        screener.check_classes(cell_model.classes, cell_model.source)
         abnormal_types = ", ".join(screener.abnormal)
         log.info("%s: abnormal (%s) from probability %g", screener_file, abnormal_types, screener.threshold)
         ratios = list(cell_model.card.report.ratios)
@@ -133,7 +137,10 @@ def screen(
 def screen_fit(
     data: DataOption,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Bundled model name or checkpoint file whose cells the screener reads.")
+        str,
+        typer.Option(
+            "--model", "-m", help="Bundled model name, checkpoint or pipeline file whose cells the screener reads."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="The screener file to write (.skops).")],
     abnormal: Annotated[
@@ -146,6 +153,7 @@ def screen_fit(
             "--normal", metavar="CLASS", help="A class that counts as normal (repeatable); every other is abnormal."
         ),
     ] = None,
+    classifier: ClassifierOption = None,
     fmt: FormatOption = None,
     split: SplitOption = None,
     threshold: Annotated[
@@ -174,9 +182,12 @@ def screen_fit(
 
     dataset = load_data(data, fmt=fmt, split=split)
     with OutputRun(out, exist_ok=exist_ok, reads=[data]) as run:
-        cell_model = load_model(model, device=device, backend=backend)
+        cell_model = load_model(model, device=device, backend=backend, classifier=classifier)
         chosen = abnormal_types(cell_model.classes, abnormal, normal)
-        screener = fit_image_screener(cell_model, dataset, chosen, threshold, batch_size, progress=not as_json)
+        loaded = {"model": model, **({"classifier": classifier} if classifier else {})}
+        screener = fit_image_screener(
+            cell_model, dataset, chosen, threshold, batch_size, progress=not as_json, provenance=loaded
+        )
         save_screener(run.path, screener)
     summary = {**screener.metadata()["provenance"], "abnormal_types": list(chosen), "threshold": threshold}
     if as_json:

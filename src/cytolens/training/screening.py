@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.errors import CytolensError, DataError
-from cytolens.inference.model import CellModel
+from cytolens.inference.model import Model
 from cytolens.models.screening import Screener, feature_names, image_features
 from cytolens.progress import progress as show_progress
 
@@ -126,7 +126,7 @@ def fit_screener(
 
 
 def predicted_image_features(
-    model: CellModel, data: Dataset, batch_size: int = 1, progress: bool = True
+    model: Model, data: Dataset, batch_size: int = 1, progress: bool = True
 ) -> np.ndarray:
     """The ``images``-level features of ``model``'s cells (at its own thresholds, as ``predict`` finds them) on
     every image of ``data``, one row per image in its order.
@@ -145,12 +145,13 @@ def predicted_image_features(
 
 
 def fit_image_screener(
-    model: CellModel,
+    model: Model,
     data: Dataset,
     abnormal: Sequence[str],
     threshold: float = 0.5,
     batch_size: int = 1,
     progress: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Screener:
     """Fit an ``images``-level screener on ``model``'s cells in ``data``'s images, the truth from their labels.
 
@@ -158,12 +159,14 @@ def fit_image_screener(
     partially labelled image (Chula RBC-12) that is a lower bound: unlabelled cells may be abnormal too.
 
     Args:
-        model: The cell model whose per-type outputs the screener reads.
+        model: The cell model (or detect -> classify pipeline) whose per-type outputs the screener reads.
         data: Annotated images whose classes are classes of ``model``.
         abnormal: The abnormal classes (see :func:`abnormal_types`).
         threshold: Abnormal probability from which the screener calls an image abnormal.
         batch_size: Images per forward pass.
         progress: Show a progress bar.
+        provenance: Kept in the screener, over ``model`` (``model.source``) and ``data`` (its name); e.g. the
+            model and classifier to load as ``model`` and ``classifier``.
 
     Raises:
         CytolensError: If ``data`` has classes ``model`` does not, or lacks normal or abnormal images.
@@ -186,5 +189,5 @@ def fit_image_screener(
         classes=model.classes,
         abnormal=abnormal,
         threshold=threshold,
-        provenance={"model": model.source, "data": data.name},
+        provenance={"model": model.source, "data": data.name, **(provenance or {})},
     )
