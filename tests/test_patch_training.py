@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -71,6 +72,13 @@ def test_patches_of_points_in_pixels_or_um_and_touching_clusters(tmp_path: Path)
     assert sides == [80.0] * 3 + [40.0] * 6
     geometry, mpp = patch_geometry(scaled, PatchSettings(side_um=8.0, views=8))
     assert mpp == 0.2 and geometry == PatchGeometry(side=40.0, pad=0.1, views=8, shift=4.0)  # at the median µm/px
+
+
+def test_the_touching_cell_recipes_differ_only_in_training_on_single_cells() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    mixed, single = (Recipe.from_yaml(configs / f"chula-touching-{name}.yaml") for name in ("mixed", "single"))
+    assert mixed.patches.touching == 36.0 and mixed.patches.multi_label and mixed.patches.fast
+    assert dataclasses.replace(single, patches=dataclasses.replace(single.patches, single_only=False)) == mixed
 
 
 def test_samples_are_views_of_the_patch_in_training_and_the_patch_itself_in_validation(chula: Path) -> None:
