@@ -81,6 +81,16 @@ def test_the_touching_cell_recipes_differ_only_in_training_on_single_cells() -> 
     assert dataclasses.replace(single, patches=dataclasses.replace(single.patches, single_only=False)) == mixed
 
 
+def test_train_task_patches_alone_takes_the_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cytolens.training.train
+
+    given = []
+    monkeypatch.setattr(cytolens.training.train, "train", lambda recipe, out, **options: given.append(recipe))
+    args = ["train", "--task", "patches", "--data", str(tmp_path), "--format", "folders", "--out", str(tmp_path / "r")]
+    CliRunner().invoke(app, args)
+    assert given[0].architecture == "lite-classifier" and given[0].patches == PatchSettings() and given[0].boxes is None
+
+
 def test_samples_are_views_of_the_patch_in_training_and_the_patch_itself_in_validation(chula: Path) -> None:
     image = _chula_image(chula / "Dataset" / "10.jpg", [(488, 116), (366, 88)], [8, 8])
     data = Dataset([str(i) for i in range(13)], [image])

@@ -25,7 +25,7 @@ def train(
     ] = None,
     architecture: Annotated[
         str | None,
-        typer.Option("--architecture", help="Registered architecture [default: the recipe's, else the task's first]."),
+        typer.Option("--architecture", help="Registered architecture (default: the recipe's, else the task's first)."),
     ] = None,
     train_split: Annotated[str | None, typer.Option("--train-split", help="Split to train on.")] = None,
     val_split: Annotated[str | None, typer.Option("--val-split", help="Split to validate on.")] = None,
