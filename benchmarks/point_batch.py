@@ -1,6 +1,6 @@
 """Point models batch their images: ``cytolens predict --batch-size 4`` against ``--batch-size 1`` (GitHub issue 9).
 
-    python benchmarks/point_batch.py [--model rbc-morphology] [--images 40] [--repeats 2] [--smoke]
+    python benchmarks/point_batch.py [--model rbc-morphology-points] [--images 40] [--repeats 2] [--smoke]
 
 Runs ``cytolens predict`` (in this process, through the CLI, so that start-up is not timed) on the
 first ``--images`` images of the Chula RBC-12 test split (640 x 480, one tile each) with ``--batch-size
@@ -73,7 +73,7 @@ def network_seconds(images: list[Path], model: str, batch_size: int, repeats: in
 def main() -> None:
     """Run the benchmark and write its result file."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="rbc-morphology")
+    parser.add_argument("--model", default="rbc-morphology-points")
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="4 images, one run each; results in a temp folder")

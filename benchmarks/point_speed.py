@@ -11,7 +11,7 @@ the peak resident memory of predicting a 4096x4096 image. Each case runs in its 
 ``getrusage(RUSAGE_CHILDREN)``). A ``baseline`` case (load the model, predict a 64x64 image) shows
 the memory of the process before any large image.
 
-The model is ``--model`` (a checkpoint or bundled name), else the bundled ``rbc-morphology`` if
+The model is ``--model`` (a checkpoint or bundled name), else the bundled ``rbc-morphology-points`` if
 present, else an untrained ``fcn-lite0`` with 13 classes (same network and cost; its decoding
 may find more peaks). Results: ``benchmarks/results/point_speed.json``.
 """
@@ -124,7 +124,7 @@ def stand_in_model(folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="a point model checkpoint or bundled name (default: rbc-morphology)")
+    parser.add_argument("--model", help="a point model checkpoint or bundled name (default: rbc-morphology-points)")
     parser.add_argument("--smoke", action="store_true", help="small images (checks the script)")
     parser.add_argument("--out", type=Path, help="folder for a smoke result and a stand-in model (default: temporary)")
     parser.add_argument("--child", choices=("baseline", "chula", "tiled", "large"), help=argparse.SUPPRESS)
@@ -137,7 +137,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out.resolve() if args.out else Path(scratch)
-        model = args.model or ("rbc-morphology" if "rbc-morphology" in bundled_models() else None)
+        model = args.model or ("rbc-morphology-points" if "rbc-morphology-points" in bundled_models() else None)
         note = None
         if model is None:
             model, note = str(stand_in_model(out)), "no trained point model given or bundled: untrained fcn-lite0"

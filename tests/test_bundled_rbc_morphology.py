@@ -1,4 +1,6 @@
-"""The bundled `rbc-morphology` point model: listed, describes itself, evaluates as the issue's acceptance says."""
+"""The bundled red-cell models: the `rbc-morphology` pipeline (a red-cell point detector and a 13-class crop
+classifier) and the single-pass `rbc-morphology-points` point model: listed, describe themselves, evaluate as
+their stored figures say."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from typer.testing import CliRunner
 from cytolens.cli.main import app
 from cytolens.io import read_dataset
 from cytolens.models.card import Proximity
-from cytolens.models.checkpoint import read_card
+from cytolens.models.checkpoint import StoredPipeline, read_card, read_stored
 from cytolens.models.registry import bundled_models
 
-pytestmark = pytest.mark.skipif("rbc-morphology" not in bundled_models(), reason="bundled model not built yet")
+pytestmark = pytest.mark.skipif(
+    not {"rbc-morphology", "rbc-morphology-points"} <= set(bundled_models()), reason="bundled models not built yet"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("precision", "recall", "f1", "class_accuracy", "macro_f1")
@@ -25,13 +29,13 @@ def test_listed_with_its_metadata():
     result = CliRunner().invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     models = {m["name"]: m for m in json.loads(result.stdout)["models"]}
-    assert len(models["rbc-morphology"]["classes"]) == 13
-    assert models["rbc-morphology"]["licence"].startswith("MIT")
-    card, _ = read_card(bundled_models()["rbc-morphology"])
+    assert len(models["rbc-morphology-points"]["classes"]) == 13
+    assert models["rbc-morphology-points"]["licence"].startswith("MIT")
+    card, _ = read_card(bundled_models()["rbc-morphology-points"])
     assert card.task == "points" and card.proximity == Proximity(d=16.0, a=3.0)
     assert 0 < card.thresholds.threshold_rel < 1 and card.evaluation.radius == 12.0
     assert card.provenance.recipe["ignore_unlabelled_cells"] is True
-    assert bundled_models()["rbc-morphology"].stat().st_size <= 25e6
+    assert bundled_models()["rbc-morphology-points"].stat().st_size <= 25e6
 
 
 def test_evaluate_on_a_chula_folder(chula, tmp_path):
@@ -40,7 +44,7 @@ def test_evaluate_on_a_chula_folder(chula, tmp_path):
     for key in ("40", "598", "100"):
         shutil.copy(chula / "Dataset" / f"{key}.jpg", tmp_path / "Dataset")
         shutil.copy(chula / "Label" / f"{key}.txt", tmp_path / "Label")
-    args = ["evaluate", "--model", "rbc-morphology", "--data", str(tmp_path), "--format", "chula", "--radius", "12"]
+    args = ["evaluate", "-m", "rbc-morphology-points", "--data", str(tmp_path), "--format", "chula", "--radius", "12"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -53,12 +57,39 @@ def test_evaluate_on_a_chula_folder(chula, tmp_path):
 
 
 def test_evaluate_reproduces_the_stored_test_figures(chula):
-    card, _ = read_card(bundled_models()["rbc-morphology"])
+    card, _ = read_card(bundled_models()["rbc-morphology-points"])
     stored = card.metrics["test"]
     spec = REPO / "configs" / "chula-split.yaml"
-    args = ["evaluate", "--model", "rbc-morphology", "--data", str(spec), "--split", "test", "--radius", "12"]
+    args = ["evaluate", "--model", "rbc-morphology-points", "--data", str(spec), "--split", "test", "--radius", "12"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     for key in KEYS:
         assert figures[key] == pytest.approx(stored[key], abs=1e-6), key
+
+
+def test_the_pipeline_is_listed_as_one_with_its_two_models():
+    stored = read_stored(bundled_models()["rbc-morphology"])
+    assert isinstance(stored, StoredPipeline)
+    detector, classifier = stored.detector.card, stored.classifier.card
+    assert detector.task == "points" and detector.classes == ("red cell",)
+    assert classifier.task == "patches" and len(classifier.classes) == 13 and classifier.patch.views == 8
+    assert classifier.thresholds.prior_power > 0 and set(classifier.thresholds.class_prior) == set(classifier.classes)
+    test = stored.card.metrics["test"]
+    assert test["f1"] >= 0.95 and test["class_accuracy"] > 0.85
+    assert bundled_models()["rbc-morphology"].stat().st_size <= 25e6
+
+
+def test_the_pipeline_reproduces_its_stored_figures_on_the_sample_of_test_images(chula, tmp_path):
+    sample = read_stored(bundled_models()["rbc-morphology"]).card.metrics["sample"]
+    for sub in ("Dataset", "Label"):
+        (tmp_path / sub).mkdir()
+    for key in sample["images"]:
+        shutil.copy(chula / "Dataset" / f"{key}.jpg", tmp_path / "Dataset")
+        shutil.copy(chula / "Label" / f"{key}.txt", tmp_path / "Label")
+    args = ["evaluate", "--model", "rbc-morphology", "--data", str(tmp_path), "--format", "chula", "--radius", "12"]
+    result = CliRunner().invoke(app, [*args, "--ignore-unlabelled", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    for key in KEYS:
+        assert figures[key] == pytest.approx(sample[key], abs=1e-6), key

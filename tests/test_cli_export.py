@@ -82,8 +82,9 @@ def test_an_existing_file_is_kept_unless_exist_ok_and_point_models_are_refused(t
     result = invoke("export", "blood-cells", "--onnx", existing)
     assert result.exit_code == 1 and existing.read_bytes() == b"earlier"
     assert result.stderr.strip() == f"error: {existing}: exists; add --exist-ok to replace it"
-    result = invoke("export", "rbc-morphology", "--onnx", tmp_path / "points.onnx")
+    result = invoke("export", "rbc-morphology-points", "--onnx", tmp_path / "points.onnx")
     assert result.exit_code == 1 and not (tmp_path / "points.onnx").exists()
     assert result.stderr.strip() == (
-        "error: rbc-morphology: cytolens export --onnx writes FCOS box models only, not a points model (fcn-lite0)"
+        "error: rbc-morphology-points: cytolens export --onnx writes FCOS box models only, "
+        "not a points model (fcn-lite0)"
     )

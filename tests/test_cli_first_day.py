@@ -74,9 +74,9 @@ def test_an_unknown_class_or_iou_for_a_point_model_is_one_usage_error(tmp_path: 
     result = invoke("predict", IMAGE, "-o", tmp_path / "out", "--score-threshold", "RBC=0.4,Neutrophil=0.5")
     assert result.exit_code == 2
     assert "'Neutrophil' is not a class of the model (its classes: WBC, RBC, Platelets)" in result.output
-    result = invoke("predict", IMAGE, "-o", tmp_path / "out", "-m", "rbc-morphology", "--iou", "0.5")
+    result = invoke("predict", IMAGE, "-o", tmp_path / "out", "-m", "rbc-morphology-points", "--iou", "0.5")
     assert result.exit_code == 2
-    assert "sets the NMS of box models; rbc-morphology is a points model" in result.output
+    assert "sets the NMS of box models; rbc-morphology-points is a points model" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 

@@ -91,7 +91,7 @@ def test_the_card_stores_the_colours_and_checks_them(tmp_path):
 
 
 def test_histology_is_foreign_to_the_red_cell_model_and_its_own_images_are_not(chula, crchisto):
-    card, _ = read_card(resolve_model("rbc-morphology"))
+    card, _ = read_card(resolve_model("rbc-morphology-points"))
     stats = card.input.colour
     assert stats is not None and stats.images == 50
     smears = [read_image(chula / "Dataset" / f"{n}.jpg") for n in (2, 92, 131)]

@@ -23,7 +23,7 @@ import torch
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.model import load_model
 from cytolens.inference.onnx_boxes import cache_dir
-from cytolens.models.checkpoint import read_card, save_checkpoint
+from cytolens.models.checkpoint import StoredModel, read_card, read_stored, save_checkpoint
 from cytolens.models.registry import build_architecture, bundled_models
 from cytolens.training.train import train
 from helpers import write_image
@@ -53,8 +53,9 @@ def truncate(path: Path) -> None:
 
 def test_bundled_models_pass_the_integrity_check():
     for path in bundled_models().values():
-        card, state = read_card(path)
-        assert card.classes and state
+        stored = read_stored(path)
+        for part in [stored] if isinstance(stored, StoredModel) else [stored.detector, stored.classifier]:
+            assert part.card.classes and part.state
 
 
 @pytest.mark.parametrize(("damage", "problem"), [(flip_bytes_inside, "fails its CRC check"), (truncate, "truncated")])

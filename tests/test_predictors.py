@@ -30,9 +30,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> cytolens.inference.model.C
 
 @pytest.fixture(scope="module")
 def rbc_morphology() -> cytolens.inference.model.CellModel:
-    if "rbc-morphology" not in bundled_models():
+    if "rbc-morphology-points" not in bundled_models():
         pytest.skip("bundled model not built yet")
-    return cytolens.load_model("rbc-morphology", device="cpu")
+    return cytolens.load_model("rbc-morphology-points", device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,16 @@ def _portable(section: BoxSettings | PointSettings) -> BoxSettings | PointSettin
     return dataclasses.replace(section, **paths)
 
 
-@pytest.mark.parametrize("name", ["blood-cells", "rbc-morphology", "chula-cells"])
-def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "bundled"),
+    [("blood-cells", "blood-cells"), ("rbc-morphology", "rbc-morphology-points"), ("chula-cells", None),
+     ("rbc-cells", None), ("blood-cells-v1", None)],
+)
+def test_checked_in_recipes_and_the_flat_recipes_of_bundled_models_load(name: str, bundled: str | None) -> None:
     recipe = Recipe.from_yaml(CONFIGS / f"{name}.yaml")
     assert getattr(recipe, recipe.task) is not None
-    if name in bundled_models():
-        card, _ = read_card(resolve_model(name))
+    if bundled in bundled_models():
+        card, _ = read_card(resolve_model(bundled))
         stored = Recipe.from_dict(card.provenance.recipe, name)  # written in the flat layout, every task's keys
         assert _portable(getattr(stored, stored.task)) == _portable(getattr(recipe, recipe.task))
         assert (stored.stages, stored.lr, stored.kwargs) == (recipe.stages, recipe.lr, recipe.kwargs)
