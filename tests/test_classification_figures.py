@@ -11,7 +11,7 @@ from cytolens.data.annotations import AnnotatedImage
 from cytolens.data.patches import Patch
 from cytolens.errors import CytolensError
 from cytolens.metrics.classification import binary_metrics, group_scores, multilabel_metrics
-from cytolens.metrics.patch_classification import ScoredPatches, patch_metrics
+from cytolens.metrics.patch_classification import ScoredPatches, group_indices, patch_metrics
 
 TYPES = ["a", "b", "c"]
 TRUTH = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 0]])
@@ -126,3 +126,9 @@ def test_a_softmax_model_on_patches_of_several_types_is_scored_multilabel(tmp_pa
     figures = patch_metrics(scored([(0,), (0, 1), (1, 2), ()], SCORES, False, tmp_path))
     assert figures["multi_label"] is True
     assert figures["exact_match"] == 0.25  # argmax calls: sample 0 right only
+
+
+def test_group_indices() -> None:
+    assert group_indices(TYPES, ["c", "a"]) == [2, 0]
+    with pytest.raises(CytolensError, match=r"names 'd', not a class \(a, b, c\)"):
+        group_indices(TYPES, ["a", "d"])

@@ -26,7 +26,7 @@ from cytolens.inference.scale import scale_factor
 from cytolens.io.images import image_mpp, read_image
 from cytolens.metrics import evaluate_datasets
 from cytolens.metrics.classification_report import write_classification_report
-from cytolens.metrics.patch_classification import ScoredPatches, patch_metrics
+from cytolens.metrics.patch_classification import ScoredPatches, group_indices, patch_metrics
 from cytolens.metrics.report import write_report
 from cytolens.progress import progress as show_progress
 
@@ -285,6 +285,8 @@ def evaluate_classifier(
             names a class that is not one.
 
     """
+    if positive is not None:  # a misspelt class refused before the patches are classified
+        group_indices([*model.classes, *truth.classes], positive)
     scored = classify_patches(model, truth, touching, batch_size, progress)
     if not len(scored):
         raise CytolensError(f"{truth.name}: nothing to evaluate: no labelled crop or cell")

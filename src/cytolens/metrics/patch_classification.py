@@ -81,16 +81,23 @@ class ScoredPatches:
         return (self.calls != self.truth).any(axis=1)
 
     def class_indices(self, names: Sequence[str]) -> list[int]:
-        """The indices of class ``names``.
+        """The indices of class ``names`` (see :func:`group_indices`)."""
+        return group_indices(self.classes, names)
 
-        Raises:
-            CytolensError: If a name is not one of the classes.
 
-        """
-        unknown = [name for name in names if name not in self.classes]
-        if unknown:
-            raise CytolensError(f"the positive group names {unknown[0]!r}, not a class ({', '.join(self.classes)})")
-        return [self.classes.index(name) for name in names]
+def group_indices(classes: Sequence[str], names: Sequence[str]) -> list[int]:
+    """The indices in ``classes`` of the positive group's class ``names``.
+
+    Raises:
+        CytolensError: If a name is not one of ``classes``, or there are none.
+
+    """
+    if not names:
+        raise CytolensError("the positive group names no class")
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise CytolensError(f"the positive group names {unknown[0]!r}, not a class ({', '.join(classes)})")
+    return [list(classes).index(name) for name in names]
 
 
 def patch_metrics(scored: ScoredPatches, positive: Sequence[str] | None = None) -> dict[str, Any]:
@@ -123,8 +130,6 @@ def patch_metrics(scored: ScoredPatches, positive: Sequence[str] | None = None) 
         **figures,
     }
     if positive is not None:
-        if not positive:
-            raise CytolensError("the positive group names no class")
         columns = scored.class_indices(positive)
         group = group_scores(truth, scored.scores, scored.calls, columns, scored.multi_label)
         result["positive"] = {"classes": list(positive), **binary_metrics(*group)}
