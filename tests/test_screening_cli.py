@@ -1,4 +1,4 @@
-"""``cytolens screen-fit`` and ``cytolens screen`` with the bundled rbc-morphology model on Chula RBC-12 images."""
+"""``cytolens screen-fit`` and ``cytolens screen``: the bundled point model on Chula RBC-12 images; a tiny pipeline."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 FIT_IMAGES = ["2", "4", "7"]
 """Chula images: 2 holds a labelled schistocyte, 4 and 7 do not."""
 SCREENED = ["10", "11"]
+POINTS = "rbc-morphology-points"
+"""The bundled Chula point model (its cells carry class probabilities; faster than the rbc-morphology pipeline)."""
 
 
 def invoke(*args: object) -> object:
@@ -38,13 +40,13 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec.write_text(yaml.safe_dump({"format": "chula", "root": str(chula), "splits": {"lists": {"train": FIT_IMAGES}}}))
     out = folder / "schistocytes.skops"
     result = invoke(
-        "screen-fit", "--data", spec, "--split", "train", "--model", "rbc-morphology", "--abnormal", "schistocyte",
+        "screen-fit", "--data", spec, "--split", "train", "--model", POINTS, "--abnormal", "schistocyte",
         "--out", out, "--device", "cpu", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["samples"] == 3 and summary["abnormal_samples"] == 1
-    assert summary["abnormal_types"] == ["schistocyte"] and summary["model"] == "rbc-morphology"
+    assert summary["abnormal_types"] == ["schistocyte"] and summary["model"] == POINTS
     return out
 
 
@@ -75,14 +77,14 @@ def test_screen_refuses_a_screener_of_other_classes_in_one_line(chula: Path, tmp
     rng = np.random.default_rng(0)
     screener = fit_screener(
         rng.random((40, 7)), rng.random(40) > 0.5, level="images", classes=["a", "b", "c"], abnormal=["c"],
-        provenance={"model": "rbc-morphology"},
+        provenance={"model": POINTS},
     )  # fmt: skip
     save_screener(tmp_path / "abc.skops", screener)
     out = tmp_path / "out"
     result = invoke("screen", chula / "Dataset" / "10.jpg", "--screen", tmp_path / "abc.skops", "--out", out)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "error: rbc-morphology has classes normal cell, macrocyte, microcyte, spherocyte, target cell, stomatocyte, "
+        f"error: {POINTS} has classes normal cell, macrocyte, microcyte, spherocyte, target cell, stomatocyte, "
         "ovalocyte, teardrop, burr cell, schistocyte, uncategorised, hypochromia, elliptocyte; the screener reads "
         "those of a model with classes a, b, c"
     ]
