@@ -74,7 +74,8 @@ def plot_roc_curves(scored: ScoredPatches, figures: dict[str, Any]) -> bytes:
             axes.plot(fpr, tpr, color=colour, label=f"AUC {group['auc']:.3f}")
         if group["sensitivity"] is not None and group["specificity"] is not None:
             axes.plot(1 - group["specificity"], group["sensitivity"], "o", color=colour, label="called")
-        _frame(axes, "Holds " + " or ".join(group["classes"]))
+        names = group["classes"]
+        _frame(axes, "Holds " + (" or ".join(names) if len(names) <= 3 else f"one of {len(names)} positive classes"))
     return png_bytes(figure)
 
 
