@@ -188,7 +188,8 @@ def cross_validate(
     score: Callable | None = None,
 ) -> dict[str, Any]:
     """Fold by fold (each kept as ``part/foldK.json``): a head trained on the training patches, scored on each
-    set of test features; and the mean ± std of every figure over the folds.
+    set of test features; and the mean ± std of every figure over the folds (and the mean accuracy for 1, 2, ...
+    views averaged).
 
     Args:
         part: Folder of the finished folds.
@@ -218,7 +219,11 @@ def cross_validate(
             return {**result, **info, "test_patches": len(test)}
 
         results.append(common.once(part / f"fold{k}.json", run))
-    return {"mean": aggregate_folds(results), "folds": results}
+    mean = aggregate_folds(results)
+    for name in tests:  # what each added test view buys (lists are no part of aggregate_folds)
+        by_views = np.array([result[name]["accuracy_by_views"] for result in results])
+        mean[name]["accuracy_by_views"] = [round(float(value), 4) for value in by_views.mean(axis=0)]
+    return {"mean": mean, "folds": results}
 
 
 def extraction_cost(variant: Variant, paths: Sequence[Path], patches: Sequence[Patch], part: Path) -> dict[str, Any]:
@@ -308,3 +313,13 @@ def per_class_f1(truth: np.ndarray, probabilities: np.ndarray, classes: list[str
     """The headline figures and the F1 of each class."""
     figures = classification_metrics(truth, probabilities, classes)
     return {**summary(figures), "per_class_f1": {name: row["f1"] for name, row in figures["per_class"].items()}}
+
+
+def minutes(out: Path, start: float) -> dict[str, Any]:
+    """Wall minutes of this session (since ``start``, a ``time.perf_counter()``) added to those of the earlier
+    sessions on the same ``out`` folder (``out/sessions.json``): what the whole benchmark took.
+    """
+    record = out / "sessions.json"
+    sessions = [*(common.read_json(record) if record.is_file() else []), round((time.perf_counter() - start) / 60, 1)]
+    common.write_json(record, sessions)
+    return {"minutes": round(sum(sessions), 1), "minutes_by_session": sessions}

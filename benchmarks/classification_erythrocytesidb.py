@@ -6,8 +6,9 @@
 (sickle) and ``other``; each patch is the whole crop (one cell, centred by the source), resampled to the
 network input. Folds are stratified and seeded; a head is trained on the frozen ImageNet features of each
 training fold (see ``classification_common``). Reported: accuracy and per-class F1 (and macro-F1) on 1 test
-view and on 8, with 8 and with 1 training view. Target: accuracy >= 0.97 (published CNNs: 0.98-0.995, e.g.
-Alzubaidi et al. 2020). Results: ``benchmarks/results/classification_erythrocytesidb.json``.
+view and on 4 (the patch, its flip and two rotations), with one training view per patch. Target: accuracy >=
+0.97 (published CNNs: 0.98-0.995, e.g. Alzubaidi et al. 2020). Results:
+``benchmarks/results/classification_erythrocytesidb.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import common
 
 NAME = "classification_erythrocytesidb"
 DATA = cc.DATASETS / "erythrocytesidb"
-VARIANTS = [cc.Variant(), cc.Variant(train_views=1)]
+VARIANTS = [cc.Variant(train_views=1, test_views=4)]
+"""One training view (8 gave nothing more on Herlev), scored on 1 test view and on 4."""
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
         {"headline": {"variant": first.name, "test_views": first.test_views, **headline}, "variants": figures},
         {"accuracy": common.target(headline["accuracy"]["mean"], 0.97)},
         folder=args.out / "smoke" if args.smoke else common.RESULTS,
-        minutes=round((time.perf_counter() - start) / 60, 1),
+        **cc.minutes(args.out / ("smoke" if args.smoke else "full"), start),
         settings=cc.settings(variants, patches="whole 80x80 crop (one cell, centred by the source)", images=count),
         classes=classes,
         published={"method": "CNNs (e.g. Alzubaidi et al. 2020)", "accuracy": [0.98, 0.995]},
