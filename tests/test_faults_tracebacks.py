@@ -52,7 +52,7 @@ def _one_line_naming(result: object, path: Path) -> str:
         ("val_every: 0\n", "val_every must lie in [1, inf], not 0"),
         ("architecture: nope\n", "architecture 'nope' does not serve task 'boxes' (choose: fcos, faster-rcnn)"),
         ("task: nope\n", "unknown task 'nope'; choose one of: boxes, patches, points"),
-        ("task: points\n", "architecture 'fcos' does not serve task 'points'"),
+        ("task: points\narchitecture: fcos\n", "architecture 'fcos' does not serve task 'points'"),
         ("keep: nope\n", "keep must be one of last, best, not 'nope'"),
         ("format: [voc]\n", "format must be text, not ['voc']"),
         ("format: pascal\n", "unknown format 'pascal'; choose one of: voc"),
