@@ -2,9 +2,9 @@
 
     python benchmarks/screening.py [--out DIR] [--smoke]
 
-Chula RBC-12 (the checked-in ``configs/chula-split.yaml``): the bundled ``rbc-morphology`` point model runs
-on every train and test image at its own thresholds (as ``cytolens screen`` runs it). Abnormal: every class
-but ``normal cell``.
+Chula RBC-12 (the checked-in ``configs/chula-split.yaml``): each bundled Chula model, the ``rbc-morphology``
+detect -> classify pipeline and the ``rbc-morphology-points`` point model, runs on every train and test image
+at its own thresholds (as ``cytolens screen`` runs it). Abnormal: every class but ``normal cell``.
 
 - **Image level**: a screener (``training.screening.fit_screener``: per type the number of cells found and
   their highest probability, and the number of cells) is fitted on the train images and scored on the test
@@ -46,7 +46,8 @@ from cytolens.training.screening import fit_screener
 
 NAME = "screening"
 SPEC = common.REPO / "configs" / "chula-split.yaml"
-MODEL = "rbc-morphology"
+MODELS = ("rbc-morphology", "rbc-morphology-points")
+"""The bundled Chula models: the detect -> classify pipeline, and the point model whose cells it classifies anew."""
 NORMAL = "normal cell"
 RADIUS = 12.0
 CHUNK = 50
@@ -221,34 +222,38 @@ def herlev_patches(out: Path, cache: Path | None, smoke: bool) -> dict[str, Any]
     }
 
 
+def chula(out: Path, name: str, data: Dataset) -> dict[str, Any]:
+    """Image- and patch-level figures of the bundled model ``name`` on Chula (its predictions kept in ``out/name``)."""
+    from cytolens.inference.model import load_model
+
+    model = load_model(name, device="cpu")
+    start = time.perf_counter()
+    train, test = (predictions(out / name, model, data, split) for split in ("train", "test"))
+    common.log.info("%s: predictions ready (%.0f s this session)", name, time.perf_counter() - start)
+    return {"images": image_level(train, test, model.classes), "patches": patch_level(train, test, model.classes)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/cytolens-bench/screening"), help="finished parts")
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: the user cache)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS, help="bundled Chula models to run")
     parser.add_argument("--smoke", action="store_true", help="a few images per split (checks the script)")
     args = parser.parse_args()
     common.setup()
-    from cytolens.inference.model import load_model
     from cytolens.io.spec import load_data
 
     out = args.out.resolve() / ("smoke" if args.smoke else "full")
-    start = time.perf_counter()
     herlev = herlev_patches(out, args.cache, args.smoke)
     data = load_data(SPEC)
     if args.smoke:
         data.splits = {split: data.splits[split][:count] for split, count in SMOKE_IMAGES.items()}
-    model = load_model(MODEL, device="cpu")
-    train, test = (predictions(out, model, data, split) for split in ("train", "test"))
-    common.log.info("parts ready (%.0f s this session)", time.perf_counter() - start)
-    images = image_level(train, test, model.classes)
-    patches = patch_level(train, test, model.classes)
-    figures = {"chula_images": images, "chula_patches": patches, "herlev_patches": herlev}
+    figures = {"chula": {name: chula(out, name, data) for name in args.models}, "herlev_patches": herlev}
     common.write_result(
         NAME,
         figures,
         {},
         folder=out if args.smoke else common.RESULTS,
-        model=MODEL,
         data=str(SPEC.relative_to(common.REPO)),
         labelling_note=(
             "Chula RBC-12 labels only some cells of many images, mostly the unusual ones: an image's truth "
@@ -256,10 +261,13 @@ def main() -> None:
             "images hold a labelled abnormal cell, so the image-level 'any' figures rest on 3 and 1 normal images."
         ),
     )
-    for name, entry in images.items():
-        common.log.info("images %-14s %s", name, {key: entry[key] and entry[key]["auc"] for key in (
-            "screener", "highest_abnormal_probability", "rule_any_cell_of_an_abnormal_type")})
-    common.log.info("patches: screener %s, 1 - p(normal) %s", patches["screener"], patches["one_minus_p_normal"])
+    for name, result in figures["chula"].items():
+        for kind, entry in result["images"].items():
+            scores = ("screener", "highest_abnormal_probability", "rule_any_cell_of_an_abnormal_type")
+            common.log.info("%s images %-14s AUC %s", name, kind, [entry[key] and entry[key]["auc"] for key in scores])
+        patches = result["patches"]
+        common.log.info("%s patches: screener %s; 1 - p(normal) %s", name, patches["screener"],
+                        patches["one_minus_p_normal"])  # fmt: skip
     common.log.info("herlev: %s", herlev["mean"])
 
 
