@@ -108,7 +108,7 @@ def test_time_views(count: int, shift: float = 0.0) -> list[View]:
 
 
 def touching_clusters(centres: np.ndarray, distance: float) -> np.ndarray:
-    """Cluster index of each cell: cells whose centres lie closer than ``distance`` share a cluster (and so,
+    """Cluster index of each cell: cells whose centres lie at most ``distance`` apart share a cluster (and so,
     transitively, do chains of touching cells). Clusters are numbered from 0 in the order of their first cell.
     """
     centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
