@@ -9,11 +9,14 @@ that are not the file stem; it is written only when needed. Columns may come in 
 sizes are read from the image headers.
 
 :func:`write_napari` also writes napari Points-layer CSVs, one per image, with columns
-``index,axis-0,axis-1,class[,score]``: axis 0 is the row (y) and axis 1 the column (x), in napari's
-pixel-index convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`` and
+``index,axis-0,axis-1,class[,score][,p_<class>...]``: axis 0 is the row (y) and axis 1 the column (x), in
+napari's pixel-index convention where an integer coordinate is a pixel centre, so ``axis-0 = y - 0.5`` and
 ``axis-1 = x - 0.5``. Every cell is a point (a box by its centre); napari reads the other columns as
-point properties (``class``, empty for an unclassified cell, and ``score`` when the cells have scores),
-so the points can be coloured by class (``face_color="class"``) or filtered by score.
+point properties (``class``, empty for an unclassified cell; ``score`` when the cells have scores; one
+``p_<class>`` column per class, named as in ``cells.csv``, when they carry class probabilities, as a patch
+classifier or a detect -> classify pipeline gives), so the points can be coloured by class
+(``face_color="class"``) or by a probability, or filtered by score. napari's own CSV reader takes every column
+but ``index`` and ``axis-*`` as a property, reading numbers as numbers; :func:`read` reads points CSVs, not these.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.io.atomic import atomic_write
+from cytolens.io.columns import probability_columns
 from cytolens.io.images import image_size
 from cytolens.io.paths import output_file, portable_path, resolve_path
 from cytolens.io.point_checks import clip_points
@@ -105,6 +109,11 @@ def _value(value: float) -> str:
     return repr(float(value))
 
 
+def _finite(value: float) -> str:
+    """A number as :func:`_value` writes it, or empty when it is not finite."""
+    return _value(value) if np.isfinite(value) else ""
+
+
 def write(dataset: Dataset, out: Path) -> None:
     """Write ``dataset``'s points to one CSV (``out``, or ``out/points.csv`` when ``out`` is a folder).
 
@@ -144,11 +153,16 @@ def write_napari(dataset: Dataset, out_folder: Path) -> list[Path]:
         path = out_folder / f"{image.image_id}.csv"
         cells = image.cells
         names = [dataset.classes[label] if label != UNCLASSIFIED else "" for label in cells.labels]
-        scores = [] if cells.scores is None else [_value(score) if np.isfinite(score) else "" for score in cells.scores]
+        with_scores, with_probabilities = cells.scores is not None, cells.probabilities is not None
+        header = [*NAPARI_COLUMNS, "class", *(["score"] if with_scores else [])]
+        header += probability_columns(dataset.classes) if with_probabilities else []
         with atomic_write(path, "w") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow([*NAPARI_COLUMNS, "class", *(["score"] if scores else [])])
+            writer.writerow(header)
             for index, ((x, y), name) in enumerate(zip(cells.centres, names, strict=True)):
-                writer.writerow([index, _value(y - 0.5), _value(x - 0.5), name, *scores[index : index + 1]])
+                row = [index, _value(y - 0.5), _value(x - 0.5), name]
+                row += [_finite(cells.scores[index])] if with_scores else []
+                row += [_finite(value) for value in cells.probabilities[index]] if with_probabilities else []
+                writer.writerow(row)
         written.append(path)
     return written
