@@ -9,10 +9,13 @@ images' spread. A spread is taken as at least :data:`MIN_SPREAD`, so that a mode
 look-alike images does not flag every other image.
 
 Measured under the bundled models' cards (50 training images each; images above :data:`FOREIGN_COLOUR`,
-and the median, largest or smallest distance):
+and the median, largest or smallest distance). The Chula column holds for ``rbc-morphology-points`` and for
+the bundled ``rbc-morphology`` pipeline alike: a pipeline checks an image against its detector's card, and
+that detector's statistics, like its classifier's, were taken on the same 50 Chula RBC-12 ``train`` images
+as ``rbc-morphology-points``' and are the same numbers.
 
 =========================  ====================================  ====================================
-images                     blood-cells (BCCD-TXL train)          rbc-morphology (Chula RBC-12 train)
+images                     blood-cells (BCCD-TXL train)          Chula models (Chula RBC-12 train)
 =========================  ====================================  ====================================
 BCCD test (72)             0 (0 %); median 1.05, max 2.34        0 (0 %); median 1.44, max 1.85
 Chula RBC-12 test (105)    103 (98 %); median 7.05, min 2.57     3 (3 %); median 0.71, max 3.03
