@@ -44,6 +44,36 @@ def stratification_labels(data: Dataset) -> dict[str, int]:
     return {image.image_id: int(key) for image, key in zip(data, keys, strict=True)}
 
 
+def fold_data(recipe: Recipe, folds: int) -> tuple[Dataset, str | None]:
+    """The images that :func:`cross_validate` folds, with the splits ``train{k}`` and ``fold{k}`` of every fold.
+
+    The images are the recipe's ``train_split`` (every image when the data names no splits), partitioned into
+    ``folds`` parts stratified by :func:`stratification_labels` and seeded by the recipe's ``seed``; fold ``k``
+    holds out ``fold{k}`` and trains on ``train{k}``. The same recipe and ``folds`` always give the same splits.
+
+    Returns:
+        The images with the folds' splits, and the name of the split they were taken from (``None``: every image).
+
+    Raises:
+        CytolensError: If the images cannot make ``folds`` folds.
+        DataError: If the data cannot be read.
+
+    """
+    data = load_data(recipe.data, recipe.format)
+    pooled = recipe.train_split if data.splits else None
+    if pooled:
+        data = split_of(data, pooled, recipe.data)
+    labels = stratification_labels(data)
+    try:
+        splits = stratified_kfold_split(labels, folds, recipe.seed)
+    except ValueError as error:
+        raise CytolensError(f"{recipe.data}: cannot make {folds} folds of {len(data)} images: {error}") from None
+    rare = [data.classes[key] for key, count in sorted(Counter(labels.values()).items()) if key >= 0 and count < folds]
+    if rare:
+        log.warning("fewer images than folds hold %s: some folds validate without them", ", ".join(rare))
+    return replace(data, splits=splits), pooled
+
+
 def _check_folder(out: Path, resume: bool, exist_ok: bool) -> None:
     if resume and exist_ok:
         raise CytolensError("resume continues the earlier folds and exist-ok replaces them: ask for one of them")
@@ -88,19 +118,8 @@ def cross_validate(
     """
     out = Path(out)
     _check_folder(out, resume, exist_ok)
-    data = load_data(recipe.data, recipe.format)
-    pooled = recipe.train_split if data.splits else None
-    if pooled:
-        data = split_of(data, pooled, recipe.data)
-    labels = stratification_labels(data)
-    try:
-        splits = stratified_kfold_split(labels, folds, recipe.seed)
-    except ValueError as error:
-        raise CytolensError(f"{recipe.data}: cannot make {folds} folds of {len(data)} images: {error}") from None
-    rare = [data.classes[key] for key, count in sorted(Counter(labels.values()).items()) if key >= 0 and count < folds]
-    if rare:
-        log.warning("fewer images than folds hold %s: some folds validate without them", ", ".join(rare))
-    data = replace(data, splits=splits)
+    data, pooled = fold_data(recipe, folds)
+    splits = data.splits
     per_fold = []
     for k in range(folds):
         run = out / f"fold{k}"
