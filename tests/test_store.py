@@ -109,7 +109,8 @@ def test_add_images_records_size_and_hash(location, images):
         assert (width, height) == Image.open(root / path).size == (640, 480)
         assert digest == hashlib.sha256((root / path).read_bytes()).hexdigest()
         assert rows[3].sha256 == digest
-        (root / "100.jpg").write_bytes((root / "101.jpg").read_bytes())
+        (root / "100.jpg").unlink()  # the copies are read-only, as the shared datasets are
+        shutil.copy(root / "101.jpg", root / "100.jpg")
         with pytest.raises(DataError, match=r"100\.jpg: changed since it was added"):
             add_images(store)
 
@@ -287,6 +288,8 @@ def test_proposals_rounds_and_queue(store, images):
     with store.transaction() as session:
         card = session.execute(text("SELECT name FROM model_versions")).scalar_one()
     assert card == "rbc-morphology-points"
+    with pytest.raises(DataError, match="no model version 99 in the store"):
+        record_round(store, 99, classes, predictions)
     with pytest.raises(DataError, match="2 relevance values for 3 images"):
         record_round(store, version, classes, predictions, relevance=[1.0, 2.0])
     outside = AnnotatedImage(images / "Label" / "10.txt", 640, 480, cells=cells)
@@ -333,6 +336,11 @@ def test_bad_stores_get_one_line(tmp_path, images):
         open_store(tmp_path / "s.db", tmp_path / "missing")
     with pytest.raises(DataError, match="no SQLAlchemy driver for 'nosuchdb'"):
         open_store("nosuchdb://user:secret@localhost/x", root)
+    with pytest.raises(DataError) as unreachable:  # nothing listens on port 1
+        open_store("postgresql+psycopg://user:secret@127.0.0.1:1/x", root)
+    message = str(unreachable.value)
+    assert message.startswith("postgresql+psycopg://user:***@127.0.0.1:1/x: cannot be used as an annotation store (")
+    assert "secret" not in message and "\n" not in message
 
 
 def test_a_newer_schema_is_refused(location, images):

@@ -116,12 +116,15 @@ def record_round(
         The round's number (1 for the first).
 
     Raises:
-        DataError: If an image is not in the store, or the relevance is not one finite number per prediction.
+        DataError: If the model version or an image is not in the store, or the relevance is not one finite number
+            per prediction.
 
     """
     if relevance is not None and len(relevance) != len(predictions):
         raise DataError(store.name, f"{len(relevance)} relevance values for {len(predictions)} images")
     with store.transaction() as session:
+        if session.get(ModelVersion, model_version) is None:
+            raise DataError(store.name, f"no model version {model_version} in the store (add_model_version gives one)")
         number = (session.scalar(select(func.max(Round.number))) or 0) + 1
         round_ = Round(number=number, model_version_id=model_version)
         session.add(round_)
