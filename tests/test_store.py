@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -165,6 +166,29 @@ def test_stale_write_is_refused_and_writes_nothing(store):
     assert read_labels(store, "100.jpg") == after_ann
     with store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Label)) == 1
+
+
+def test_racing_saves_one_wins(store):
+    barrier, outcomes = threading.Barrier(2), {}
+
+    def review(who: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[who] = save_labels(store, "101.jpg", [LabelDraft((1.0, 1.0), class_name=who)], 0, who)
+        except StaleWriteError as error:
+            outcomes[who] = error
+
+    threads = [threading.Thread(target=review, args=(who,)) for who in ("ann", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    winner = next(who for who, outcome in outcomes.items() if outcome == 1)
+    loser = ({"ann", "bob"} - {winner}).pop()
+    assert isinstance(outcomes[loser], StaleWriteError)
+    assert str(outcomes[loser]).startswith(f"image 101.jpg was changed by {winner} at ")
+    labelling = read_labels(store, "101.jpg")
+    assert (labelling.version, [label.class_name for label in labelling.labels]) == (1, [winner])
 
 
 WRITER = textwrap.dedent(
