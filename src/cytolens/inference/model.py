@@ -93,7 +93,6 @@ class Model(ABC):
     def with_views(self, views: int) -> Model:
         """The same model averaging another number of test-time views (see :meth:`CellModel.with_views`)."""
 
-    @abstractmethod
     def predict_iter(
         self,
         images: Images,
@@ -106,9 +105,38 @@ class Model(ABC):
         views: int | None = None,
         **thresholds: Any,
     ) -> Iterator[Result | DataError]:
-        """Predict image by image, yielding a :class:`Result` or an image's :class:`DataError` (see
-        :meth:`CellModel.predict_iter`).
+        """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
+        read (see :func:`~cytolens.io.images.read_image`), that the model cannot see at its scale (see
+        :meth:`CellModel.check_fit`) or whose processing fails; the other images still complete.
+
+        Args:
+            images: Image files, folders, glob patterns, or RGB arrays.
+            batch_size: Images per forward pass (for images larger than one tile: tiles per forward pass).
+            score_threshold: Keep cells scoring at least this, one value or one per class (default: the
+                model's score threshold, for box models; every cell decoded, for point models). A pipeline's
+                detector applies it, in the detector's classes.
+            mpp: µm/px of the images (default: what a TIFF file states, see :func:`~cytolens.io.images.image_mpp`).
+                Images at another µm/px than the model's are resized to it before the model runs, and the
+                cells found mapped back to their own pixels (see :mod:`cytolens.inference.scale`).
+            tile_size: Cut images into tiles of at most this many pixels a side instead of the model's tile
+                size (see :meth:`with_tiling`).
+            overlap: Overlap of neighbouring tiles instead of the model's (see :meth:`with_tiling`).
+            views: Patch classifiers: average over this many test-time views instead of the card's (see
+                :meth:`with_views`).
+            thresholds: Run with these thresholds instead of the model's (same as
+                ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
+
         """
+        changed = self.with_thresholds(**thresholds) if thresholds else self
+        changed = changed if tile_size is None and overlap is None else changed.with_tiling(tile_size, overlap)
+        changed = changed if views is None else changed.with_views(views)
+        yield from changed._predict_images(images, batch_size, score_threshold, mpp)
+
+    @abstractmethod
+    def _predict_images(
+        self, images: Images, batch_size: int, score_threshold: ScoreThreshold | None, mpp: float | None
+    ) -> Iterator[Result | DataError]:
+        """:meth:`predict_iter` with the model's own thresholds, tiling and views."""
 
     def predict(
         self,
@@ -330,45 +358,10 @@ class CellModel(Model):
         """
         self.predictor.check_fit(path, pixels)
 
-    def predict_iter(
-        self,
-        images: Images,
-        batch_size: int = 1,
-        score_threshold: ScoreThreshold | None = None,
-        mpp: float | None = None,
-        *,
-        tile_size: int | None = None,
-        overlap: int | None = None,
-        views: int | None = None,
-        **thresholds: Any,
+    def _predict_images(
+        self, images: Images, batch_size: int, score_threshold: ScoreThreshold | None, mpp: float | None
     ) -> Iterator[Result | DataError]:
-        """Predict image by image, yielding a :class:`Result`, or a :class:`DataError` for an image that cannot be
-        read (see :func:`~cytolens.io.images.read_image`), that the model cannot see at its scale (see
-        :meth:`check_fit`) or whose processing fails; the other images still complete.
-
-        Args:
-            images: Image files, folders, glob patterns, or RGB arrays.
-            batch_size: Images per forward pass (for images larger than one tile: tiles per forward pass).
-            score_threshold: Keep cells scoring at least this, one value or one per class (default: the
-                model's score threshold, for box models; every cell decoded, for point models).
-            mpp: µm/px of the images (default: what a TIFF file states, see :func:`~cytolens.io.images.image_mpp`).
-                Images at another µm/px than the model's are resized to it before the model runs, and the
-                cells found mapped back to their own pixels (see :mod:`cytolens.inference.scale`).
-            tile_size: Cut images into tiles of at most this many pixels a side instead of the model's tile
-                size (see :meth:`with_tiling`).
-            overlap: Overlap of neighbouring tiles instead of the model's (see :meth:`with_tiling`).
-            views: Patch classifiers: average over this many test-time views instead of the card's (see
-                :meth:`with_views`).
-            thresholds: Run with these thresholds instead of the model's (same as
-                ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
-
-        """
-        if thresholds or tile_size is not None or overlap is not None or views is not None:
-            changed = self.with_thresholds(**thresholds) if thresholds else self
-            changed = changed.with_tiling(tile_size, overlap)
-            changed = changed if views is None else changed.with_views(views)
-            yield from changed.predict_iter(images, batch_size, score_threshold, mpp)
-            return
+        """Read, rescale and batch the images, and run each batch through the predictor."""
         threshold = self.thresholds.min_score if score_threshold is None else score_threshold
         threshold = 0.0 if threshold is None else threshold
         items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)

@@ -124,28 +124,14 @@ class Pipeline(Model):
         cells = replace(result.cells, labels=probabilities.argmax(axis=1), probabilities=probabilities)
         return replace(result, cells=cells, classes=self.classes)
 
-    def predict_iter(
-        self,
-        images: Images,
-        batch_size: int = 1,
-        score_threshold: ScoreThreshold | None = None,
-        mpp: float | None = None,
-        *,
-        tile_size: int | None = None,
-        overlap: int | None = None,
-        views: int | None = None,
-        **thresholds: Any,
+    def _predict_images(
+        self, images: Images, batch_size: int, score_threshold: ScoreThreshold | None, mpp: float | None
     ) -> Iterator[Result | DataError]:
-        """Predict image by image as :meth:`CellModel.predict_iter <cytolens.inference.model.CellModel.predict_iter>`:
-        the detector finds the cells (``batch_size``, ``score_threshold`` in its classes, ``mpp``, tiling and
-        thresholds are the detector's), then the classifier classifies them (``views``: its test-time views).
+        """The detector finds the cells (``batch_size``, ``score_threshold`` in its classes and ``mpp`` are the
+        detector's), then the classifier classifies them.
         """
-        pipeline = self if views is None else self.with_views(views)
-        found = pipeline.finder.predict_iter(
-            images, batch_size, score_threshold, mpp, tile_size=tile_size, overlap=overlap, **thresholds
-        )
-        for item in found:
-            yield item if isinstance(item, DataError) else pipeline.classify(item)
+        for item in self.finder.predict_iter(images, batch_size, score_threshold, mpp):
+            yield item if isinstance(item, DataError) else self.classify(item)
 
 
 __all__ = ["Pipeline"]
