@@ -58,7 +58,7 @@ def test_cell_model_predicts_through_the_registered_predictor(tmp_path: Path, mo
             seen.append([path.name for path in batch.paths])
             return super().predict(batch)
 
-    monkeypatch.setitem(predictors._PREDICTORS, "boxes", Recording)
+    monkeypatch.setitem(predictors._PREDICTORS.entries, "boxes", Recording)
     model = cytolens.load_model(tiny_detector(tmp_path / "tiny.pt"), device="cpu")
     assert type(model.predictor) is Recording and type(model.with_thresholds(score=0.1).predictor) is Recording
     results = model.predict([EXAMPLE, EXAMPLE, EXAMPLE], batch_size=2, score_threshold=0.0)

@@ -40,6 +40,7 @@ from cytolens.errors import ModelError
 from cytolens.inference.boxes import BoxTiling, check_fit, detect_boxes, set_nms
 from cytolens.inference.peaks import DEFAULT_TILE, point_maps, predict_points, tile_overlap
 from cytolens.models.card import ModelCard, PatchGeometry, PatchThresholds
+from cytolens.models.task_registry import TaskRegistry
 from cytolens.results.result import Result
 
 PATCHES_PER_PASS = 64
@@ -119,20 +120,13 @@ class Predictor(ABC):
         """One result per image of ``batch``, with every cell decoded (the caller applies the score threshold)."""
 
 
-_PREDICTORS: dict[str, type[Predictor]] = {}
+_PREDICTORS = TaskRegistry[type[Predictor]]("predictor")
 PredictorType = TypeVar("PredictorType", bound=type[Predictor])
 
 
 def register_predictor(task: str) -> Callable[[PredictorType], PredictorType]:
     """Decorator registering the predictor of ``task``."""
-
-    def decorate(kind: PredictorType) -> PredictorType:
-        if task in _PREDICTORS:
-            raise ValueError(f"predictor of task {task!r} registered twice")
-        _PREDICTORS[task] = kind
-        return kind
-
-    return decorate
+    return _PREDICTORS.register(task)
 
 
 def predictor_type(task: str) -> type[Predictor]:
@@ -142,8 +136,6 @@ def predictor_type(task: str) -> type[Predictor]:
         ModelError: If no predictor is registered for it.
 
     """
-    if task not in _PREDICTORS:
-        raise ModelError(f"no predictor is registered for task {task!r} (known: {', '.join(_PREDICTORS)})")
     return _PREDICTORS[task]
 
 

@@ -39,6 +39,7 @@ from cytolens.data.cells import ScoreThreshold
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.io.validation import ClassNames, check_number
 from cytolens.models.registry import Architecture, architectures
+from cytolens.models.task_registry import TaskRegistry
 
 _MOVED = {
     "input_size": ("input", "size"),
@@ -202,20 +203,13 @@ class Thresholds:
         return {item.name: _plain(getattr(self, item.name)) for item in fields(self)}
 
 
-_THRESHOLDS: dict[str, type[Thresholds]] = {}
+_THRESHOLDS = TaskRegistry[type[Thresholds]]("thresholds")
 ThresholdsType = TypeVar("ThresholdsType", bound=type[Thresholds])
 
 
 def register_thresholds(task: str) -> Callable[[ThresholdsType], ThresholdsType]:
     """Decorator registering the thresholds dataclass of ``task`` (each field's metadata holds its ``read``)."""
-
-    def decorate(kind: ThresholdsType) -> ThresholdsType:
-        if task in _THRESHOLDS:
-            raise ValueError(f"thresholds of task {task!r} registered twice")
-        _THRESHOLDS[task] = kind
-        return kind
-
-    return decorate
+    return _THRESHOLDS.register(task)
 
 
 def thresholds_type(task: str) -> type[Thresholds]:
@@ -225,8 +219,6 @@ def thresholds_type(task: str) -> type[Thresholds]:
         ModelError: If no thresholds are registered for it.
 
     """
-    if task not in _THRESHOLDS:
-        raise ModelError(f"no thresholds are registered for task {task!r} (known: {', '.join(_THRESHOLDS)})")
     return _THRESHOLDS[task]
 
 
