@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from cytolens.models.blocks import keep_frozen_norms_in_eval
-from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.stages import InputSize, short_side
+from cytolens.training.task_module import TaskModule
 
 
 def detections_per_image(model: nn.Module) -> int:
@@ -17,7 +15,7 @@ def detections_per_image(model: nn.Module) -> int:
     return int(getattr(model, "roi_heads", model).detections_per_img)
 
 
-class DetectionModule(pl.LightningModule):
+class DetectionModule(TaskModule):
     """Trains a torchvision detector; validates by COCO mAP (``val/map50`` is logged for checkpointing).
 
     The mAP counts up to as many boxes per image as the detector returns (:func:`detections_per_image`), so
@@ -45,13 +43,8 @@ class DetectionModule(pl.LightningModule):
         warmup_steps: int = 150,
         pretrained_lr_factor: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, lr, weight_decay, warmup_steps, pretrained_lr_factor)
         self.input_size = input_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_steps = warmup_steps
-        self.pretrained_lr_factor = pretrained_lr_factor
         most = detections_per_image(model)
         self.val_map = MeanAveragePrecision(
             iou_type="bbox", backend="pycocotools", max_detection_thresholds=[1, min(100, most), most]
@@ -62,9 +55,6 @@ class DetectionModule(pl.LightningModule):
         if staged:
             self.model.transform.max_size = staged
             self.model.transform.min_size = (short_side(staged),)
-
-    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        keep_frozen_norms_in_eval(self.model)
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -88,13 +78,3 @@ class DetectionModule(pl.LightningModule):
         self.val_map.reset()
         self.log("val/map50", figures["map_50"], prog_bar=True)
         self.log("val/map50_95", figures["map"])
-
-    def configure_optimizers(self) -> dict:
-        return adamw_warmup_cosine(
-            self.model,
-            self.lr,
-            self.weight_decay,
-            self.pretrained_lr_factor,
-            self.warmup_steps,
-            int(self.trainer.estimated_stepping_batches),
-        )

@@ -7,6 +7,10 @@ import math
 import torch
 from torch import nn
 
+PRETRAINED = ("backbone.", "body.")
+"""Prefixes of the block names of pretrained parts: a detector's or point model's ``backbone``, a classifier's
+``body``."""
+
 
 def param_groups(
     model: nn.Module, lr: float, weight_decay: float, pretrained_lr_factor: float, pretrained_blocks: int
@@ -42,11 +46,11 @@ def adamw_warmup_cosine(
 ) -> dict:
     """Lightning's ``configure_optimizers`` answer for ``model``.
 
-    The ``backbone.*`` blocks learn at ``lr * pretrained_lr_factor``, the others at ``lr``; norms and
-    biases get no weight decay; the rate warms up linearly over ``warmup_steps`` then follows a cosine
-    to 1% at ``total_steps``.
+    The pretrained blocks (named :data:`PRETRAINED`: ``backbone.*``, a classifier's ``body.*``) learn at
+    ``lr * pretrained_lr_factor``, the others at ``lr``; norms and biases get no weight decay; the rate warms up
+    linearly over ``warmup_steps`` then follows a cosine to 1% at ``total_steps``.
     """
-    pretrained = len([name for name, _ in model.blocks() if name.startswith("backbone")])
+    pretrained = sum(name.startswith(PRETRAINED) for name, _ in model.blocks())
     optimizer = torch.optim.AdamW(param_groups(model, lr, weight_decay, pretrained_lr_factor, pretrained), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from cytolens.metrics.classification import classification_metrics, multilabel_metrics
-from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.models.card import PatchThresholds
-from cytolens.training.optim import param_groups, warmup_cosine
+from cytolens.training.task_module import TaskModule
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 """The per-type thresholds :func:`tune_thresholds` chooses from."""
@@ -56,7 +54,7 @@ def tune_thresholds(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     return np.where((positives > 0) & (positives < len(y_true)), chosen, DEFAULT_THRESHOLD)
 
 
-class PatchModule(pl.LightningModule):
+class PatchModule(TaskModule):
     """Trains a patch classifier; validates by accuracy, macro-F1 and per-type AUC.
 
     Args:
@@ -83,14 +81,9 @@ class PatchModule(pl.LightningModule):
         warmup_steps: int = 150,
         pretrained_lr_factor: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, lr, weight_decay, warmup_steps, pretrained_lr_factor)
         self.classes = list(classes)
         self.multi_label = multi_label
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_steps = warmup_steps
-        self.pretrained_lr_factor = pretrained_lr_factor
         self.thresholds: list[float] | None = None
         self._targets: list[torch.Tensor] = []
         self._scores: list[torch.Tensor] = []
@@ -107,9 +100,6 @@ class PatchModule(pl.LightningModule):
         if self.multi_label:
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.cross_entropy(logits, target)
-
-    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        keep_frozen_norms_in_eval(self.model)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.model(batch["image"]), batch["target"])
@@ -159,13 +149,3 @@ class PatchModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.thresholds = checkpoint.get("patch_thresholds", self.thresholds)
-
-    def configure_optimizers(self) -> dict:
-        pretrained = sum(name.startswith("body.") for name, _ in self.model.blocks())
-        groups = param_groups(self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, pretrained)
-        optimizer = torch.optim.AdamW(groups, lr=self.lr)
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, total)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -14,22 +14,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import nn
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
 from cytolens.inference.peaks import DEFAULT_THRESHOLDS, peak_candidates, to_xy, tune_threshold_rel
-from cytolens.models.blocks import keep_frozen_norms_in_eval
 from cytolens.models.card import PointThresholds
-from cytolens.training.optim import adamw_warmup_cosine
 from cytolens.training.proximity import class_loss, proximity_loss
+from cytolens.training.task_module import TaskModule
 
 Batch = dict[str, Any]
 
 
-class PointModule(pl.LightningModule):
+class PointModule(TaskModule):
     """Trains a point FCN; validates by detection F1 after tuning ``ξ``.
 
     Args:
@@ -63,13 +61,8 @@ class PointModule(pl.LightningModule):
         min_distance: int = 6,
         threshold_abs: float = DEFAULT_THRESHOLDS["threshold_abs"],
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, lr, weight_decay, warmup_steps, pretrained_lr_factor)
         self.classes = list(classes)
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_steps = warmup_steps
-        self.pretrained_lr_factor = pretrained_lr_factor
         self.loss_lambda = loss_lambda
         self.class_weight = class_weight
         self.aux_weight = aux_weight
@@ -92,9 +85,6 @@ class PointModule(pl.LightningModule):
         proximity = proximity_loss(out["proximity"], batch["proximity"], self.loss_lambda, batch["known"])
         classes = class_loss(out["logits"], batch["classes"])
         return {"proximity": proximity, "class": classes, "loss": proximity + self.class_weight * classes}
-
-    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        keep_frozen_norms_in_eval(self.model)
 
     def training_step(self, batches: tuple[Batch, ...], batch_idx: int) -> torch.Tensor:
         size = len(batches[0]["image"])
@@ -143,9 +133,3 @@ class PointModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.threshold_rel = checkpoint.get("threshold_rel", self.threshold_rel)
-
-    def configure_optimizers(self) -> dict:
-        return adamw_warmup_cosine(
-            self.model, self.lr, self.weight_decay, self.pretrained_lr_factor, self.warmup_steps,
-            int(self.trainer.estimated_stepping_batches),
-        )
