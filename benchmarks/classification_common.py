@@ -18,7 +18,7 @@ import argparse
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,41 @@ def crop_folder_cv(
             result["cost"] = extraction_cost(variant, paths, patches, part)
         figures[variant.name] = result
     return figures, classes, len(patches)
+
+
+def crop_folder_benchmark(
+    name: str, description: str, root: Path, variants: Sequence[Variant], patches: str, published: dict[str, Any]
+) -> None:
+    """The whole command of a crop-folder benchmark: options, :func:`crop_folder_cv` of ``variants`` (``--smoke``:
+    the first at input 64), and the result file with the first variant's mean figures on its test views as the
+    headline, against the target accuracy 0.97.
+
+    Args:
+        name: The benchmark (its result file's stem; its parts under ``/tmp/cytolens-bench/<name>`` by default).
+        description: The command's description.
+        root: The crop folders.
+        variants: What to run, the headline first.
+        patches: How patches are cut, for the settings record.
+        published: The published method and figures it is compared with.
+
+    """
+    args = arguments(description, f"/tmp/cytolens-bench/{name}").parse_args()
+    common.setup(args.threads)
+    start = time.perf_counter()
+    variants = [replace(variants[0], size=64)] if args.smoke else list(variants)
+    figures, classes, count = crop_folder_cv(args, root, variants)
+    first = variants[0]
+    headline = figures[first.name]["mean"]["centred"][f"views_{first.test_views}"]
+    common.write_result(
+        name,
+        {"headline": {"variant": first.name, "test_views": first.test_views, **headline}, "variants": figures},
+        {"accuracy": common.target(headline["accuracy"]["mean"], 0.97)},
+        folder=args.out / "smoke" if args.smoke else common.RESULTS,
+        **minutes(args.out / ("smoke" if args.smoke else "full"), start),
+        settings=settings(variants, patches=patches, images=count),
+        classes=classes,
+        published=published,
+    )
 
 
 def per_class_f1(truth: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, Any]:

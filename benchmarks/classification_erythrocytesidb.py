@@ -13,11 +13,7 @@ patch, its flip and two rotations), with one training view per patch; and with 8
 
 from __future__ import annotations
 
-import dataclasses
-import time
-
 import classification_common as cc
-import common
 
 NAME = "classification_erythrocytesidb"
 DATA = cc.DATASETS / "erythrocytesidb"
@@ -27,23 +23,11 @@ rotation-free crops gain from the views)."""
 
 
 def main() -> None:
-    args = cc.arguments(__doc__.splitlines()[0], "/tmp/cytolens-bench/classification_erythrocytesidb").parse_args()
-    common.setup(args.threads)
-    start = time.perf_counter()
-    variants = [dataclasses.replace(VARIANTS[0], size=64)] if args.smoke else VARIANTS
-    figures, classes, count = cc.crop_folder_cv(args, DATA, variants)
-    first = variants[0]
-    headline = figures[first.name]["mean"]["centred"][f"views_{first.test_views}"]
-    common.write_result(
-        NAME,
-        {"headline": {"variant": first.name, "test_views": first.test_views, **headline}, "variants": figures},
-        {"accuracy": common.target(headline["accuracy"]["mean"], 0.97)},
-        folder=args.out / "smoke" if args.smoke else common.RESULTS,
-        **cc.minutes(args.out / ("smoke" if args.smoke else "full"), start),
-        settings=cc.settings(variants, patches="whole 80x80 crop (one cell, centred by the source)", images=count),
-        classes=classes,
+    cc.crop_folder_benchmark(
+        NAME, __doc__.splitlines()[0], DATA, VARIANTS,
+        patches="whole 80x80 crop (one cell, centred by the source)",
         published={"method": "CNNs (e.g. Alzubaidi et al. 2020)", "accuracy": [0.98, 0.995]},
-    )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,11 +13,7 @@ CNNs: about 0.96-0.99; Acevedo et al. 2019, VGG-16 fine-tuned, 0.96). Results:
 
 from __future__ import annotations
 
-import dataclasses
-import time
-
 import classification_common as cc
-import common
 
 NAME = "classification_pbc"
 DATA = cc.DATASETS / "pbc-wbc"
@@ -26,23 +22,11 @@ VARIANTS = [cc.Variant(train_views=1, test_views=4)]
 
 
 def main() -> None:
-    args = cc.arguments(__doc__.splitlines()[0], "/tmp/cytolens-bench/classification_pbc").parse_args()
-    common.setup(args.threads)
-    start = time.perf_counter()
-    variants = [dataclasses.replace(VARIANTS[0], size=64)] if args.smoke else VARIANTS
-    figures, classes, count = cc.crop_folder_cv(args, DATA, variants)
-    first = variants[0]
-    headline = figures[first.name]["mean"]["centred"][f"views_{first.test_views}"]
-    common.write_result(
-        NAME,
-        {"headline": {"variant": first.name, "test_views": first.test_views, **headline}, "variants": figures},
-        {"accuracy": common.target(headline["accuracy"]["mean"], 0.97)},
-        folder=args.out / "smoke" if args.smoke else common.RESULTS,
-        **cc.minutes(args.out / ("smoke" if args.smoke else "full"), start),
-        settings=cc.settings(variants, patches="whole crop (cell centred by the source)", images=count),
-        classes=classes,
+    cc.crop_folder_benchmark(
+        NAME, __doc__.splitlines()[0], DATA, VARIANTS,
+        patches="whole crop (cell centred by the source)",
         published={"method": "VGG-16 fine-tuned (Acevedo et al. 2019)", "accuracy": 0.96},
-    )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
