@@ -23,7 +23,8 @@ from cytolens.io.spec import load_data
 from cytolens.models.card import PatchGeometry
 from cytolens.models.checkpoint import load_network, read_card, save_checkpoint
 from cytolens.models.registry import build_architecture
-from cytolens.training.patch_data import PatchDataset, balanced_sampler, balanced_weights, patch_geometry
+from cytolens.training.class_balance import balanced_weights
+from cytolens.training.patch_data import PatchDataset, balanced_sampler, patch_geometry
 from cytolens.training.patch_module import PatchModule, tune_thresholds
 from cytolens.training.recipe import PatchSettings, Recipe
 from cytolens.training.stages import InputSize, Stage
@@ -110,7 +111,7 @@ def test_samples_are_views_of_the_patch_in_training_and_the_patch_itself_in_vali
 def test_balanced_sampling_draws_every_class_equally_often(tmp_path: Path) -> None:
     labels = [(0,)] * 90 + [(1,)] * 9 + [(2,)]
     weights = balanced_weights(labels)
-    assert np.allclose([weights[:90].sum(), weights[90:99].sum(), weights[99]], 1.0)
+    assert np.allclose([weights[:90].sum(), weights[90:99].sum(), weights[99]], 100 / 3)
     centres = [(10.0 * i, 10.0) for i in range(100)]
     image = _chula_image(tmp_path / "a.png", centres, [label for (label,) in labels])
     dataset = PatchDataset(Dataset(["a", "b", "c"], [image]), PatchSettings(side=8), _size(32), train=True)

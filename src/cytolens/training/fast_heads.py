@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from cytolens.data.patches import Patch
 from cytolens.models.classifier import PatchClassifier
+from cytolens.training.class_balance import balanced_weights
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,9 @@ class HeadSettings:
         lr: AdamW learning rate (cosine decay to zero over ``epochs``).
         weight_decay: AdamW weight decay.
         batch_size: Samples per step (``None``: the whole set in one step).
-        balance: ``weights`` (each sample's loss weighted by the inverse frequency of its types), ``sampling``
-            (samples drawn with those probabilities) or ``none``.
+        balance: ``weights`` (each sample's loss weighted by the inverse frequency of its type, a multi-label
+            patch's rarest: :func:`~cytolens.training.class_balance.balanced_weights`), ``sampling`` (samples drawn
+            with those probabilities) or ``none``.
         patience: With validation features, stop after this many epochs without a lower validation loss and
             keep the head of the best epoch.
         seed: Seed of the shuffling, sampling and dropout.
@@ -96,18 +98,11 @@ def patch_targets(patches: Sequence[Patch], num_classes: int, multi_label: bool)
     return np.array([patch.labels[0] for patch in patches], dtype=np.int64)
 
 
-def balance_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-patch weights that make every type weigh the same in total: ``N / (C * n_c)`` for a patch of type
-    ``c`` (the mean over its types for a multi-label patch, 1 for a patch of none), scaled to mean 1.
-    """
-    indicator = targets if targets.ndim == 2 else np.eye(num_classes, dtype=np.float32)[targets]
-    counts = indicator.sum(axis=0)
-    present = counts > 0
-    per_class = np.zeros(num_classes)
-    per_class[present] = len(indicator) / (present.sum() * counts[present])
-    held = indicator.sum(axis=1)
-    weights = np.where(held > 0, indicator @ per_class / np.maximum(held, 1), 1.0)
-    return weights / weights.mean()
+def _label_sets(targets: np.ndarray) -> list[tuple[int, ...]]:
+    """Each sample's types, from :func:`patch_targets`' class indices or 0/1 type indicators."""
+    if targets.ndim == 2:
+        return [tuple(np.flatnonzero(row).tolist()) for row in targets]
+    return [(int(label),) for label in targets]
 
 
 def _losses(model: PatchClassifier, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -171,12 +166,12 @@ def train_head(
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)  # dropout
     balanced = settings.balance != "none"
-    weights = balance_weights(targets, num_classes) if balanced else np.ones(len(targets))
+    weights = balanced_weights(_label_sets(targets)) if balanced else np.ones(len(targets))
     samples = _samples(features, targets, weights)
     validation = None
     if val_features is not None and val_targets is not None:
         _check(model, val_features, val_targets, num_classes)
-        val_weights = balance_weights(val_targets, num_classes) if balanced else np.ones(len(val_targets))
+        val_weights = balanced_weights(_label_sets(val_targets)) if balanced else np.ones(len(val_targets))
         validation = _samples(val_features, val_targets, val_weights)
     count = len(samples[0])
     batch = settings.batch_size or count

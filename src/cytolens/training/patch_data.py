@@ -6,7 +6,8 @@
 the stage's input size: in training seen through a random view (rotation, centre shift, flip; optionally
 colour and scale jitter), in validation as it is. Each image is decoded once and kept.
 :func:`balanced_sampler` draws training patches with inverse class frequency, a multi-label patch counting
-as its rarest type, so that rare types are seen as often as common ones.
+as its rarest type, so that rare types are seen as often as common ones
+(:func:`~cytolens.training.class_balance.balanced_weights`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from torch.utils.data import WeightedRandomSampler
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.patches import Patch, View, crop_patch, image_patches, random_view
-from cytolens.data.splits import rarest_labels
 from cytolens.errors import DataError
 from cytolens.io.images import read_image
 from cytolens.models.card import PatchGeometry
 from cytolens.training.augment import seed_from_torch
+from cytolens.training.class_balance import balanced_weights
 from cytolens.training.recipe import PatchSettings
 from cytolens.training.stages import InputSize
 
@@ -149,21 +150,9 @@ class PatchDataset(TorchDataset):
         return {"image": image, "target": self.target(patch)}
 
 
-def balanced_weights(label_sets: list[tuple[int, ...]]) -> np.ndarray:
-    """Sampling weight of each patch: one over the number of patches of its class (multi-label: of its rarest
-    type), so that every class is drawn equally often.
-
-    Examples:
-        >>> balanced_weights([(0,), (0,), (0,), (1,)]).tolist()
-        [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
-
-    """
-    keys = rarest_labels(label_sets)
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return 1.0 / counts[inverse]
-
-
 def balanced_sampler(dataset: PatchDataset) -> WeightedRandomSampler:
-    """Draws ``len(dataset)`` patches per epoch, with replacement, by :func:`balanced_weights`."""
+    """Draws ``len(dataset)`` patches per epoch, with replacement, by their class-balanced weights
+    (:func:`~cytolens.training.class_balance.balanced_weights`).
+    """
     weights = balanced_weights([patch.labels for patch in dataset.patches])
     return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights), replacement=True)
