@@ -34,6 +34,7 @@ import numpy as np
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
 from cytolens.errors import DataError
 from cytolens.io.colors import class_color
+from cytolens.io.columns import probability_columns
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.io.json_files import read_json, write_json
 from cytolens.io.objects import ObjectList
@@ -71,7 +72,7 @@ def to_feature_collection(image: AnnotatedImage, classes: Sequence[str]) -> dict
     cells, boxed = image.cells, image.cells.has_box
     measured: dict[str, np.ndarray] = {}
     if cells.probabilities is not None:
-        measured = {f"p_{name}": cells.probabilities[:, index] for index, name in enumerate(classes)}
+        measured = dict(zip(probability_columns(classes), cells.probabilities.T, strict=True))
     measured.update(cells.extras)
     features = []
     for i, (centre, label) in enumerate(zip(cells.centres, cells.labels, strict=True)):

@@ -35,6 +35,7 @@ from cytolens._version import __version__
 from cytolens.data.cells import Cells
 from cytolens.errors import CytolensError, ModelError
 from cytolens.io.atomic import write_bytes
+from cytolens.io.columns import probability_columns
 from cytolens.io.validation import ClassNames, check_number
 
 LEVELS = ("images", "patches")
@@ -73,7 +74,7 @@ def feature_names(level: str, classes: Sequence[str]) -> list[str]:
 
     """
     if level == "patches":
-        return [f"p_{name}" for name in classes]
+        return probability_columns(classes)
     if level == "images":
         return [*(f"count_{name}" for name in classes), *(f"max_p_{name}" for name in classes), "cells"]
     raise ValueError(f"screening level must be one of {', '.join(LEVELS)}, not {level!r}")

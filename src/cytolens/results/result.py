@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cytolens.data.annotations import UNCLASSIFIED, AnnotatedImage, Dataset
+from cytolens.io.columns import probability_columns
 
 
 @dataclass
@@ -72,8 +73,8 @@ class Result(AnnotatedImage):
             for column, values in zip(("x1", "y1", "x2", "y2"), cells.boxes.T, strict=True):
                 table[column] = values
         if cells.probabilities is not None:
-            for index, name in enumerate(self.classes):
-                table[f"p_{name}"] = cells.probabilities[:, index]
+            for name, values in zip(probability_columns(self.classes), cells.probabilities.T, strict=True):
+                table[name] = values
         for name, values in cells.extras.items():
             table[name] = values
         return table
@@ -83,9 +84,9 @@ class Result(AnnotatedImage):
         probability of each class (``p_<class>``); no row otherwise.
         """
         if not self.classified_whole:
-            return pd.DataFrame(columns=["image", "class", *(f"p_{name}" for name in self.classes)])
+            return pd.DataFrame(columns=["image", "class", *probability_columns(self.classes)])
         row = {"image": self.image_id, "class": ";".join(self.classes[index] for index in self.image_labels)}
-        row.update({f"p_{name}": float(score) for name, score in zip(self.classes, self.image_scores, strict=True)})
+        row.update(zip(probability_columns(self.classes), map(float, self.image_scores), strict=True))
         return pd.DataFrame([row])
 
     def to_coco(self, image_id: int = 1) -> list[dict]:

@@ -1,23 +1,23 @@
 """Writing prediction outputs as they are produced, at a cost linear in the number of cells.
 
 Each image is known by its id: the path relative to the input it was found under, without suffix
-(:mod:`cytolens.inference.sources`; ``slideA/field1``), made unique with ``-2``, ``-3``... Per image:
-an overlay PNG (``overlays/<id>.png``), a QuPath GeoJSON (``geojson/<id>.geojson``) and a napari
-Points-layer CSV (``napari/<id>.csv``: every cell, a box by its centre, with its class and score as
-point properties; row = y, column = x, pixel-centre convention). For the run: ``cells.csv`` (one row
-per cell, with ``p_<class>`` probability columns when the model gives them), ``counts.csv`` (per-image
-counts, percentages to one decimal, ratios to three significant digits); for images classified whole by a
-patch classifier, ``images.csv`` (one row per image: the types called and ``p_<class>`` per class; part of
-the ``csv`` output; each such image counts as one cell of each type called); for box models
+(:mod:`cytolens.inference.sources`; ``slideA/field1``), made unique with ``-2``, ``-3``... Per image: an
+overlay PNG (``overlays/<id>.png``), a QuPath GeoJSON (``geojson/<id>.geojson``) and a napari Points-layer CSV
+(``napari/<id>.csv``: every cell, a box by its centre, with its class, score and ``p_<class>`` probabilities
+as point properties; row = y, column = x, pixel-centre convention). For the run: ``cells.csv`` (one row per
+cell, with ``p_<class>`` probability columns when the model gives them), ``counts.csv`` (per-image counts,
+percentages to one decimal, ratios to three significant digits); for images classified whole by a patch
+classifier, ``images.csv`` (one row per image: the types called and ``p_<class>`` per class; part of the
+``csv`` output; each such image counts as one cell of each type called); for box models
 ``predictions.coco.json`` (a COCO dataset whose annotations carry scores, readable by COCO tools and by
 ``cytolens evaluate --predictions``) and ``coco_results.json`` (the plain COCO results list for
-``COCO.loadRes``, image ids as in the former); on request, ``label-studio.json`` (Label Studio tasks with
-the cells as predictions) and ``label-studio.xml`` (the labelling config they fit).
-The rows of ``cells.csv``, ``images.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO and
-Label Studio files are written once, when the writer is closed. An image's pixels are drawn and then
-let go: a run holds the cells of the images done, never their pixels.
-The writer writes into the folder it is given; ``cytolens predict`` gives it the staging folder of an
-:class:`~cytolens.io.output_run.OutputRun`, so that ``--out`` only ever holds one whole run.
+``COCO.loadRes``, image ids as in the former); on request, ``label-studio.json`` (Label Studio tasks with the
+cells as predictions) and ``label-studio.xml`` (the labelling config they fit). The rows of ``cells.csv``,
+``images.csv`` and ``counts.csv`` are appended as each image's result arrives; the COCO and Label Studio files
+are written once, when the writer is closed. An image's pixels are drawn and then let go: a run holds the
+cells of the images done, never their pixels. The writer writes into the folder it is given; ``cytolens
+predict`` gives it the staging folder of an :class:`~cytolens.io.output_run.OutputRun`, so that ``--out`` only
+ever holds one whole run.
 """
 
 from __future__ import annotations
