@@ -195,3 +195,15 @@ def test_models_and_export_say_what_a_file_is(files, tmp_path):
     refused = invoke("export", files["pipeline"], "--onnx", tmp_path / "p.onnx")
     assert refused.exit_code == 1 and "a pipeline (a boxes detector + a patch classifier)" in refused.stderr
     assert invoke("export", files["boxes"], "--pipeline", tmp_path / "x.pt").exit_code == 2  # no --classifier
+
+
+def test_a_pipeline_carries_its_detectors_thresholds_as_stored(files, tmp_path):
+    score = {"WBC": 0.25, "RBC": 0.2, "Platelets": 0.3}
+    boxes = tiny_detector(tmp_path / "per-class.pt", score=score)  # type: ignore[arg-type]
+    pipeline = load_model(boxes, device="cpu", classifier=files["classifier"])
+    assert pipeline.card.thresholds == pipeline.finder.card.thresholds and pipeline.thresholds.min_score == score
+    assert pipeline.card.classes == tuple(CLASSES) and pipeline.count_threshold == 0.2  # its cells: the classifier's
+    assert pipeline.with_thresholds(score=0.1).card.thresholds.min_score == 0.1
+    result = invoke("predict", EXAMPLE, "--model", boxes, "--classifier", files["classifier"], "--out", tmp_path / "o",
+                    "--verbose")  # fmt: skip
+    assert result.exit_code == 0 and "score threshold WBC 0.25, RBC 0.2, Platelets 0.3" in result.output, result.output

@@ -81,6 +81,13 @@ class Model(ABC):
         """The thresholds this model runs with (the card's, or those given to :meth:`with_thresholds`)."""
         return self.card.thresholds
 
+    @property
+    def count_threshold(self) -> ScoreThreshold | None:
+        """The score a cell of the results needs to be counted, in :attr:`classes` (``None``: every cell): the
+        card's score threshold.
+        """
+        return self.thresholds.min_score
+
     @abstractmethod
     def with_thresholds(self, **thresholds: Any) -> Model:
         """The same model with other thresholds (see :meth:`CellModel.with_thresholds`)."""

@@ -67,18 +67,23 @@ class Pipeline(Model):
         """The card of the cells the pipeline gives: the detector's (task, input, thresholds, tiling, evaluation
         radius) with the classifier's classes, the count ratios among them and the pipeline's figures and notice.
 
-        The detector applies its own score thresholds; per-class ones name its classes, not the pipeline's, so the
-        card states the lowest of them.
+        Its thresholds are the detector's as stored, which the detector applies before the classifier runs: per-class
+        score thresholds name the detector's classes (as ``score_threshold`` of :meth:`predict_iter` does), not the
+        pipeline's.
         """
         card = self.finder.card
-        thresholds = card.thresholds
-        if isinstance(thresholds.min_score, Mapping):
-            thresholds = replace(thresholds, score=min(thresholds.min_score.values(), default=0.0))
         classes = self.classifier.card.classes
         ratios = tuple(pair for pair in card.report.ratios if set(pair) <= set(classes))
         notice = self.about.notice or card.notice
-        return replace(card, classes=classes, thresholds=thresholds, report=Report(ratios), metrics=self.about.metrics,
-                       notice=notice)  # fmt: skip
+        return replace(card, classes=classes, report=Report(ratios), metrics=self.about.metrics, notice=notice)
+
+    @property
+    def count_threshold(self) -> ScoreThreshold | None:
+        """The lowest of the detector's score thresholds: its cells keep their detection scores but take the
+        classifier's classes, which its per-class thresholds do not name.
+        """
+        threshold = self.thresholds.min_score
+        return min(threshold.values(), default=0.0) if isinstance(threshold, Mapping) else threshold
 
     def _with(self, finder: CellModel, classifier: CellModel) -> Pipeline:
         return Pipeline(finder, classifier, self.source, self.about)
