@@ -51,8 +51,8 @@ import common
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
 from cytolens.errors import CytolensError, DataError
-from cytolens.inference.onnx_boxes import file_digest
 from cytolens.io.atomic import atomic_write
+from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
 from cytolens.io.spec import load_data
 from cytolens.models.card import ModelCard

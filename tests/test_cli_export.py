@@ -16,6 +16,7 @@ from cytolens.cli.main import app
 from cytolens.examples import path as examples_path
 from cytolens.inference import onnx_boxes
 from cytolens.inference.model import load_model
+from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
 from cytolens.models.registry import resolve_model
 
@@ -65,7 +66,7 @@ def test_the_file_gives_the_boxes_torch_gives(exported: Path, tmp_path: Path, mo
 
     # cytolens's own ONNX Runtime path, handed this file as its cached export, finds the boxes torch finds
     monkeypatch.setenv("CYTOLENS_CACHE_DIR", str(tmp_path))
-    key = onnx_boxes.file_digest(resolve_model("blood-cells"))
+    key = file_digest(resolve_model("blood-cells"))
     cached = tmp_path / f"{key}-480x640-opset{onnx_boxes.OPSET}.onnx"
     shutil.copy(exported, cached)
     (found,) = load_model("blood-cells", device="cpu", backend="onnx").predict(IMAGE)

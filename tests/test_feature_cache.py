@@ -13,6 +13,7 @@ from PIL import Image
 from cytolens.data.patches import Patch, View, crop_patch
 from cytolens.data.patches import test_time_views as fixed_views
 from cytolens.errors import DataError
+from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
 from cytolens.models.classifier import lite_classifier
 from cytolens.training import feature_cache
@@ -129,7 +130,7 @@ def test_damaged_entry_is_recomputed(model, crops, computed, tmp_path, caplog, d
     cache = FeatureCache(tmp_path / "cache")
     patches, views = whole(crops), fixed_views(1)
     expected = patch_features(model, crops, patches, views, SIZE, cache)
-    entry = cache.path(body_key(model), feature_cache.file_digest(crops[0]), SIZE)
+    entry = cache.path(body_key(model), file_digest(crops[0]), SIZE)
     assert entry.is_file()
     if damage == "truncated":
         entry.write_bytes(entry.read_bytes()[:100])

@@ -17,6 +17,7 @@ from cytolens.errors import CytolensError, ModelError
 from cytolens.inference import onnx_boxes
 from cytolens.inference.evaluate import evaluate_model
 from cytolens.inference.model import load_model
+from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
 from cytolens.io.spec import load_data
 from cytolens.models.checkpoint import save_checkpoint
@@ -84,7 +85,7 @@ def test_onnx_detections_equal_torch(checkpoint, images, batch_size, tmp_path):
     )
     # one ONNX file per padded input size: each image alone, or both padded to the larger of each side
     sizes = ["192x256", "256x192"] if batch_size == 1 else ["256x256"]
-    digest = onnx_boxes.file_digest(checkpoint)
+    digest = file_digest(checkpoint)
     assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == [
         f"{digest}-{size}-opset{onnx_boxes.OPSET}.onnx" for size in sizes
     ]

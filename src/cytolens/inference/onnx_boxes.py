@@ -14,7 +14,6 @@ never downloaded. Exporting needs the ``onnx`` package; running needs ``onnxrunt
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import logging
@@ -29,6 +28,7 @@ from torchvision.models.detection import FCOS
 
 from cytolens.errors import CytolensError, ModelError
 from cytolens.io.atomic import write_bytes
+from cytolens.io.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ def cache_dir() -> Path:
     if os.environ.get("CYTOLENS_CACHE_DIR"):
         return Path(os.environ["CYTOLENS_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cytolens"
-
-
-def file_digest(path: str | Path) -> str:
-    """The sha256 of a file, in hex."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _missing_packages() -> list[str]:
@@ -221,4 +215,4 @@ def box_backend(
     return OnnxFCOS(network, file_digest(checkpoint), strict=backend == "onnx")
 
 
-__all__ = ["BACKENDS", "OnnxFCOS", "box_backend", "cache_dir", "export_onnx", "file_digest"]
+__all__ = ["BACKENDS", "OnnxFCOS", "box_backend", "cache_dir", "export_onnx"]

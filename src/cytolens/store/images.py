@@ -6,22 +6,16 @@ symbolic link) is refused, both when images are added and when a stored name is 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cytolens.errors import DataError
+from cytolens.io.digest import file_digest
 from cytolens.io.images import IMAGE_SUFFIXES, image_size
 from cytolens.store.database import Store
 from cytolens.store.schema import Image, ImageLabels
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes, in hex."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def stored_name(store: Store, path: str | Path) -> str:
@@ -95,7 +89,7 @@ def add_images(store: Store, folder: str | Path | None = None) -> list[str]:
     with store.transaction() as session:
         known = dict(session.execute(select(Image.path, Image.sha256)).tuples().all())
         for path in files:
-            name, digest = stored_name(store, path), file_sha256(path)
+            name, digest = stored_name(store, path), file_digest(path)
             if name in known:
                 if known[name] != digest:
                     raise DataError(path, f"changed since it was added to the store (sha256 {known[name]:.12}...)")

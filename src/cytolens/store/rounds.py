@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 
 from cytolens.data.annotations import AnnotatedImage
 from cytolens.errors import DataError
+from cytolens.io.digest import file_digest
 from cytolens.models.checkpoint import StoredPipeline, read_stored
 from cytolens.store.database import Store
-from cytolens.store.images import file_sha256, find_image, stored_name
+from cytolens.store.images import find_image, stored_name
 from cytolens.store.labels import Box
 from cytolens.store.schema import ModelVersion, Proposal, Relevance, Round
 
@@ -57,7 +58,7 @@ def add_model_version(store: Store, path: str | Path, name: str | None = None) -
 
     """
     path = Path(path)
-    card, digest = _card(path), file_sha256(path)
+    card, digest = _card(path), file_digest(path)
     with store.transaction() as session:
         known = session.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest))
         if known is not None:

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from cytolens.data.patches import Patch, View, crop_patch
-from cytolens.inference.onnx_boxes import cache_dir, file_digest
+from cytolens.inference.onnx_boxes import cache_dir
 from cytolens.io.atomic import atomic_write
+from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
 from cytolens.models.classifier import PatchClassifier
 from cytolens.progress import progress
