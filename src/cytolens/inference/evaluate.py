@@ -28,6 +28,7 @@ from cytolens.metrics import evaluate_datasets
 from cytolens.metrics.classification_report import write_classification_report
 from cytolens.metrics.patch_classification import ScoredPatches, group_indices, patch_metrics
 from cytolens.metrics.report import write_report
+from cytolens.models.task_registry import TaskRegistry
 from cytolens.progress import progress as show_progress
 
 
@@ -92,21 +93,13 @@ class ClassifierEvaluation(Evaluation):
 
 
 Evaluator = Callable[[Model, Dataset, EvaluationOptions], Evaluation]
-_EVALUATORS: dict[str, Evaluator] = {}
+_EVALUATORS = TaskRegistry[Evaluator]("evaluator")
 EvaluatorType = TypeVar("EvaluatorType", bound=Evaluator)
 
 
 def register_evaluator(*tasks: str) -> Callable[[EvaluatorType], EvaluatorType]:
-    """Decorator registering the evaluator of models of ``tasks``."""
-
-    def decorate(evaluator: EvaluatorType) -> EvaluatorType:
-        for task in tasks:
-            if task in _EVALUATORS:
-                raise ValueError(f"evaluator of task {task!r} registered twice")
-            _EVALUATORS[task] = evaluator
-        return evaluator
-
-    return decorate
+    """Decorator registering the evaluator of models of ``tasks`` (a task registered twice is a ValueError)."""
+    return _EVALUATORS.register(*tasks)
 
 
 def evaluate(model: Model, truth: Dataset, options: EvaluationOptions = EvaluationOptions()) -> Evaluation:
@@ -117,8 +110,8 @@ def evaluate(model: Model, truth: Dataset, options: EvaluationOptions = Evaluati
         DataError: If an image cannot be read.
 
     """
-    if model.task not in _EVALUATORS:
-        known = ", ".join(_EVALUATORS)
+    if model.task not in _EVALUATORS.entries:
+        known = ", ".join(_EVALUATORS.entries)
         raise CytolensError(f"{model.source}: {model.task} models cannot be evaluated (only {known} models)")
     return _EVALUATORS[model.task](model, truth, options)
 
@@ -179,7 +172,7 @@ def evaluate_model(
     predictions = predict_dataset(model, truth, batch_size, progress)
     if radius is None:
         radius = model.card.evaluation.radius
-    threshold = model.thresholds.min_score
+    threshold = model.count_threshold
     figures = evaluate_datasets(predictions, truth, radius, threshold, ignore_unlabelled)
     figures["model"] = model.source
     figures["score_threshold"] = threshold
