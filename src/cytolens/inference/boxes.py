@@ -304,8 +304,8 @@ def detect_boxes(
     for first in range(0, len(plan), per_pass):
         chunk = plan[first : first + per_pass]
         tensors = [
-            torch.from_numpy(np.ascontiguousarray(images[index][rows.start : rows.stop, cols.start : cols.stop]))
-            .to(device).permute(2, 0, 1).float().div_(255)
+            torch.tensor(images[index][rows.start : rows.stop, cols.start : cols.stop], dtype=torch.float32,
+                         device=device).permute(2, 0, 1).div_(255)
             for index, rows, cols in chunk
         ]
         for (index, rows, cols), out in zip(chunk, detector(tensors), strict=True):
