@@ -133,7 +133,7 @@ def export(
     and a patch classifier as one pipeline file (detect -> classify).
 
     The ONNX file holds the network (backbone, feature pyramid and head of an FCOS detector) for one input
-    size, the model's (e.g. 512x384); its metadata holds the model card (classes, thresholds, µm/px),
+    size, the model's (e.g. 640x480); its metadata holds the model card (classes, thresholds, µm/px),
     how to resize and normalise images, and how its outputs become boxes (torchvision's FCOS
     post-processing, as cytolens's own --backend onnx does). A pipeline file holds both models' weights
     and cards as they are stored (plain tensors and JSON, read without running code). Written atomically;

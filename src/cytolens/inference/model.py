@@ -5,7 +5,7 @@ Examples:
     >>> model = cytolens.load_model("blood-cells")  # doctest: +SKIP
     >>> results = model.predict("BloodImage_00015.jpg")  # doctest: +SKIP
     >>> results[0].counts()  # doctest: +SKIP
-    {'WBC': 1, 'RBC': 11, 'Platelets': 1}
+    {'WBC': 1, 'RBC': 20, 'Platelets': 1}
 
 """
 
