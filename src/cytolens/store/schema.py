@@ -99,7 +99,18 @@ class Relevance(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
-class Proposal(Base):
+class CellPlace:
+    """The columns placing a cell on its image: its centre, and its box when it has one (pixels)."""
+
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float | None] = mapped_column(Float)
+    y1: Mapped[float | None] = mapped_column(Float)
+    x2: Mapped[float | None] = mapped_column(Float)
+    y2: Mapped[float | None] = mapped_column(Float)
+
+
+class Proposal(CellPlace, Base):
     """A cell a model version proposed on an image in a round, with its uncertainties."""
 
     __tablename__ = "proposals"
@@ -108,12 +119,6 @@ class Proposal(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
-    x: Mapped[float] = mapped_column(Float)
-    y: Mapped[float] = mapped_column(Float)
-    x1: Mapped[float | None] = mapped_column(Float)
-    y1: Mapped[float | None] = mapped_column(Float)
-    x2: Mapped[float | None] = mapped_column(Float)
-    y2: Mapped[float | None] = mapped_column(Float)
     class_name: Mapped[str | None] = mapped_column(String(200))
     score: Mapped[float | None] = mapped_column(Float)
     probabilities: Mapped[list[float] | None] = mapped_column(comment="one per class of the model's card")
@@ -122,7 +127,7 @@ class Proposal(Base):
     ur: Mapped[float | None] = mapped_column(Float, comment="rare-class flag")
 
 
-class Label(Base):
+class Label(CellPlace, Base):
     """A cell an expert labelled (``deleted`` once a later save removed or changed it)."""
 
     __tablename__ = "labels"
@@ -130,12 +135,6 @@ class Label(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
-    x: Mapped[float] = mapped_column(Float)
-    y: Mapped[float] = mapped_column(Float)
-    x1: Mapped[float | None] = mapped_column(Float)
-    y1: Mapped[float | None] = mapped_column(Float)
-    x2: Mapped[float | None] = mapped_column(Float)
-    y2: Mapped[float | None] = mapped_column(Float)
     class_name: Mapped[str | None] = mapped_column(String(200), comment="None: a cell of unknown class")
     labelled_by: Mapped[str] = mapped_column(String(200))
     labelled_at: Mapped[datetime] = mapped_column(default=utc_now)
