@@ -19,6 +19,7 @@ import click
 import typer
 
 from cytolens.cli.config import ConfigOption
+from cytolens.progress import NOTE
 
 DEBUG = "cytolens.debug"
 """``ctx.meta`` key holding the ``--debug`` flag (``ctx.meta`` is shared by the group and the verb)."""
@@ -34,7 +35,7 @@ def log_level(meta: dict[str, Any]) -> int:
         return logging.DEBUG
     if meta.get(VERBOSE):
         return logging.INFO
-    return logging.ERROR if meta.get(QUIET) else logging.WARNING
+    return logging.ERROR if meta.get(QUIET) else NOTE
 
 
 def _verbosity_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:

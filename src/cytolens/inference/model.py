@@ -35,6 +35,7 @@ from cytolens.models.card import ModelCard, Thresholds
 from cytolens.models.checkpoint import StoredModel, StoredPipeline, build_network, read_card, read_stored
 from cytolens.models.colour import FOREIGN_COLOUR, colour_distance
 from cytolens.models.registry import resolve_model
+from cytolens.progress import NOTE
 from cytolens.results.result import Result
 
 log = logging.getLogger(__name__)
@@ -414,7 +415,8 @@ class _ScaleMessages:
             return
         self.said.add(key)
         if mpp is None:
-            log.info(
+            log.log(
+                NOTE,
                 "%s: images state no µm/px: taken at the model's %.3g µm/px (give --mpp to resize them)",
                 self.model.source, model_mpp,
             )  # fmt: skip
