@@ -14,7 +14,6 @@ from cytolens.metrics.uncertainty import (
     entropy,
     pass_labels,
     pass_probabilities,
-    random_scores,
     rare_flags,
     relevance,
 )
@@ -126,7 +125,3 @@ def test_detector_scores_as_probabilities_with_a_background_column() -> None:
     np.testing.assert_allclose(probabilities, expected)
     assert pass_labels(passes, associate(passes)).tolist() == [[0, 1], [1, -1]]
 
-
-def test_random_scores_are_seeded() -> None:
-    assert random_scores(4, seed=3).tolist() == random_scores(4, seed=3).tolist()
-    assert random_scores(4, seed=3).tolist() != random_scores(4, seed=4).tolist()

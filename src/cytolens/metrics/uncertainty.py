@@ -19,10 +19,10 @@ here is per reference cell, and an image's scores add its cells' up.
   threshold (0.2).
 - :func:`relevance` (``R``): ``#(Uc <= α) + #(Ud <= β) + γ·ΣUr`` over the image's cells.
 - :func:`entropy` (predictive entropy ``H(mean_k p_k)``), :func:`bald` (mutual information
-  ``H(mean_k p_k) - mean_k H(p_k)``), the standard heuristics to compare R with, and :func:`random_scores`.
-  An image's entropy or BALD is the *sum* over its cells, like R: an image is worth what its cells would teach
-  and costs what its cells take to annotate, and a mean would rank an image with one doubtful cell above one
-  with twenty (an empty image scores 0).
+  ``H(mean_k p_k) - mean_k H(p_k)``), the standard heuristics to compare R with (and a random draw per image,
+  which :mod:`cytolens.inference.ranking` makes). An image's entropy or BALD is the *sum* over its cells, like
+  R: an image is worth what its cells would teach and costs what its cells take to annotate, and a mean would
+  rank an image with one doubtful cell above one with twenty (an empty image scores 0).
 
 Entropy and BALD are a few lines of :func:`scipy.stats.entropy` rather than baal's heuristics: baal's
 ``Entropy`` and ``BALD`` compute the same formulas but take torch-shaped ``(n, C, N)`` arrays, pull in torch
@@ -298,7 +298,3 @@ def bald(probabilities: np.ndarray) -> np.ndarray:
     expected = shannon_entropy(probabilities, axis=-1).mean(axis=0)
     return np.clip(entropy(probabilities) - expected, 0, None)
 
-
-def random_scores(count: int, seed: int = 0) -> np.ndarray:
-    """``count`` image scores drawn uniformly from ``[0, 1)`` (the random baseline), the same for the same seed."""
-    return np.random.default_rng(seed).random(count)
