@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from cytolens.data.cells import ScoreThreshold
 from cytolens.data.patches import test_time_views
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
+from cytolens.inference.mc_dropout import Passes, pass_rate, shared_trunk, stochastic_heads
 from cytolens.inference.predictors import Batch, Detector, PatchPredictor, Predictor, predictor_type
 from cytolens.inference.scale import mapped_back, rescaled, scale_factor
 from cytolens.inference.sources import expand_inputs
@@ -135,16 +136,82 @@ class Model(ABC):
                 ``model.with_thresholds(**thresholds).predict_iter(...)``; see :meth:`with_thresholds`).
 
         """
+        changed = self._configured(tile_size, overlap, views, thresholds)
+        yield from changed._predict_images(images, batch_size, score_threshold, mpp)
+
+    def _configured(
+        self, tile_size: int | None, overlap: int | None, views: int | None, thresholds: dict[str, Any]
+    ) -> Model:
+        """The same model with the thresholds, tiling and views given at run time (those not ``None``)."""
         changed = self.with_thresholds(**thresholds) if thresholds else self
         changed = changed if tile_size is None and overlap is None else changed.with_tiling(tile_size, overlap)
-        changed = changed if views is None else changed.with_views(views)
-        yield from changed._predict_images(images, batch_size, score_threshold, mpp)
+        return changed if views is None else changed.with_views(views)
 
     @abstractmethod
     def _predict_images(
         self, images: Images, batch_size: int, score_threshold: ScoreThreshold | None, mpp: float | None
     ) -> Iterator[Result | DataError]:
         """:meth:`predict_iter` with the model's own thresholds, tiling and views."""
+
+    def passes_iter(
+        self,
+        images: Images,
+        passes: int = 20,
+        seed: int = 0,
+        dropout: float | None = None,
+        *,
+        batch_size: int = 1,
+        score_threshold: ScoreThreshold | None = None,
+        mpp: float | None = None,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        views: int | None = None,
+        **thresholds: Any,
+    ) -> Iterator[tuple[Result | DataError, Passes | None]]:
+        """Monte-Carlo dropout passes, image by image (see :mod:`cytolens.inference.mc_dropout`): the plain
+        prediction (the :class:`Result` :meth:`predict_iter` gives, box models run with torch) and its
+        :class:`~cytolens.inference.mc_dropout.Passes`; or an image's :class:`DataError` and ``None``.
+
+        Dropout is on in the heads only; the deterministic trunk runs once per image (or tile), and passes 2..N run
+        the heads on it through the same decoding as :meth:`predict_iter`. A pipeline's detector gives the cells of
+        the passes, its classifier (at its own head dropout, else at ``dropout``) their class probabilities.
+
+        Args:
+            images: Image files, folders, glob patterns, or RGB arrays.
+            passes: Passes ``N``, the plain one included.
+            seed: Seeds the dropout of each batch's passes: the same seed gives the same passes.
+            dropout: Rate of the heads' dropout in the passes (a pipeline's: the detector's) instead of the card's;
+                needed for a model trained without head dropout. The weights are unchanged.
+            batch_size: As for :meth:`predict_iter`, and the other options likewise.
+            score_threshold: As for :meth:`predict_iter`.
+            mpp: As for :meth:`predict_iter`.
+            tile_size: As for :meth:`predict_iter`.
+            overlap: As for :meth:`predict_iter`.
+            views: As for :meth:`predict_iter`.
+            thresholds: As for :meth:`predict_iter`.
+
+        Raises:
+            ModelError: If no dropout rate is given nor stored (one line saying to give one), or the model is a
+                patch classifier alone (it finds no cells).
+            CytolensError: If ``passes`` is not a whole number of at least 1, or ``dropout`` not from 0 to below 1.
+
+        """
+        passes = check_number(passes, "passes", low=1, integer=True)
+        changed = self._configured(tile_size, overlap, views, thresholds)
+        yield from changed._passes_images(images, batch_size, score_threshold, mpp, passes, seed, dropout)
+
+    @abstractmethod
+    def _passes_images(
+        self,
+        images: Images,
+        batch_size: int,
+        score_threshold: ScoreThreshold | None,
+        mpp: float | None,
+        passes: int,
+        seed: int,
+        dropout: float | None,
+    ) -> Iterator[tuple[Result | DataError, Passes | None]]:
+        """:meth:`passes_iter` with the model's own thresholds, tiling and views."""
 
     def predict(
         self,
@@ -366,12 +433,74 @@ class CellModel(Model):
         """
         self.predictor.check_fit(path, pixels)
 
+    def _score_floor(self, score_threshold: ScoreThreshold | None) -> ScoreThreshold:
+        """The score threshold a run applies: ``score_threshold``, else the model's, else 0."""
+        threshold = self.thresholds.min_score if score_threshold is None else score_threshold
+        return 0.0 if threshold is None else threshold
+
     def _predict_images(
         self, images: Images, batch_size: int, score_threshold: ScoreThreshold | None, mpp: float | None
     ) -> Iterator[Result | DataError]:
         """Read, rescale and batch the images, and run each batch through the predictor."""
-        threshold = self.thresholds.min_score if score_threshold is None else score_threshold
-        threshold = 0.0 if threshold is None else threshold
+        threshold = self._score_floor(score_threshold)
+        for batch in self._batches(images, batch_size, mpp):
+            if isinstance(batch, DataError):
+                yield batch
+            else:
+                yield from self._run_each(batch, threshold)
+
+    def _on_torch(self) -> CellModel:
+        """The same model (sharing its network) with box detection run by the torch network itself."""
+        if self.detector is None:
+            return self
+        changed = copy.copy(self)
+        changed.predictor = type(self.predictor)(self.network, self.card, self.device)
+        return changed
+
+    def _passes_images(
+        self,
+        images: Images,
+        batch_size: int,
+        score_threshold: ScoreThreshold | None,
+        mpp: float | None,
+        passes: int,
+        seed: int,
+        dropout: float | None,
+    ) -> Iterator[tuple[Result | DataError, Passes | None]]:
+        """Per batch, the plain pass and ``passes - 1`` stochastic ones (on torch), sharing the trunk's outputs."""
+        if isinstance(self.predictor, PatchPredictor):
+            raise ModelError(
+                f"{self.source}: Monte-Carlo passes need a model that finds cells (a box or point model, or one with "
+                "a classifier), not a patch classifier alone"
+            )
+        model, threshold = self._on_torch(), self._score_floor(score_threshold)
+        rate = pass_rate(model.network, self.source, given=dropout)
+        for batch in model._batches(images, batch_size, mpp):
+            if isinstance(batch, DataError):
+                yield batch, None
+                continue
+            with shared_trunk(model.network):
+                plain = model._run_each(batch, threshold)
+                done = [item for item, result in zip(batch, plain, strict=True) if isinstance(result, Result)]
+                with stochastic_heads(model.network, rate, seed):
+                    runs = [model._run_each(done, threshold) for _ in range(passes - 1)] if done else []
+            per_image = iter(list(zip(*runs, strict=True)) if runs else [()] * len(done))
+            for result in plain:
+                if isinstance(result, DataError):
+                    yield result, None
+                    continue
+                stochastic = next(per_image)
+                failed = next((run for run in stochastic if isinstance(run, DataError)), None)
+                if failed is not None:
+                    yield failed, None
+                else:
+                    cells = [result.cells, *(cast(Result, run).cells for run in stochastic)]
+                    yield result, Passes(cells, None, self.classes)
+
+    def _batches(self, images: Images, batch_size: int, mpp: float | None) -> Iterator[list[_Item] | DataError]:
+        """The images read and rescaled to the model's µm/px, in batches of ``batch_size``, in input order; an image
+        that cannot be read or that the model cannot see as its :class:`DataError`.
+        """
         items = [images] if isinstance(images, str | Path | np.ndarray) else list(images)
         sources: list[tuple[Path, np.ndarray | None]] = []
         for index, item in enumerate(items):  # in input order
@@ -395,10 +524,10 @@ class CellModel(Model):
                 continue
             batch.append(_Item(path, pixels, original, factor, known))
             if len(batch) == batch_size:
-                yield from self._run_each(batch, threshold)
+                yield batch
                 batch = []
         if batch:
-            yield from self._run_each(batch, threshold)
+            yield batch
 
 
 class _ScaleMessages:

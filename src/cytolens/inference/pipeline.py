@@ -21,9 +21,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
+import numpy as np
+
 from cytolens.data.cells import ScoreThreshold
 from cytolens.data.patches import image_patches
 from cytolens.errors import CytolensError, DataError
+from cytolens.inference.mc_dropout import Passes, pass_rate, shared_trunk, stochastic_heads
 from cytolens.inference.model import CellModel, Images, Model, failure
 from cytolens.inference.predictors import PatchPredictor
 from cytolens.inference.scale import scale_factor
@@ -137,6 +140,39 @@ class Pipeline(Model):
         """
         for item in self.finder.predict_iter(images, batch_size, score_threshold, mpp):
             yield item if isinstance(item, DataError) else self.classify(item)
+
+    def _passes_images(
+        self,
+        images: Images,
+        batch_size: int,
+        score_threshold: ScoreThreshold | None,
+        mpp: float | None,
+        passes: int,
+        seed: int,
+        dropout: float | None,
+    ) -> Iterator[tuple[Result | DataError, Passes | None]]:
+        """The detector's passes (at ``dropout``, else its own rate) give the cells; the classifier classifies the
+        cells of the plain pass once plainly and ``passes - 1`` times with its head's dropout on (its own rate, else
+        ``dropout``), computing each window's features once.
+        """
+        network = self.classifier.network
+        rate = pass_rate(network, self.classifier.source, fallback=dropout)
+        found_passes = self.finder._passes_images(images, batch_size, score_threshold, mpp, passes, seed, dropout)
+        for result, found in found_passes:
+            if found is None:
+                yield result, None
+                continue
+            with shared_trunk(network):
+                classified = [self.classify(cast(Result, result))]
+                with stochastic_heads(network, rate, seed):
+                    classified += [self.classify(cast(Result, result)) for _ in range(passes - 1)]
+            failed = next((run for run in classified if isinstance(run, DataError)), None)
+            if failed is not None:
+                yield failed, None
+                continue
+            plain = cast(Result, classified[0])
+            probabilities = np.stack([cast(Result, run).cells.probabilities for run in classified])
+            yield plain, Passes([plain.cells, *found.cells[1:]], probabilities, self.classes)
 
 
 __all__ = ["Pipeline"]

@@ -4,7 +4,9 @@ The network is split where the fast mode needs it: :meth:`PatchClassifier.featur
 features of a batch of patches (the part that the fast mode computes once and caches), and
 :meth:`PatchClassifier.head` turns features into class logits (the part it trains). The head is the
 published design when ``hidden`` is set (dropout, one hidden layer of ``hidden`` units with ReLU, dropout,
-one output per class), else dropout and one linear layer.
+one output per class), else dropout and one linear layer. That dropout is also what Monte-Carlo dropout passes
+(:mod:`cytolens.inference.mc_dropout`) turn on; they compute :meth:`PatchClassifier.features` (:attr:`TRUNK`)
+once per patch and view, and the head once per pass.
 
 A single-label model (``multi_label=False``) reads its logits with a softmax: each patch is exactly one
 type. A multi-label model reads them with one sigmoid per type: a patch of touching cells may hold
@@ -42,6 +44,9 @@ class PatchClassifier(nn.Module):
         std: Input normalisation standard deviation.
 
     """
+
+    TRUNK = "features"
+    """The deterministic part before the head's dropout (:meth:`features`)."""
 
     def __init__(
         self,
@@ -91,6 +96,10 @@ class PatchClassifier(nn.Module):
     def class_heads(self) -> list[str]:
         """The output layer is the only part shaped by the number of classes."""
         return ["out."]
+
+    def head_dropouts(self) -> list[nn.Module]:
+        """The head's dropout modules (what Monte-Carlo dropout passes turn on)."""
+        return [module for module in (*self.hidden.modules(), *self.out.modules()) if isinstance(module, nn.Dropout)]
 
 
 @register_architecture("lite-classifier", task="patches")

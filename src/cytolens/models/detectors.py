@@ -3,6 +3,11 @@
 Two families share one backbone + FPN: the one-stage FCOS (the default; fast on CPU) and the
 two-stage Faster R-CNN. Labels inside the torchvision models are 1-based (0 is background);
 ``num_classes`` given to the builders counts only the real classes.
+
+Both take ``head_dropout``, the rate of the dropout in their heads (FCOS: on the pyramid features entering
+its head; Faster R-CNN: after each layer of its box head's MLP), 0 by default. The dropout is active only in
+Monte-Carlo dropout passes (:mod:`cytolens.inference.mc_dropout`), which run the deterministic trunk (backbone
++ FPN, :attr:`TRUNK`) once and the heads once per pass.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection import FCOS, FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -86,6 +92,46 @@ class PartialLabelFCOSHead(FCOSHead):
         return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
 
 
+class DropoutFCOSHead(PartialLabelFCOSHead):
+    """:class:`PartialLabelFCOSHead` with dropout on the pyramid features entering its classification and
+    regression towers (no parameters: checkpoints load as without it).
+
+    Args:
+        in_channels: Channels of the pyramid features.
+        num_anchors: Anchors per location.
+        num_classes: Classes, background included.
+        num_convs: Convolutions of each tower.
+        dropout: Dropout rate (0: none).
+
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int, dropout: float) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, num_convs=num_convs)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return super().forward([self.dropout(level) for level in x])
+
+
+class DropoutMLPHead(TwoMLPHead):
+    """torchvision's :class:`TwoMLPHead` (Faster R-CNN's box head) with dropout after each of its two layers.
+
+    Args:
+        in_channels: Width of the flattened pooled features.
+        representation_size: Units of each layer.
+        dropout: Dropout rate (0: none).
+
+    """
+
+    def __init__(self, in_channels: int, representation_size: int, dropout: float) -> None:
+        super().__init__(in_channels, representation_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(F.relu(self.fc6(x.flatten(start_dim=1))))
+        return self.dropout(F.relu(self.fc7(x)))
+
+
 def _on_mask(mask: torch.Tensor | None, anchors: torch.Tensor) -> torch.Tensor:
     """Whether each anchor's centre lies on the non-zero pixels of a ``(1, H, W)`` mask (all False without one)."""
     if mask is None:
@@ -98,7 +144,12 @@ def _on_mask(mask: torch.Tensor | None, anchors: torch.Tensor) -> torch.Tensor:
 
 
 class _BlocksMixin:
-    """Blocks in order for freezing: backbone stem and stages, the FPN neck, then the heads."""
+    """Blocks in order for freezing: backbone stem and stages, the FPN neck, then the heads; the trunk that
+    Monte-Carlo dropout passes share.
+    """
+
+    TRUNK = "backbone.forward"
+    """The deterministic part before the heads' dropout (backbone + FPN), as a path of attributes."""
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         heads = [
@@ -116,6 +167,10 @@ class CellFCOS(_BlocksMixin, FCOS):
         """Prefixes of the parameters whose shape depends on the number of classes."""
         return ["head.classification_head.cls_logits."]
 
+    def head_dropouts(self) -> list[nn.Module]:
+        """The dropout modules of the head (those Monte-Carlo dropout passes turn on)."""
+        return [self.head.dropout]
+
 
 class CellFasterRCNN(_BlocksMixin, FasterRCNN):
     """torchvision Faster R-CNN with cytolens' block list."""
@@ -123,6 +178,10 @@ class CellFasterRCNN(_BlocksMixin, FasterRCNN):
     def class_heads(self) -> list[str]:
         """Prefixes of the parameters whose shape depends on the number of classes (class scores, per-class boxes)."""
         return ["roi_heads.box_predictor."]
+
+    def head_dropouts(self) -> list[nn.Module]:
+        """The dropout modules of the box head (those Monte-Carlo dropout passes turn on)."""
+        return [self.roi_heads.box_head.dropout]
 
 
 def _common(backbone: str, min_size: int, max_size: int) -> dict:
@@ -142,13 +201,15 @@ def fcos(
     score_thresh: float = 0.05,
     nms_thresh: float = 0.6,
     detections_per_img: int = 300,
+    head_dropout: float = 0.0,
 ) -> CellFCOS:
-    """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32)."""
+    """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32); ``head_dropout`` on the pyramid
+    features entering the head.
+    """
     body = BackboneWithFPN(backbone, weights, fpn_channels)
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((1.0,),) * 3)
-    head = PartialLabelFCOSHead(
-        fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1, num_convs=head_convs
-    )
+    anchors_per_place = anchors.num_anchors_per_location()[0]
+    head = DropoutFCOSHead(fpn_channels, anchors_per_place, num_classes + 1, head_convs, head_dropout)
     return CellFCOS(
         body,
         num_classes + 1,
@@ -174,12 +235,15 @@ def faster_rcnn(
     score_thresh: float = 0.05,
     nms_thresh: float = 0.5,
     detections_per_img: int = 300,
+    head_dropout: float = 0.0,
 ) -> CellFasterRCNN:
-    """Faster R-CNN two-stage detector on a backbone + FPN (strides 8-64) with a light box head."""
+    """Faster R-CNN two-stage detector on a backbone + FPN (strides 8-64) with a light box head; ``head_dropout``
+    after each layer of the box head.
+    """
     body = BackboneWithFPN(backbone, weights, fpn_channels, extra_max_pool=True)
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
-    box_head = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+    box_head = DropoutMLPHead(fpn_channels * 7 * 7, representation_size, head_dropout)
     return CellFasterRCNN(
         body,
         num_classes=None,

@@ -14,6 +14,11 @@ whose features join the last decoder level, and a multi-context aggregation that
 decoder levels, upsamples them to full resolution and fuses them with the full-resolution features
 before the two 1x1 heads. Parameters of the targets (``d``, ``a``) are not part of the model; the
 checkpoint metadata holds them.
+
+``head_dropout`` (0 by default) drops whole channels of the fused features entering the two heads
+(:class:`~torch.nn.Dropout2d`). It is active only in Monte-Carlo dropout passes
+(:mod:`cytolens.inference.mc_dropout`), which compute everything before it (:meth:`PointFCN.head_input`,
+:attr:`PointFCN.TRUNK`) once and the heads once per pass.
 """
 
 from __future__ import annotations
@@ -122,8 +127,12 @@ class PointFCN(nn.Module):
         stem_channels: Channels of the full-resolution stem and of the fused features.
         context_channels: Channels each aggregated decoder level is projected to.
         context_levels: How many of the finest decoder levels join the aggregation (1-4).
+        head_dropout: Channel dropout rate on the features entering the heads (0: none).
 
     """
+
+    TRUNK = "head_input"
+    """The deterministic part before the heads' dropout (:meth:`head_input`)."""
 
     def __init__(
         self,
@@ -137,6 +146,7 @@ class PointFCN(nn.Module):
         stem_channels: int = 16,
         context_channels: int = 8,
         context_levels: int = 3,
+        head_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 5 or len(decoder_channels) != 4:
@@ -163,6 +173,7 @@ class PointFCN(nn.Module):
         # prior bias does, instead of 0.5 everywhere, which the weighted loss is slow to pull down.
         nn.init.constant_(self.proximity_head.bias, PROXIMITY_PRIOR_BIAS)
         self.class_head = nn.Conv2d(stem_channels, num_classes, 1)
+        self.head_dropout = nn.Dropout2d(head_dropout)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """Blocks from input to output: encoder stages, full-resolution stem, decoder levels, fusion, heads."""
@@ -179,8 +190,14 @@ class PointFCN(nn.Module):
         """Prefixes of the parameters whose shape depends on the number of classes."""
         return ["class_head."]
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
+    def head_dropouts(self) -> list[nn.Module]:
+        """The dropout before the heads (what Monte-Carlo dropout passes turn on)."""
+        return [self.head_dropout]
+
+    def head_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The fused full-resolution features ``(B, stem_channels, H, W)`` that the heads read, for ``(B, 3, H, W)``
+        images in 0-1.
+        """
         height, width = images.shape[-2:]
         x = (images - self.mean) / self.std
         x = F.pad(x, (0, -width % STRIDE, 0, -height % STRIDE))
@@ -195,8 +212,12 @@ class PointFCN(nn.Module):
         fused = [self.full(torch.cat([up, self.stem(x)], dim=1))]
         for project, context in zip(self.context, levels[-len(self.context):], strict=True):
             fused.append(F.interpolate(project(context), size=full_size, mode="bilinear", align_corners=False))
-        head_input = self.fuse(torch.cat(fused, dim=1))[..., :height, :width]
-        return {"proximity": torch.sigmoid(self.proximity_head(head_input)), "logits": self.class_head(head_input)}
+        return self.fuse(torch.cat(fused, dim=1))[..., :height, :width]
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
+        features = self.head_dropout(self.head_input(images))
+        return {"proximity": torch.sigmoid(self.proximity_head(features)), "logits": self.class_head(features)}
 
 
 @register_architecture("fcn-lite0", task="points")
@@ -207,6 +228,7 @@ def fcn_lite0(
     stem_channels: int = 16,
     context_channels: int = 8,
     context_levels: int = 3,
+    head_dropout: float = 0.0,
 ) -> PointFCN:
     """Point FCN on an EfficientNet-Lite0 encoder (ImageNet weights), about 3.4 M parameters."""
     backbone = "tf_efficientnet_lite0"
@@ -214,7 +236,7 @@ def fcn_lite0(
     mean, std = mean_std(backbone)
     return PointFCN(
         encoder, encoder.feature_info.channels(), backbone_blocks(encoder), num_classes, mean, std,
-        tuple(decoder_channels), stem_channels, context_channels, context_levels,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout,
     )
 
 
@@ -227,11 +249,12 @@ def fcn_small(
     stem_channels: int = 16,
     context_channels: int = 8,
     context_levels: int = 3,
+    head_dropout: float = 0.0,
 ) -> PointFCN:
     """Point FCN on a small residual encoder trained from scratch (``weights`` is ignored: nothing pretrained)."""
     encoder = SmallEncoder(tuple(encoder_channels))
     mean, std = mean_std("fcn-small")
     return PointFCN(
         encoder, encoder.out_channels, encoder.blocks(), num_classes, mean, std,
-        tuple(decoder_channels), stem_channels, context_channels, context_levels,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout,
     )

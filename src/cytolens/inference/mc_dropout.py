@@ -1,0 +1,163 @@
+"""Monte-Carlo dropout: several stochastic passes of a model over one image, dropout active in its heads only.
+
+:meth:`Model.passes_iter <cytolens.inference.model.Model.passes_iter>` gives, per image, the plain prediction and
+its :class:`Passes`: the cells of the plain (deterministic) pass first, then those of ``N - 1`` passes with the
+heads' dropout on. Every pass goes through the same code as ordinary prediction (tiling, merging across tiles,
+NMS, scale mapping, thresholds); two mechanisms here make the passes stochastic and cheap:
+
+- :func:`stochastic_heads` turns on the dropout modules an architecture declares in its heads
+  (``network.head_dropouts()``), at the card's rate or one given for the passes only (weights unchanged; a model
+  trained without head dropout gets it at that rate), seeded so that the same seed gives the same passes. Every
+  other module (batch norm included) stays in eval mode.
+- :func:`shared_trunk` memoises the deterministic part before the heads (``network.TRUNK``: a box model's
+  backbone + FPN, everything before a point model's heads, a patch classifier's ``features``) by the content of
+  its input: the plain pass computes it once per image, tile or batch of patch views, and passes 2..N run only the
+  heads on it.
+
+Examples:
+    >>> model = cytolens.load_model("rbc-morphology")  # doctest: +SKIP
+    >>> for result, passes in model.passes_iter("smear.jpg", passes=20, dropout=0.1):  # doctest: +SKIP
+    ...     passes.probabilities.shape  # (20 passes, cells of result, 13 classes)
+
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cytolens.data.cells import Cells
+from cytolens.errors import ModelError
+from cytolens.io.validation import check_number
+
+
+@dataclass(frozen=True)
+class Passes:
+    """A model's Monte-Carlo dropout passes over one image, in image pixels.
+
+    Attributes:
+        cells: ``N`` records: ``cells[0]`` the plain, deterministic prediction (the cells ``Model.predict`` gives),
+            ``cells[1:]`` the stochastic passes (dropout on in the heads only), all at the same thresholds. For a
+            pipeline, ``cells[1:]`` are its detector's passes (positions, detection scores, labels in the
+            detector's classes).
+        probabilities: ``(N, len(cells[0]), C)`` class probabilities of the cells of ``cells[0]`` from the patch
+            classifier of a pipeline in each pass (``[0]`` the plain one); ``None`` for a model without a patch
+            classifier.
+        classes: The classes of ``cells[0]`` and of ``probabilities``.
+
+    """
+
+    cells: list[Cells]
+    probabilities: np.ndarray | None
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+def head_dropouts(network: nn.Module, source: str) -> list[nn.Module]:
+    """The dropout modules in a network's heads (its architecture's ``head_dropouts()``).
+
+    Raises:
+        ModelError: Naming ``source``, if the architecture declares none.
+
+    """
+    declared = getattr(network, "head_dropouts", None)
+    modules = declared() if declared is not None else []
+    if not modules:
+        raise ModelError(f"{source}: its architecture has no dropout in its heads for Monte-Carlo passes")
+    return modules
+
+
+def pass_rate(network: nn.Module, source: str, given: float | None = None, fallback: float | None = None) -> float:
+    """The dropout rate of a network's heads in Monte-Carlo passes: ``given``, else the network's own (its card's),
+    else ``fallback``.
+
+    Raises:
+        ModelError: Naming ``source``, if the rate is 0 (a model trained without head dropout needs one given), or
+            the architecture has no head dropout.
+        CytolensError: If ``given`` or ``fallback`` is not a number from 0 to below 1.
+
+    """
+    own = max(module.p for module in head_dropouts(network, source))
+    for name, value in (("dropout", given), ("dropout", fallback)):
+        if value is not None:
+            check_number(value, name, low=0, high=1, high_open=True)
+    rate = given if given is not None else own or fallback or 0.0
+    if not rate:
+        raise ModelError(
+            f"{source}: its heads have no dropout rate (trained without head dropout): give one for the Monte-Carlo "
+            "passes (dropout=0.1, say)"
+        )
+    return float(rate)
+
+
+@contextmanager
+def stochastic_heads(network: nn.Module, rate: float, seed: int) -> Iterator[None]:
+    """Within the block, the network's head dropout modules are in training mode at ``rate`` and torch's random
+    generators are seeded with ``seed`` (and restored after); the rest of the network stays as it was (eval).
+    """
+    modules = head_dropouts(network, type(network).__name__)
+    before = [(module.p, module.training) for module in modules]
+    for module in modules:
+        module.p = rate
+        module.train()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            yield
+    finally:
+        for module, (rate_before, training) in zip(modules, before, strict=True):
+            module.p = rate_before
+            module.train(training)
+
+
+def _fingerprint(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """A key of a tensor's content: its shape, type and a hash of its values."""
+    values = tensor.detach().cpu().contiguous().numpy().tobytes()
+    return tuple(tensor.shape), str(tensor.dtype), hashlib.blake2b(values, digest_size=16).digest()
+
+
+@contextmanager
+def shared_trunk(network: nn.Module) -> Iterator[None]:
+    """Within the block, the network's trunk (``network.TRUNK``: the attribute path of the deterministic method
+    before its heads' dropout) runs once per distinct input: a repeated input gets the first call's outputs.
+
+    The trunk's inputs are tensors (images, tiles or patches); they are told apart by their content, so the
+    passes over one image or tile share one trunk computation however the predictor re-creates its tensors.
+
+    Raises:
+        ModelError: If the architecture declares no trunk.
+
+    """
+    path = getattr(network, "TRUNK", None)
+    if path is None:
+        raise ModelError(f"{type(network).__name__}: its architecture declares no trunk for Monte-Carlo passes")
+    *parents, name = path.split(".")
+    owner = network
+    for parent in parents:
+        owner = getattr(owner, parent)
+    computed: Callable[..., Any] = getattr(owner, name)
+    memo: dict[tuple[Any, ...], Any] = {}
+
+    def trunk(*inputs: torch.Tensor) -> Any:
+        key = tuple(_fingerprint(tensor) for tensor in inputs)
+        if key not in memo:
+            memo[key] = computed(*inputs)
+        return memo[key]
+
+    setattr(owner, name, trunk)  # an instance attribute, in front of the class's method
+    try:
+        yield
+    finally:
+        delattr(owner, name)
+
+
+__all__ = ["Passes", "head_dropouts", "pass_rate", "shared_trunk", "stochastic_heads"]
