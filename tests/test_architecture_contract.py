@@ -1,11 +1,14 @@
 """The contract every registered architecture keeps (timm's test_models.py style), parametrised over the registry.
 
 Build, forward, backward with a gradient on every trainable parameter, ``blocks()`` covering every
-parameter exactly once from input to output, and ``class_heads()`` naming exactly the tensors whose
-shapes depend on the number of classes.
+parameter exactly once from input to output, ``class_heads()`` naming exactly the tensors whose
+shapes depend on the number of classes, and the Monte-Carlo dropout parts: a builder argument for the rate of
+``head_dropouts()`` (off in eval mode), and a ``TRUNK`` that passes share without changing the outputs.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
@@ -72,3 +75,54 @@ def test_class_heads_are_exactly_the_class_dependent_tensors(name):
     changed = {key for key, value in one.items() if value.shape != other[key].shape}
     declared = {key for key in one if key.startswith(tuple(model.class_heads()))}
     assert changed and changed == declared
+
+
+RATE_ARGUMENT = {"lite-classifier": "dropout"}
+"""The builder argument setting the rate of the head dropout, where it is not ``head_dropout``."""
+
+
+def _eval_outputs(name: str, model: torch.nn.Module) -> list[torch.Tensor]:
+    """The network's outputs in eval mode on a fixed input, as a list of tensors."""
+    model.eval()
+    torch.manual_seed(1)
+    with torch.inference_mode():
+        if architectures()[name].task == "boxes":
+            return [value for found in model([torch.rand(3, 96, 128)]) for value in found.values()]
+        out = model(torch.rand(2, 3, 64, 64))
+    return [out] if isinstance(out, torch.Tensor) else list(out.values())
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_head_dropout_is_a_builder_argument_off_in_eval_and_default_zero(name):
+    argument = RATE_ARGUMENT.get(name, "head_dropout")
+    architecture = architectures()[name]
+    assert argument in inspect.signature(architecture.builder).parameters, f"{name} has no {argument} argument"
+    model = build_architecture(name, num_classes=3, weights=None, **{argument: 0.5}, **SMALL[architecture.task])
+    assert model.head_dropouts() and all(module.p == 0.5 for module in model.head_dropouts())
+    assert all(all(torch.equal(*pair) for pair in zip(_eval_outputs(name, model), _eval_outputs(name, model),
+                                                      strict=True)) for _ in range(2))
+    if argument == "head_dropout":  # a new argument: stored models, which do not give it, build without dropout
+        assert all(module.p == 0.0 for module in _build(name).head_dropouts())
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_trunk_shared_by_passes_changes_nothing_and_runs_once(name):
+    from cytolens.inference.mc_dropout import shared_trunk, stochastic_heads
+
+    model = _build(name)
+    plain = _eval_outputs(name, model)
+    *parents, method = model.TRUNK.split(".")
+    owner = model
+    for parent in parents:
+        owner = getattr(owner, parent)
+    calls = []
+    original = getattr(type(owner), method)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(owner), method, lambda self, *inputs: calls.append(1) or original(self, *inputs))
+        with shared_trunk(model):
+            shared = _eval_outputs(name, model)
+            with stochastic_heads(model, 0.5, seed=0):
+                _eval_outputs(name, model)
+    assert len(calls) == 1
+    assert all(torch.equal(one, other) for one, other in zip(plain, shared, strict=True))
+    assert not any(module.training for module in model.modules())
