@@ -37,13 +37,15 @@ from cytolens.cli.examples import examples
 from cytolens.cli.export import export
 from cytolens.cli.models import models
 from cytolens.cli.predict import predict
+from cytolens.cli.rank import rank
+from cytolens.cli.review import review
 from cytolens.cli.screen import screen, screen_fit
 from cytolens.cli.stats import stats
 from cytolens.cli.train import train
 from cytolens.errors import CytolensError
 from cytolens.io.images import DEFAULT_MAX_PIXELS
 
-VERBS = [predict, screen, screen_fit, train, evaluate, models, stats, convert, export, examples]
+VERBS = [predict, screen, screen_fit, rank, review, train, evaluate, models, stats, convert, export, examples]
 """The verb functions, in the order ``cytolens --help`` lists them."""
 
 USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)

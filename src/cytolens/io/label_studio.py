@@ -8,7 +8,8 @@ So ``x_pixels = x / 100 * width``, the same origin as cytolens.
 
 Writing puts ground truth in ``annotations`` and, for a dataset with scores, predictions in
 ``predictions`` (model version ``cytolens <version>``, a per-region ``score`` and the task
-``score`` the mean object score). Regions use the control names :data:`BOX_CONTROL` and
+``score``: the mean object score, or a score given per image, as ``cytolens rank`` gives its ranking score so
+that Label Studio sorts the tasks by it). Regions use the control names :data:`BOX_CONTROL` and
 :data:`POINT_CONTROL` on the image object :data:`IMAGE_OBJECT`, so the labelling config must use
 ``<RectangleLabels name="label" toName="image">`` and ``<KeyPointLabels name="point" toName="image">``.
 An image inside the JSON file's folder is named by its path relative to that folder, any other by
@@ -195,7 +196,9 @@ def labelling_config(classes: Sequence[str]) -> str:
     )
 
 
-def write(dataset: Dataset, out: Path, served_from: Path | None = None) -> None:
+def write(
+    dataset: Dataset, out: Path, served_from: Path | None = None, scores: Mapping[str, float] | None = None
+) -> None:
     """Write all images as tasks to ``out`` (a ``.json`` file, or a folder that gets ``tasks.json``).
 
     Args:
@@ -204,6 +207,8 @@ def write(dataset: Dataset, out: Path, served_from: Path | None = None) -> None:
         served_from: Label Studio's local-files document root, to name images by the URLs Label Studio
             serves them at (default: ``$LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when set, else images
             are named by their paths).
+        scores: A task score per image id (``cytolens rank``'s ranking score: Label Studio sorts tasks by their
+            prediction score); an image not named takes its mean object score (see :func:`to_task`).
 
     Raises:
         DataError: If an image lies outside ``served_from``.
@@ -211,7 +216,11 @@ def write(dataset: Dataset, out: Path, served_from: Path | None = None) -> None:
     """
     file = output_file(out, ".json", TASKS_FILE)
     root = served_from if served_from is not None else document_root()
-    tasks = [to_task(image, dataset.classes, relative_to=file.parent, served_from=root) for image in dataset.images]
+    scores = scores or {}
+    tasks = [
+        to_task(image, dataset.classes, scores.get(image.image_id), relative_to=file.parent, served_from=root)
+        for image in dataset.images
+    ]
     write_json(file, tasks, indent=1)
 
 
