@@ -108,6 +108,29 @@ def test_relabel_a_cell_reload_and_see_it_kept(chromium, served):
     page.keyboard.press("a")
     expect(page.locator("#status")).to_have_class("error")
     assert page.text_content("#status").startswith(f"image {FIRST} was changed by other at ")
+    expect(page.locator("#cells .cell")).to_have_count(0)  # the page now shows the other reviewer's labels
+
+    viewer = page.locator("#viewer").bounding_box()
+    x, y = viewer["x"] + viewer["width"] / 2, viewer["y"] + viewer["height"] / 2
+    page.keyboard.press("b")  # add a box by dragging
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 40, steps=5)
+    page.mouse.up()
+    expect(page.locator("#status")).to_have_text("saved (version 5)")
+    added = read_labels(store, FIRST).labels[0]
+    assert added.box is not None and added.box[2] - added.box[0] > added.box[3] - added.box[1] > 10
+    before = page.get_attribute("#view", "transform")
+    page.mouse.wheel(0, -300)  # zoom in about the cursor
+    expect(page.locator("#view")).not_to_have_attribute("transform", before)
+    zoomed = page.get_attribute("#view", "transform")
+    page.mouse.move(x + 200, y + 200)  # drag the background: pan
+    page.mouse.down()
+    page.mouse.move(x + 100, y + 150, steps=5)
+    page.mouse.up()
+    assert page.get_attribute("#view", "transform") != zoomed
+    assert read_labels(store, FIRST).version == 5  # panning saves nothing
+
     page.keyboard.press("n")
     expect(page.locator("#position")).to_have_text("image 2 of 2")
     assert errors == []
