@@ -1,5 +1,5 @@
-"""``cytolens export``: write a model in a form other tools run (ONNX), or a detector and a classifier as one
-pipeline file.
+"""``cytolens export``: write a model in a form other tools run (ONNX), a detector and a classifier as one
+pipeline file, or an annotation store's expert labels as a dataset.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -110,8 +110,47 @@ def _export_pipeline(model: str, classifier: str, pipeline: Path) -> dict[str, A
     }
 
 
+STORE_FORMATS = ("coco", "points", "voc", "yolo")
+"""The formats a store's labels are exported in."""
+SPLIT_FORMATS = ("voc", "yolo")
+"""Those of them that hold splits (--val-fraction)."""
+
+
+def _export_store(
+    store: str, images: Path | None, fmt: str | None, out: Path | None, val_fraction: float | None, seed: int,
+    exist_ok: bool,
+) -> dict[str, Any]:
+    """Write the labels of ``store`` as a dataset; its summary."""
+    from cytolens.io.validation import check_number
+    from cytolens.store.dataset import open_source
+    from cytolens.store.export import export_labels
+
+    for value, option in ((fmt, "--format"), (out, "--out"), (images, "--images")):
+        if value is None:
+            raise typer.BadParameter("exporting a --store needs --format, --out and --images", param_hint=f"'{option}'")
+    if val_fraction is not None:
+        if fmt not in SPLIT_FORMATS:
+            raise typer.BadParameter(f"{fmt} holds no splits (voc and yolo do)", param_hint="'--val-fraction'")
+        check_number(val_fraction, "--val-fraction", low=0, low_open=True, high=1, high_open=True)
+    with open_source(store, images) as opened:
+        written = export_labels(opened, fmt, out, val_fraction=val_fraction, seed=seed, exist_ok=exist_ok)
+        name = opened.name
+    return {
+        "store": name,
+        "format": fmt,
+        "out": str(out),
+        "images": written.images,
+        "cells": written.cells,
+        "classes": written.classes,
+        "splits": written.splits,
+        "dropped": written.dropped,
+    }
+
+
 def export(
-    model: Annotated[str, typer.Argument(help="Bundled model name or checkpoint file.", metavar="MODEL")],
+    model: Annotated[
+        str | None, typer.Argument(help="Bundled model name or checkpoint file (not with --store).", metavar="MODEL")
+    ] = None,
     onnx: Annotated[
         Path | None, typer.Option("--onnx", help="Write the model as this ONNX file.", dir_okay=False)
     ] = None,
@@ -126,11 +165,39 @@ def export(
     classifier: Annotated[
         str | None, typer.Option("--classifier", help="The patch classifier of a --pipeline (bundled name or file).")
     ] = None,
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Replace the file if it exists.")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store", help="Write the expert labels of this annotation store (a SQLite file or a database URL) "
+            "as a dataset in --format to --out.",
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="The folder the store's image paths are relative to (as given to review).",
+                     file_okay=False),
+    ] = None,
+    fmt: Annotated[
+        Literal[STORE_FORMATS] | None, typer.Option("--format", "-f", help="The dataset format of a --store export.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The dataset folder of a --store export.", file_okay=False)
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            help="With --store: write splits train and val, val this seeded fraction of the images (voc, yolo) "
+            "[default: no splits].",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="The seed of --val-fraction.")] = 0,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Replace the file (or --out) if it exists.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a box model as an ONNX file that ONNX Runtime and other tools run, to take it elsewhere; or a detector
-    and a patch classifier as one pipeline file (detect -> classify).
+    and a patch classifier as one pipeline file (detect -> classify); or an annotation store's expert labels as a
+    dataset (--store).
 
     The ONNX file holds the network (backbone, feature pyramid and head of an FCOS detector) for one input
     size, the model's (e.g. 640x480); its metadata holds the model card (classes, thresholds, µm/px),
@@ -138,10 +205,36 @@ def export(
     post-processing, as cytolens's own --backend onnx does). A pipeline file holds both models' weights
     and cards as they are stored (plain tensors and JSON, read without running code). Written atomically;
     an existing file is replaced only with --exist-ok.
+
+    --store S --images DIR --format coco|points|voc|yolo --out OUT writes every labelled image of the store
+    with its current labels, the images placed inside OUT (hard links, else copies), so that
+    `cytolens train --data OUT --format F` reads it back; points get every cell by its centre, the box formats
+    only the cells with boxes (what a format cannot hold is counted). OUT is written whole or not at all.
     """
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import DataError
 
+    if store is not None:
+        if model is not None or onnx is not None or pipeline is not None or classifier is not None:
+            raise typer.BadParameter("--store exports labels: give no MODEL, --onnx, --pipeline or --classifier",
+                                     param_hint="'--store'")
+        summary = _export_store(store, images, fmt, out, val_fraction, seed, exist_ok)
+        if as_json:
+            print_json(summary)
+            return
+        rows = [
+            ["written", f"{summary['images']} images, {summary['cells']} labelled cells"],
+            ["classes", ", ".join(summary["classes"])],
+            ["splits", ", ".join(f"{name} {count}" for name, count in summary["splits"].items()) or "none"],
+            ["dropped", ", ".join(f"{count} {kind}" for kind, count in summary["dropped"].items()) or "nothing"],
+        ]
+        print_table(f"{summary['store']} as {fmt} in {out}", ["", ""], rows)
+        return
+    for value, option in ((images, "--images"), (fmt, "--format"), (out, "--out"), (val_fraction, "--val-fraction")):
+        if value is not None:
+            raise typer.BadParameter("only a --store export takes it", param_hint=f"'{option}'")
+    if model is None:
+        raise typer.BadParameter("give the MODEL to export (or --store)", param_hint="MODEL")
     if (onnx is None) == (pipeline is None):
         raise typer.BadParameter("give either --onnx or --pipeline", param_hint="'--onnx' / '--pipeline'")
     if (classifier is None) != (onnx is not None):

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an annotation format can hold."""
+    """What an annotation format can hold (``unclassified_points``: cells of unknown class, boxes too where it holds
+    boxes).
+    """
 
     boxes: bool = False
     points: bool = False
@@ -95,6 +97,9 @@ def _dropped(image: AnnotatedImage, caps: Capabilities) -> tuple[AnnotatedImage,
         "unclassified points": (
             points & (cells.labels == UNCLASSIFIED) if caps.points and not caps.unclassified_points else None
         ),
+        "unclassified boxes": (
+            ~points & (cells.labels == UNCLASSIFIED) if caps.boxes and not caps.unclassified_points else None
+        ),
     }
     drop = np.zeros(len(cells), dtype=bool)
     for kind, cut in unfit.items():
@@ -136,7 +141,7 @@ def write_dataset(dataset: Dataset, out: str | Path, fmt: str) -> dict[str, int]
     """Write ``dataset`` to ``out`` in format ``fmt``, warning about anything the format cannot hold.
 
     Returns:
-        Counts of what was dropped, by kind (``boxes``, ``points``, ``unclassified points``,
+        Counts of what was dropped, by kind (``boxes``, ``points``, ``unclassified points``, ``unclassified boxes``,
         ``image labels``, ``scores``); empty when nothing was.
 
     Raises:

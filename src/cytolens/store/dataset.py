@@ -1,15 +1,48 @@
-"""The experts' labels of a store as a cytolens :class:`~cytolens.data.annotations.Dataset`, for training and export."""
+"""The experts' labels of a store as a cytolens :class:`~cytolens.data.annotations.Dataset`, for training and export.
+
+A store used as a data source (``cytolens export --store``, ``cytolens train --data``) is opened with
+:func:`open_source`, which never creates one.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import UNCLASSIFIED, Cells
+from cytolens.errors import DataError
 from cytolens.io.validation import ClassNames
-from cytolens.store.database import Store
+from cytolens.store.database import Store, open_store
 from cytolens.store.schema import Image, ImageLabels, Label
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file."""
+
+
+def is_store(location: str | Path) -> bool:
+    """Whether ``location`` names a store rather than a dataset: a database URL (``scheme://...``) or a SQLite file."""
+    if "://" in str(location):
+        return True
+    path = Path(location)
+    if not path.is_file():
+        return False
+    with path.open("rb") as file:
+        return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def open_source(location: str | Path, root: str | Path) -> Store:
+    """Open an existing store to read its labels (:func:`~cytolens.store.database.open_store`, creating none).
+
+    Raises:
+        DataError: If ``location`` is a file that does not exist, or cannot be opened as a store.
+
+    """
+    if "://" not in str(location) and not Path(location).exists():
+        raise DataError(location, "no such annotation store (a missing store file is not created here)")
+    return open_store(location, root)
 
 
 def read_dataset(store: Store, classes: list[str] | None = None, name: str = "") -> Dataset:

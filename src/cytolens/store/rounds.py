@@ -11,6 +11,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from cytolens.data.annotations import AnnotatedImage
 from cytolens.errors import DataError
 from cytolens.io.digest import file_digest
 from cytolens.models.checkpoint import StoredPipeline, read_stored
+from cytolens.models.registry import bundled_models
 from cytolens.store.database import Store
 from cytolens.store.images import find_image, stored_name
-from cytolens.store.labels import Box
+from cytolens.store.labels import Box, as_utc
 from cytolens.store.schema import ModelVersion, Proposal, Relevance, Round
 
 UNCERTAINTIES = {"Ud": "ud", "Uc": "uc", "Ur": "ur"}
@@ -42,13 +44,20 @@ def _card(path: Path) -> dict[str, Any]:
     return stored.card.to_dict()
 
 
+def _default_name(path: Path) -> str:
+    """A model file's name in the store: a bundled model's name, else its absolute path (to find it again)."""
+    bundled = {file.resolve(): name for name, file in bundled_models().items()}
+    return bundled.get(path.resolve(), str(path.resolve()))
+
+
 def add_model_version(store: Store, path: str | Path, name: str | None = None) -> int:
     """Record a model file (once: by the sha256 of its bytes) with its card.
 
     Args:
         store: The store.
         path: A checkpoint or pipeline file.
-        name: What to call it (by default the file's stem).
+        name: What to call it (by default a bundled model's name, else the file's absolute path, so that
+            :func:`model_version_file` finds it again).
 
     Returns:
         The model version's id, for :func:`record_round`.
@@ -63,7 +72,7 @@ def add_model_version(store: Store, path: str | Path, name: str | None = None) -
         known = session.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest))
         if known is not None:
             return known
-        version = ModelVersion(name=name or path.stem, sha256=digest, card=card)
+        version = ModelVersion(name=name or _default_name(path), sha256=digest, card=card)
         session.add(version)
         session.flush()
         return version.id
@@ -193,3 +202,48 @@ def read_proposals(store: Store, image: str, number: int | None = None) -> list[
             )
             for row in rows
         ]
+
+
+@dataclass(frozen=True)
+class StoredModelVersion:
+    """A model version recorded by :func:`add_model_version`.
+
+    Attributes:
+        id: Its row.
+        name: Its name: a bundled model's name or a file path, unless another name was given.
+        sha256: The sha256 of the file's bytes.
+        card: The card as the file stores it (a pipeline's: ``pipeline``, ``detector`` and ``classifier``).
+        added_at: When it was recorded (UTC).
+
+    """
+
+    id: int
+    name: str
+    sha256: str
+    card: dict[str, Any]
+    added_at: datetime
+
+
+def newest_model_version(store: Store) -> StoredModelVersion | None:
+    """The model version recorded last (the store's current model), or ``None`` when none is."""
+    with store.transaction() as session:
+        row = session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return StoredModelVersion(row.id, row.name, row.sha256, dict(row.card), as_utc(row.added_at))
+
+
+def model_version_file(version: StoredModelVersion) -> Path:
+    """The file of a model version: its name as a bundled model or a file, still holding the bytes recorded.
+
+    Raises:
+        DataError: Naming the version's name, if it names no file (any more) or the file has changed since.
+
+    """
+    bundled = bundled_models()
+    path = bundled.get(version.name, Path(version.name))
+    if not path.is_file():
+        raise DataError(version.name, "the model file recorded in the store is no longer there")
+    if file_digest(path) != version.sha256:
+        raise DataError(path, f"changed since it was recorded in the store (sha256 {version.sha256:.12}...)")
+    return path
