@@ -17,7 +17,23 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs and model.pt.")],
     recipe: Annotated[Path | None, typer.Option("--recipe", help="Recipe YAML (see configs/).")] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Dataset spec file, or folder with --format.")
+        str | None,
+        typer.Option(
+            "--data", "-d",
+            help="Dataset spec file, folder with --format, or an annotation store (a SQLite file or a database URL: "
+            "see below).",
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", file_okay=False,
+                     help="With a store as --data: the folder its image paths are relative to (as given to review)."),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option("--val-fraction",
+                     help="With a store as --data: the seeded fraction of its labelled images that validates "
+                     "[default: 0.2]."),
     ] = None,
     fmt: FormatOption = None,
     task: Annotated[
@@ -65,12 +81,22 @@ def train(
     With --folds K, the recipe's training images are split into K folds, stratified by label and seeded
     by --seed; each fold trains on the others and validates on itself, and a table of the folds' figures
     and their mean ± std is printed.
+
+    An annotation store as --data (with --images, the folder its image paths are relative to) trains on
+    its labelled images, their current labels; --val-fraction of them (seeded by --seed) validates.
+    Cells a reviewer left unlabelled are never taught as background (box and point models leave
+    stained pixels outside every label out of the loss). It fine-tunes --init when given, else the
+    store's current model (the model version recorded last, e.g. by rank --store) if it is a single
+    model of the task whose file is still there with the recorded sha256, else the recipe's init; a
+    note says which. The classes are that model's when they hold every labelled class.
     """
     from cytolens.cli.output import print_json
     from cytolens.models.checkpoint import read_card
     from cytolens.models.registry import architectures
+    from cytolens.store.dataset import is_store
     from cytolens.training.recipe import Recipe
     from cytolens.training.stages import Stage
+    from cytolens.training.store_data import VAL_FRACTION, store_training
     from cytolens.training.train import train as run_training
 
     base = Recipe.from_yaml(recipe) if recipe else Recipe()
@@ -78,7 +104,7 @@ def train(
     if task is not None and task != base.task:
         values.pop(base.task, None)  # the recipe's task settings belong to its own task
     given = {
-        "data": str(data) if data else None,
+        "data": data,
         "format": fmt,
         "task": task,
         "architecture": architecture,
@@ -110,22 +136,49 @@ def train(
         ]
     if not values.get("data"):
         raise typer.BadParameter("give --data or a --recipe that names its data", param_hint="'--data'")
+    from_store = images is not None or is_store(values["data"])  # --images: a store, even one not found
+    _check_store_options(from_store, images, val_fraction, fmt, folds)
     if folds is not None:
         _cross_validate(Recipe.from_dict(values), out, folds, resume, exist_ok, device, max_steps, as_json)
         return
+    chosen, dataset = Recipe.from_dict(values), None
+    if from_store:
+        fraction = VAL_FRACTION if val_fraction is None else val_fraction
+        chosen, dataset = store_training(chosen, images, init_given=init is not None, val_fraction=fraction)
     path = run_training(
-        Recipe.from_dict(values),
+        chosen,
         out,
         resume=resume,
         exist_ok=exist_ok,
         device=device,
         max_steps=-1 if max_steps is None else max_steps,
+        data=dataset,
     )
     card, _ = read_card(path)
     if as_json:
         print_json({"model": str(path), "metrics": card.metrics})
     else:
         typer.echo(f"model written to {path}")
+
+
+def _check_store_options(
+    from_store: bool, images: Path | None, val_fraction: float | None, fmt: str | None, folds: int | None
+) -> None:
+    """Refuse the options a store as data needs but lacks, or takes not; and the store's options without one."""
+    from cytolens.io.validation import check_number
+
+    if not from_store:
+        if val_fraction is not None:
+            raise typer.BadParameter("only an annotation store as --data takes it", param_hint="'--val-fraction'")
+        return
+    if images is None:
+        raise typer.BadParameter("a store as --data needs --images, the folder its image paths are relative to",
+                                 param_hint="'--images'")
+    for value, option in ((fmt, "--format"), (folds, "--folds")):
+        if value is not None:
+            raise typer.BadParameter("takes a dataset, not an annotation store", param_hint=option)
+    if val_fraction is not None:
+        check_number(val_fraction, "--val-fraction", low=0, low_open=True, high=1, high_open=True)
 
 
 def _cross_validate(

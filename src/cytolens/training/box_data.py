@@ -87,6 +87,20 @@ PARTIAL_LABEL_ARCHITECTURES = ("fcos",)
 """Box architectures whose loss leaves unlabelled cells out (the FCOS head in cytolens.models.detectors)."""
 
 
+def check_partial_labels(recipe: Recipe, setting: str) -> None:
+    """Refuse a boxes ``setting`` that needs unlabelled cells left out of the loss, if the architecture cannot.
+
+    Raises:
+        CytolensError: If the recipe's architecture is not one of :data:`PARTIAL_LABEL_ARCHITECTURES`.
+
+    """
+    if recipe.architecture not in PARTIAL_LABEL_ARCHITECTURES:
+        raise CytolensError(
+            f"boxes: {setting} needs an architecture whose loss leaves unlabelled cells out "
+            f"({', '.join(PARTIAL_LABEL_ARCHITECTURES)}), not {recipe.architecture}"
+        )
+
+
 def partially_labelled(recipe: Recipe, classes: list[str]) -> Dataset:
     """The ``partial_data`` of a recipe's boxes section, without the images its ``data`` holds in any split.
 
@@ -98,11 +112,7 @@ def partially_labelled(recipe: Recipe, classes: list[str]) -> Dataset:
         CytolensError: If the recipe's architecture cannot leave unlabelled cells out of its loss.
 
     """
-    if recipe.architecture not in PARTIAL_LABEL_ARCHITECTURES:
-        raise CytolensError(
-            f"boxes: partial_data needs an architecture whose loss leaves unlabelled cells out "
-            f"({', '.join(PARTIAL_LABEL_ARCHITECTURES)}), not {recipe.architecture}"
-        )
+    check_partial_labels(recipe, "partial_data")
     settings = recipe.boxes
     known = {image.image_id for image in load_data(recipe.data, recipe.format).images}
     partial = load_data(settings.partial_data, settings.partial_format, settings.partial_split, classes=classes)

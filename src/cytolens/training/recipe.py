@@ -46,6 +46,8 @@ class BoxSettings:
             out of them (so that validation and test images stay unseen).
         partial_format: Annotation format of ``partial_data`` when it is not a spec file.
         partial_split: Split of ``partial_data`` to use (``None``: all its images).
+        ignore_unlabelled_cells: The images of ``data`` too may miss some of their cells (as an annotation
+            store's do): their unlabelled cells are left out of the background loss in training.
 
     """
 
@@ -53,6 +55,7 @@ class BoxSettings:
     partial_data: str | None = None
     partial_format: str | None = None
     partial_split: str | None = None
+    ignore_unlabelled_cells: bool = False
 
 
 @dataclass
@@ -260,7 +263,8 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
-        """Load a recipe YAML file; relative paths (``data``, ``aux_data``, ``partial_data``) are taken relative to it.
+        """Load a recipe YAML file; relative paths (``data``, ``aux_data``, ``partial_data``) are taken relative to it
+        (a database URL, ``scheme://...``, stays as written).
 
         Raises:
             DataError: Naming the file, if it cannot be read as YAML or a key or value is unusable.
@@ -274,7 +278,8 @@ class Recipe:
             if not isinstance(part, dict):
                 continue
             for key in _PATHS:
-                if isinstance(part.get(key), str) and part[key] and not Path(part[key]).is_absolute():
+                value = part.get(key)
+                if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
                     part[key] = str((path.parent / part[key]).resolve())
         return cls.from_dict(values, path)
 

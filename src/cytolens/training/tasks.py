@@ -93,7 +93,7 @@ class TaskComponents:
 
 
 def _box_components() -> TaskComponents:
-    from cytolens.training.box_data import BoxDataset, collate, partially_labelled
+    from cytolens.training.box_data import BoxDataset, check_partial_labels, collate, partially_labelled
     from cytolens.training.detection_module import DetectionModule
 
     def base_size(recipe: Recipe) -> int:
@@ -105,7 +105,10 @@ def _box_components() -> TaskComponents:
         )
 
     def dataset(data: Dataset, recipe: Recipe, size: InputSize, train: bool) -> TorchDataset:
-        complete = BoxDataset(data, size, train)
+        partial_labels = train and recipe.boxes.ignore_unlabelled_cells
+        if partial_labels:
+            check_partial_labels(recipe, "ignore_unlabelled_cells")
+        complete = BoxDataset(data, size, train, ignore_unlabelled=partial_labels)
         if not (train and recipe.boxes.partial_data):
             return complete
         partial = partially_labelled(recipe, list(data.classes))
