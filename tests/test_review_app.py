@@ -6,6 +6,7 @@ The store holds two real BCCD images and a round of hand-made proposals (``revie
 from __future__ import annotations
 
 import asyncio
+import shutil
 from urllib.parse import unquote
 
 import pytest
@@ -15,13 +16,18 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from cytolens.cli.review import review
+from cytolens.examples import path as examples_path
 from cytolens.review.app import STATIC, create_app
+from cytolens.review.proposals import unranked_images
 from cytolens.review.security import CONTENT_SECURITY_POLICY
 from cytolens.store.labels import read_labels
+from cytolens.store.queue import review_queue
+from cytolens.store.rounds import read_proposals
 from cytolens.store.schema import Image
 from review_store import CLASSES, CONFIDENT_BOX, FIRST, SECOND, UNCERTAIN_BOX, review_store
 
 TOKEN = "s3cret-token"
+THIRD = "BloodImage_00015.jpg"
 
 
 @pytest.fixture
@@ -248,3 +254,21 @@ def test_review_command_needs_a_token_off_loopback(store, tmp_path, monkeypatch)
     assert guarded.get("/api/queue", headers={"X-Cytolens-Token": token}).status_code == 200
     empty = runner.invoke(app, ["--store", str(store_file), "--images", str(images), "--token", ""])
     assert empty.exit_code == 2
+
+
+def test_review_model_ranks_the_images_without_proposals(store, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: None)
+    shutil.copy(examples_path() / "JPEGImages" / THIRD, store.root / THIRD)
+    app = typer.Typer()
+    app.command()(review)
+    arguments = ["--store", str(tmp_path / "labels.db"), "--images", str(store.root), "--model", "blood-cells"]
+    result = CliRunner().invoke(app, [*arguments, "--passes", "2", "--dropout", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) added" in result.output and "round 2 recorded" in result.output
+    assert unranked_images(store) == []
+    proposals = read_proposals(store, THIRD)
+    assert len(proposals) > 5 and all(set(p.uncertainties) == {"Ud", "Uc", "Ur"} for p in proposals)
+    assert read_proposals(store, FIRST)[0].box == UNCERTAIN_BOX  # the images ranked before keep their round
+    assert THIRD in [entry.image for entry in review_queue(store)]
+    again = CliRunner().invoke(app, arguments)
+    assert again.exit_code == 0 and "no image to rank" in again.output

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cytolens.cli.options import DeviceOption
 from cytolens.review.security import DEFAULT_MAX_BODY
 
 
@@ -18,6 +19,27 @@ def review(
         Path,
         typer.Option("--images", help="The images' folder (the store's root); images not yet in the store are added."),
     ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Rank the images no round has proposed cells on with this model (MC-dropout passes, as cytolens rank) "
+            "and record its proposals as a round, before serving.",
+        ),
+    ] = None,
+    passes: Annotated[
+        int, typer.Option("--passes", min=2, help="With --model: Monte-Carlo dropout passes per image.")
+    ] = 20,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            "--dropout",
+            min=0.0,
+            max=1.0,
+            help="With --model: dropout probability in the model's heads during the passes. \\[default: the model's]",
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="The address to listen on; other than a loopback address needs a token.")
     ] = "127.0.0.1",
@@ -35,11 +57,12 @@ def review(
     max_body: Annotated[
         int, typer.Option("--max-body", min=1, help="The largest request body accepted, in bytes.")
     ] = DEFAULT_MAX_BODY,
+    device: DeviceOption = "auto",
 ) -> None:
     """Review the cells of a store's images in a browser: the most relevant image first, uncertain cells red.
 
-    Keys on the page: a accept, 1-9 relabel, d delete, b add a box, p add a point, n next image; every edit is
-    saved in the store at once. Stop the server with Ctrl-C.
+    Keys on the page: a accept, 1-9 relabel, d delete, b add a box, p add a point, n next image.
+    Every edit is saved in the store at once. Stop the server with Ctrl-C.
     """
     import uvicorn
 
@@ -54,11 +77,17 @@ def review(
     if token is None and not local:
         token = new_token()
     with open_store(store, images) as opened:
-        added = add_images(opened)
+        typer.echo(f"{opened.name}: {len(add_images(opened))} image(s) added")
+        if model is not None:
+            from cytolens.inference.ranking import RankSettings
+            from cytolens.review.proposals import propose
+
+            number = propose(opened, model, RankSettings(passes=passes, dropout=dropout), device)
+            typer.echo(f"{opened.name}: " + ("no image to rank" if number is None else f"round {number} recorded"))
         app = create_app(
             opened, token=token, max_body=max_body, reviewer=reviewer, hosts=(*LOOPBACK_NAMES, host) if local else None
         )
         shown = f"[{host}]" if ":" in host else host
         address = f"http://{shown}:{port}/" + (f"?token={token}" if token is not None else "")
-        typer.echo(f"{opened.name}: {len(added)} image(s) added; review at {address} (Ctrl-C stops)")
+        typer.echo(f"review at {address} (Ctrl-C stops)")
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
