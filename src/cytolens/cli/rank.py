@@ -151,19 +151,11 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def _record(location: str, root: Path, model: str, classes: list[str], ranked: list[RankedImage], by: str) -> int:
-    """Add the pool's images to the store and record the ranking as a round (the images' relevance: ``by``'s score).
-
-    Returns:
-        The round's number.
-
-    """
-    from cytolens.models.registry import resolve_model
+    """Add the images under ``root`` to the store and record the ranking as a round; its number."""
+    from cytolens.inference.ranking import record_ranking
     from cytolens.store.database import open_store
     from cytolens.store.images import add_images
-    from cytolens.store.rounds import add_model_version, record_round
 
     with open_store(location, root) as opened:
         add_images(opened, root)
-        version = add_model_version(opened, resolve_model(model))
-        results = [item.result for item in ranked]
-        return record_round(opened, version, classes, results, [item.scores[by] for item in ranked])
+        return record_ranking(opened, model, classes, ranked, by)

@@ -4,7 +4,8 @@
 prediction, then stochastic passes with dropout in the heads) and yields, per image, a :class:`RankedImage`: the
 plain :class:`~cytolens.results.result.Result` whose cells carry the extras ``Ud``, ``Uc`` and ``Ur``, the image's
 relevance ``R``, the other heuristics' scores (entropy, BALD, random) and the counts of uncertain and rare-candidate
-cells. :func:`score_passes` does it for one image's passes, :func:`ranking_table` orders the images, best first.
+cells. :func:`score_passes` does it for one image's passes, :func:`ranking_table` orders the images, best first, and
+:func:`record_ranking` records a ranking in an annotation store as a round (the review queue's order).
 
 The scores are :mod:`cytolens.metrics.uncertainty`'s. ``Ud`` comes from the cells found (a pipeline's detector),
 ``Uc`` and ``Ur`` from the class probabilities of a pipeline's patch classifier in each pass; a model without
@@ -36,11 +37,14 @@ from cytolens.metrics.uncertainty import (
     rare_flags,
     relevance,
 )
+from cytolens.models.registry import resolve_model
+from cytolens.store.rounds import add_model_version, record_round
 
 if TYPE_CHECKING:
     from cytolens.inference.mc_dropout import Passes
     from cytolens.inference.model import Images, Model
     from cytolens.results.result import Result
+    from cytolens.store.database import Store
 
 RARE_THRESHOLD = 0.2
 """The mean probability of a rare class above which a cell is a rare-class candidate (``Ur = 1``)."""
@@ -208,3 +212,29 @@ def ranking_table(ranked: Sequence[RankedImage], heuristic: str = "relevance") -
     )
     key = "R" if heuristic == "relevance" else heuristic
     return table.sort_values([key, "image"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def record_ranking(
+    store: Store, model: str, classes: Sequence[str], ranked: Sequence[RankedImage], heuristic: str = "relevance"
+) -> int:
+    """Record a ranking in an annotation store as a new round: the model's version, its cells with ``Ud``, ``Uc``,
+    ``Ur``, and each image's score by ``heuristic`` as its relevance (so the review queue follows the ranking).
+
+    Args:
+        store: The store; every ranked image must be one of its images.
+        model: The model's bundled name or file, recorded (once) as a model version.
+        classes: The class names the cells' labels index.
+        ranked: The ranked images.
+        heuristic: Whose score becomes the images' relevance (``R`` by default).
+
+    Returns:
+        The round's number.
+
+    Raises:
+        DataError: If an image is not in the store.
+        ModelError: If the model file cannot be read.
+
+    """
+    version = add_model_version(store, resolve_model(model))
+    results = [item.result for item in ranked]
+    return record_round(store, version, classes, results, [item.scores[heuristic] for item in ranked])
