@@ -239,10 +239,14 @@ def test_review_command_needs_a_token_off_loopback(store, tmp_path, monkeypatch)
     app.command()(review)
     runner = CliRunner()
     store_file, images = tmp_path / "labels.db", store.root
-    local = runner.invoke(app, ["--store", str(store_file), "--images", str(images), "--port", "8123"])
+    where = ["--store", str(store_file), "--images", str(images)]
+    local = runner.invoke(app, [*where, "--port", "8123", "--alpha", "0.4"])
     assert local.exit_code == 0, local.output
     assert "review at http://127.0.0.1:8123/ (Ctrl-C stops)" in local.output
-    assert TestClient(served[-1][0], base_url="http://127.0.0.1:8123").get("/api/queue").status_code == 200
+    setup = TestClient(served[-1][0], base_url="http://127.0.0.1:8123").get("/api/setup")
+    assert (setup.json()["alpha"], setup.json()["beta"]) == (0.4, 0.9)
+    cells = TestClient(served[-1][0], base_url="http://localhost:8123").get("/api/images/1/cells").json()
+    assert [p["uncertain"] for p in cells["proposals"]] == [False, False, False]  # Uc 0.5 > 0.4
     assert TestClient(served[-1][0], base_url="http://attacker.example").get("/api/queue").status_code == 400
     shared = runner.invoke(app, ["--store", str(store_file), "--images", str(images), "--host", "0.0.0.0"])
     assert shared.exit_code == 0, shared.output

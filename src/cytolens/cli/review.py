@@ -9,6 +9,7 @@ import typer
 
 from cytolens.cli.options import DeviceOption
 from cytolens.review.security import DEFAULT_MAX_BODY
+from cytolens.review.uncertainty import ALPHA, BETA
 
 
 def review(
@@ -40,6 +41,14 @@ def review(
             help="With --model: dropout probability in the model's heads during the passes. \\[default: the model's]",
         ),
     ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option("--alpha", min=0.0, max=1.0, help="A cell whose Uc is at most this is uncertain (red)."),
+    ] = ALPHA,
+    beta: Annotated[
+        float,
+        typer.Option("--beta", min=0.0, max=1.0, help="A cell whose Ud is at most this is uncertain (red)."),
+    ] = BETA,
     host: Annotated[
         str, typer.Option("--host", help="The address to listen on; other than a loopback address needs a token.")
     ] = "127.0.0.1",
@@ -68,6 +77,7 @@ def review(
 
     from cytolens.review.app import create_app
     from cytolens.review.security import LOOPBACK_NAMES, is_loopback, new_token
+    from cytolens.review.uncertainty import Uncertainty
     from cytolens.store.database import open_store
     from cytolens.store.images import add_images
 
@@ -82,10 +92,17 @@ def review(
             from cytolens.inference.ranking import RankSettings
             from cytolens.review.proposals import propose
 
-            number = propose(opened, model, RankSettings(passes=passes, dropout=dropout), device)
+            number = propose(
+                opened, model, RankSettings(passes=passes, dropout=dropout, alpha=alpha, beta=beta), device
+            )
             typer.echo(f"{opened.name}: " + ("no image to rank" if number is None else f"round {number} recorded"))
         app = create_app(
-            opened, token=token, max_body=max_body, reviewer=reviewer, hosts=(*LOOPBACK_NAMES, host) if local else None
+            opened,
+            token=token,
+            max_body=max_body,
+            reviewer=reviewer,
+            thresholds=Uncertainty(alpha, beta),
+            hosts=(*LOOPBACK_NAMES, host) if local else None,
         )
         shown = f"[{host}]" if ":" in host else host
         address = f"http://{shown}:{port}/" + (f"?token={token}" if token is not None else "")

@@ -31,8 +31,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cytolens.errors import DataError
 from cytolens.io.images import read_image
-from cytolens.review.cells import Uncertainty, class_list, image_cells, store_classes
+from cytolens.review.cells import class_list, image_cells, store_classes
 from cytolens.review.security import DEFAULT_MAX_BODY, BodyLimit, SecurityHeaders, TokenGuard
+from cytolens.review.uncertainty import Uncertainty
 from cytolens.store.database import Store
 from cytolens.store.images import image_file
 from cytolens.store.labels import LabelDraft, StaleWriteError, save_labels

@@ -1,8 +1,7 @@
 """What the review page shows of an image: the latest round's proposals (uncertain or not), the expert's labels.
 
-A proposal is *uncertain* when its classification consistency ``Uc <= alpha`` or its detection consistency
-``Ud <= beta`` (issue 12's thresholds of the relevance ``R``); one without recorded uncertainties is not. The
-page draws uncertain proposals red, confident ones green and the expert's labels in their class's colour.
+A proposal is uncertain or confident (:class:`cytolens.review.uncertainty.Uncertainty`); the page draws uncertain
+proposals red, confident ones green and the expert's labels in their class's colour.
 
 An image's labels, once saved, are its whole annotation (as :func:`cytolens.store.dataset.read_dataset` reads
 them): the page's first action on an unlabelled image saves its proposals as labels, changed by that action.
@@ -11,40 +10,16 @@ A label still exactly as proposed is drawn with its proposal's uncertainty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
 from cytolens.io.colors import class_color
+from cytolens.review.uncertainty import Uncertainty
 from cytolens.store.database import Store
 from cytolens.store.labels import ImageLabelling, StoredLabel, read_labels
 from cytolens.store.rounds import StoredProposal, read_proposals
 from cytolens.store.schema import Image, Label, ModelVersion, Proposal, Round
-
-ALPHA = 0.8
-"""Default: a proposal whose ``Uc`` is at most this is uncertain."""
-BETA = 0.9
-"""Default: a proposal whose ``Ud`` is at most this is uncertain."""
-
-
-@dataclass(frozen=True)
-class Uncertainty:
-    """The thresholds below which (inclusive) a proposal counts as uncertain.
-
-    Attributes:
-        alpha: On the classification consistency ``Uc``.
-        beta: On the detection consistency ``Ud``.
-
-    """
-
-    alpha: float = ALPHA
-    beta: float = BETA
-
-    def uncertain(self, proposal: StoredProposal) -> bool:
-        """Whether ``proposal`` is uncertain (``Uc <= alpha`` or ``Ud <= beta``)."""
-        values = proposal.uncertainties
-        return values.get("Uc", 1.0) <= self.alpha or values.get("Ud", 1.0) <= self.beta
 
 
 def card_classes(card: dict[str, Any]) -> list[str]:
