@@ -87,3 +87,19 @@ def test_rank_into_a_store_needs_a_folder(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "Invalid value for --store: needs POOL to be a folder (the store's image root)" in result.output
     assert not (tmp_path / "store.db").exists()
+
+
+def test_rank_reports_an_unreadable_image_in_one_line_and_ranks_the_others(tmp_path: Path) -> None:
+    pool, out = tmp_path / "pool", tmp_path / "out"
+    pool.mkdir()
+    shutil.copy(EXAMPLES[0], pool)
+    (pool / "broken.jpg").write_bytes(b"not a picture")
+    args = ["rank", str(pool), "--model", "blood-cells", "--out", str(out), "--passes", "2", "--dropout", "0.2"]
+    result = CliRunner().invoke(app, args, env=WIDE)
+    assert result.exit_code == 1
+    assert f"error: {pool / 'broken.jpg'}:" in result.stderr
+    assert "Traceback" not in result.output
+    assert pd.read_csv(out / "ranking.csv")["image"].tolist() == [EXAMPLES[0].stem]
+    refused = CliRunner().invoke(app, [*args, "--exist-ok", "--store", str(tmp_path / "store.db")], env=WIDE)
+    assert refused.exit_code == 1
+    assert f"error: {pool / 'broken.jpg'}:" in refused.stderr  # the store refuses it before the model runs

@@ -109,8 +109,8 @@ def test_rank_iter_scores_each_image_and_passes_failures_on() -> None:
 
 def test_rank_iter_refuses_an_unknown_rare_class_and_points_without_a_radius() -> None:
     with pytest.raises(DataError, match="rare classes: class 'teardrop' is not in the class map"):
-        list(rank_iter(FakeModel([]), [], RankSettings(rare=("teardrop",))))
+        rank_iter(FakeModel([]), [], RankSettings(rare=("teardrop",)))
     with pytest.raises(ModelError, match="fake-model: its card names no matching radius"):
-        list(rank_iter(FakeModel([], task="points"), []))
+        rank_iter(FakeModel([], task="points"), [])
     with pytest.raises(ValueError, match="unknown ranking heuristic 'margin'"):
         RankSettings(heuristic="margin")

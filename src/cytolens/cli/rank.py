@@ -11,6 +11,7 @@ from cytolens.cli.options import DeviceOption, JsonOption
 
 if TYPE_CHECKING:
     from cytolens.inference.ranking import RankedImage
+    from cytolens.store.database import Store
 
 SHOWN = 10
 """How many of the best-ranked images the table shows."""
@@ -83,13 +84,14 @@ def rank(
     sorts by them). --out is written as by cytolens predict: whole runs only. For research use only.
     """
     import logging
+    from contextlib import ExitStack
     from dataclasses import replace
 
     from cytolens.cli.output import print_json, print_table
     from cytolens.data.annotations import Dataset
     from cytolens.errors import DataError
     from cytolens.inference.model import load_model
-    from cytolens.inference.ranking import RankSettings, rank_iter, ranking_table
+    from cytolens.inference.ranking import RankSettings, rank_iter, ranking_table, record_ranking
     from cytolens.inference.sources import find_images
     from cytolens.io import label_studio
     from cytolens.io.atomic import write_text
@@ -109,7 +111,8 @@ def rank(
     settings = RankSettings(passes, seed, dropout, alpha, beta, gamma, _names(rare), by)
     failed: list[str] = []
     ranked: list[RankedImage] = []
-    with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
+    with OutputRun(out, exist_ok=exist_ok, reads=files) as run, ExitStack() as closing:
+        opened = None if store is None else closing.enter_context(_pool_store(store, Path(pool)))
         loaded = load_model(model, device=device)
         writer = PredictionWriter(run.path, loaded.classes, ["csv", "geojson"], ids=ids)
         try:
@@ -130,8 +133,8 @@ def rank(
             write_text(run.path / "label-studio.xml", label_studio.labelling_config(loaded.classes))
             if ranked:
                 run.keep_partial()
-        if store is not None:
-            number = _record(store, Path(pool), model, loaded.classes, ranked, by)
+        if opened is not None:
+            number = record_ranking(opened, model, loaded.classes, ranked, by)
             log.info("%s: round %d recorded", store, number)
     top = table.head(SHOWN)
     if as_json:
@@ -150,12 +153,17 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
-def _record(location: str, root: Path, model: str, classes: list[str], ranked: list[RankedImage], by: str) -> int:
-    """Add the images under ``root`` to the store and record the ranking as a round; its number."""
-    from cytolens.inference.ranking import record_ranking
+def _pool_store(location: str, root: Path) -> Store:
+    """The annotation store at ``location`` with ``root`` as its image root, every image under it added (opened
+    before the model runs, so that a store or image it refuses stops the run at once).
+    """
     from cytolens.store.database import open_store
     from cytolens.store.images import add_images
 
-    with open_store(location, root) as opened:
+    opened = open_store(location, root)
+    try:
         add_images(opened, root)
-        return record_ranking(opened, model, classes, ranked, by)
+    except BaseException:
+        opened.close()
+        raise
+    return opened

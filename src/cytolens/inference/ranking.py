@@ -164,7 +164,8 @@ def score_passes(
 def rank_iter(
     model: Model, images: Images, settings: RankSettings | None = None, **options: Any
 ) -> Iterator[RankedImage | DataError]:
-    """Rank images image by image: a :class:`RankedImage`, or the :class:`DataError` of an image that failed.
+    """Rank images image by image: a :class:`RankedImage`, or the :class:`DataError` of an image that failed (the
+    settings are checked against the model at once, before any image).
 
     Args:
         model: The model (a pipeline's detector gives ``Ud``, its classifier ``Uc`` and ``Ur``).
@@ -184,6 +185,13 @@ def rank_iter(
     if model.task == "points" and radius is None:
         raise ModelError(f"{model.source}: its card names no matching radius (evaluation.radius) to follow cells "
                          "across passes")
+    return _ranked(model, images, settings, rare, radius, options)
+
+
+def _ranked(
+    model: Model, images: Images, settings: RankSettings, rare: list[int], radius: float | None, options: dict[str, Any]
+) -> Iterator[RankedImage | DataError]:
+    """:func:`rank_iter`'s images, once its arguments are checked."""
     draws = np.random.default_rng(settings.seed)
     items = model.passes_iter(images, passes=settings.passes, seed=settings.seed, dropout=settings.dropout, **options)
     for item, passes in items:
