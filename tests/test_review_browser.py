@@ -24,6 +24,7 @@ from review_store import FIRST, review_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 RED, GREEN, WBC = "#ff0000", "#00c000", "#1f77b4"
+TOKEN = "browser-token"
 
 
 @pytest.fixture
@@ -40,13 +41,14 @@ def chromium():
 
 
 @pytest.fixture
-def served(tmp_path):
-    """The review app of a fresh store, served on a free local port: (address, store)."""
+def served(tmp_path, request):
+    """The review app of a fresh store (with the access token the test is parametrised with, if any), served on a
+    free local port: (address, store)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with review_store(tmp_path) as store:
-        app = create_app(store, reviewer="tester")
+        app = create_app(store, reviewer="tester", token=getattr(request, "param", None))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -80,7 +82,7 @@ def test_relabel_a_cell_reload_and_see_it_kept(chromium, served):
     assert "selected" in cell(page, 1).get_attribute("class")
     page.keyboard.press("1")  # relabel as the first class, WBC
     expect(page.locator("#status")).to_have_text(re.compile("^saved"))
-    assert page.text_content("#progress-text") == "1 / 2 reviewed"
+    expect(page.locator("#progress-text")).to_have_text("1 / 2 reviewed")
     assert [label.class_name for label in read_labels(store, FIRST).labels] == ["RBC", "WBC", "Platelets"]
 
     page.reload()
@@ -134,3 +136,14 @@ def test_relabel_a_cell_reload_and_see_it_kept(chromium, served):
     page.keyboard.press("n")
     expect(page.locator("#position")).to_have_text("image 2 of 2")
     assert errors == []
+
+
+@pytest.mark.parametrize("served", [TOKEN], indirect=True)
+def test_the_page_works_from_the_address_with_its_token(chromium, served):
+    address, _store = served
+    page = chromium.new_page()
+    assert page.goto(address + "/").status == 401
+    page.goto(f"{address}/?token={TOKEN}")
+    expect(page.locator("#status")).to_have_text("ready")  # the cookie set from the address carries the token
+    assert page.url.startswith(address + "/#image=")  # the token is no longer in the address
+    expect(page.locator("#cells .cell")).to_have_count(3)

@@ -246,8 +246,8 @@ async function save(keep) {
     });
     state.cells = workingCells(state.data);
     state.selected = keep ? state.cells.findIndex((c) => c.x === keep.x && c.y === keep.y && sameBox(c.box, keep.box)) : -1;
-    status(`saved (version ${state.data.version})`);
     showProgress(await api("/api/queue"));
+    status(`saved (version ${state.data.version})`);
   } catch (error) {
     status(error.message, true);
     if (error.status === 409) {
