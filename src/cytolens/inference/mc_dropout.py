@@ -9,10 +9,10 @@ NMS, scale mapping, thresholds); two mechanisms here make the passes stochastic 
   (``network.head_dropouts()``), at the card's rate or one given for the passes only (weights unchanged; a model
   trained without head dropout gets it at that rate), seeded so that the same seed gives the same passes. Every
   other module (batch norm included) stays in eval mode.
-- :func:`shared_trunk` memoises the deterministic part before the heads (``network.TRUNK``: a box model's
-  backbone + FPN, everything before a point model's heads, a patch classifier's ``features``) by the content of
-  its input: the plain pass computes it once per image, tile or batch of patch views, and passes 2..N run only the
-  heads on it.
+- :func:`shared_trunk` memoises the deterministic parts before the heads' dropout (``network.TRUNK``: a box
+  model's backbone + FPN, and FCOS's head towers; everything before a point model's heads; a patch classifier's
+  ``features``) by the content of their inputs: the plain pass computes them once per image, tile or batch of
+  patch views, and passes 2..N run only what follows the dropout.
 
 Examples:
     >>> model = cytolens.load_model("rbc-morphology")  # doctest: +SKIP
@@ -127,24 +127,36 @@ def _fingerprint(tensor: torch.Tensor) -> tuple[Any, ...]:
 
 @contextmanager
 def shared_trunk(network: nn.Module) -> Iterator[None]:
-    """Within the block, the network's trunk (``network.TRUNK``: the attribute path of the deterministic method
+    """Within the block, the network's trunk (``network.TRUNK``: the attribute paths of the deterministic methods
     before its heads' dropout) runs once per distinct input: a repeated input gets the first call's outputs.
 
-    The trunk's inputs are tensors (images, tiles or patches); they are told apart by their content, so the
-    passes over one image or tile share one trunk computation however the predictor re-creates its tensors.
+    The trunk's inputs are tensors (images, tiles, pyramid levels or patches); they are told apart by their content,
+    so the passes over one image or tile share one trunk computation however the predictor re-creates its tensors.
 
     Raises:
         ModelError: If the architecture declares no trunk.
 
     """
-    path = getattr(network, "TRUNK", None)
-    if path is None:
+    paths = getattr(network, "TRUNK", None)
+    if not paths:
         raise ModelError(f"{type(network).__name__}: its architecture declares no trunk for Monte-Carlo passes")
-    *parents, name = path.split(".")
-    owner = network
-    for parent in parents:
-        owner = getattr(owner, parent)
-    computed: Callable[..., Any] = getattr(owner, name)
+    owners = []
+    for path in paths:
+        *parents, name = path.split(".")
+        owner = network
+        for parent in parents:
+            owner = getattr(owner, parent)
+        setattr(owner, name, _memoised(getattr(owner, name)))  # an instance attribute, before the class's method
+        owners.append((owner, name))
+    try:
+        yield
+    finally:
+        for owner, name in owners:
+            delattr(owner, name)
+
+
+def _memoised(computed: Callable[..., Any]) -> Callable[..., Any]:
+    """``computed``, run once per distinct content of its tensor inputs."""
     memo: dict[tuple[Any, ...], Any] = {}
 
     def trunk(*inputs: torch.Tensor) -> Any:
@@ -153,11 +165,7 @@ def shared_trunk(network: nn.Module) -> Iterator[None]:
             memo[key] = computed(*inputs)
         return memo[key]
 
-    setattr(owner, name, trunk)  # an instance attribute, in front of the class's method
-    try:
-        yield
-    finally:
-        delattr(owner, name)
+    return trunk
 
 
 __all__ = ["Passes", "head_dropouts", "pass_rate", "shared_trunk", "stochastic_heads"]

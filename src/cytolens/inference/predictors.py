@@ -4,7 +4,9 @@ A predictor is given the network (or, for box models, a detector standing in for
 :class:`~cytolens.inference.onnx_boxes.OnnxFCOS`), the model card and the device; then, for each
 :class:`Batch` of images (pixels with their paths, ids and µm/px), :meth:`Predictor.predict` returns one
 :class:`~cytolens.results.result.Result` per image, its cells a :class:`~cytolens.data.cells.Cells` record,
-and :meth:`Predictor.raw` returns the raw network outputs that Monte-Carlo uncertainty runs several times.
+and :meth:`Predictor.raw` returns the raw network outputs. Monte-Carlo dropout passes
+(:mod:`cytolens.inference.mc_dropout`) call :meth:`Predictor.predict` again with the heads' dropout on, so that
+every pass is decoded as ordinary prediction is.
 :class:`~cytolens.inference.model.CellModel` chooses the predictor by the card's task
 (:func:`predictor_type`) and applies the score threshold to what it returns.
 
@@ -111,8 +113,7 @@ class Predictor(ABC):
     def raw(self, pixels: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """The raw network outputs for a batch of images, one mapping of arrays per image, in image pixels.
 
-        These are what Monte-Carlo uncertainty collects over several stochastic passes; they do not depend on
-        the score threshold.
+        They do not depend on the score threshold.
         """
 
     @abstractmethod

@@ -45,7 +45,7 @@ class PatchClassifier(nn.Module):
 
     """
 
-    TRUNK = "features"
+    TRUNK = ("features",)
     """The deterministic part before the head's dropout (:meth:`features`)."""
 
     def __init__(

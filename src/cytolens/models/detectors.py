@@ -4,14 +4,15 @@ Two families share one backbone + FPN: the one-stage FCOS (the default; fast on 
 two-stage Faster R-CNN. Labels inside the torchvision models are 1-based (0 is background);
 ``num_classes`` given to the builders counts only the real classes.
 
-Both take ``head_dropout``, the rate of the dropout in their heads (FCOS: on the pyramid features entering
-its head; Faster R-CNN: after each layer of its box head's MLP), 0 by default. The dropout is active only in
-Monte-Carlo dropout passes (:mod:`cytolens.inference.mc_dropout`), which run the deterministic trunk (backbone
-+ FPN, :attr:`TRUNK`) once and the heads once per pass.
+Both take ``head_dropout``, the rate of the dropout in their heads (FCOS: on the outputs of its classification
+and regression towers; Faster R-CNN: after each layer of its box head's MLP), 0 by default. The dropout is active
+only in Monte-Carlo dropout passes (:mod:`cytolens.inference.mc_dropout`), which run the deterministic trunk
+(``TRUNK``: backbone + FPN, and FCOS's towers) once and the rest once per pass.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from cytolens.io.validation import check_number
 from cytolens.models.backbones import create_backbone, mean_std
 from cytolens.models.blocks import backbone_blocks
 from cytolens.models.registry import register_architecture
@@ -92,9 +94,33 @@ class PartialLabelFCOSHead(FCOSHead):
         return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
 
 
+class DropoutTower(nn.Sequential):
+    """The convolution tower of an FCOS head (torchvision's layers, under the same parameter names), then dropout
+    (no parameters: checkpoints load as without it).
+
+    Args:
+        tower: The tower's layers.
+        rate: Dropout rate (0: none).
+
+    """
+
+    def __init__(self, tower: nn.Sequential, rate: float) -> None:
+        super().__init__(*tower)
+        self.dropout = nn.Dropout(rate)
+
+    def tower(self, x: torch.Tensor) -> torch.Tensor:
+        """The tower's features, before the dropout."""
+        for layer in itertools.islice(self, len(self) - 1):
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.tower(x))
+
+
 class DropoutFCOSHead(PartialLabelFCOSHead):
-    """:class:`PartialLabelFCOSHead` with dropout on the pyramid features entering its classification and
-    regression towers (no parameters: checkpoints load as without it).
+    """:class:`PartialLabelFCOSHead` with dropout on the outputs of its classification and regression towers, before
+    the layers giving class logits, boxes and centre-ness.
 
     Args:
         in_channels: Channels of the pyramid features.
@@ -107,10 +133,8 @@ class DropoutFCOSHead(PartialLabelFCOSHead):
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int, dropout: float) -> None:
         super().__init__(in_channels, num_anchors, num_classes, num_convs=num_convs)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return super().forward([self.dropout(level) for level in x])
+        self.classification_head.conv = DropoutTower(self.classification_head.conv, dropout)
+        self.regression_head.conv = DropoutTower(self.regression_head.conv, dropout)
 
 
 class DropoutMLPHead(TwoMLPHead):
@@ -148,8 +172,8 @@ class _BlocksMixin:
     Monte-Carlo dropout passes share.
     """
 
-    TRUNK = "backbone.forward"
-    """The deterministic part before the heads' dropout (backbone + FPN), as a path of attributes."""
+    TRUNK: tuple[str, ...] = ("backbone.forward",)
+    """The deterministic parts before the heads' dropout (backbone + FPN), as paths of attributes."""
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         heads = [
@@ -167,9 +191,12 @@ class CellFCOS(_BlocksMixin, FCOS):
         """Prefixes of the parameters whose shape depends on the number of classes."""
         return ["head.classification_head.cls_logits."]
 
+    TRUNK = ("backbone.forward", "head.classification_head.conv.tower", "head.regression_head.conv.tower")
+    """The deterministic parts before the head's dropout (backbone + FPN, the head's towers on each level)."""
+
     def head_dropouts(self) -> list[nn.Module]:
         """The dropout modules of the head (those Monte-Carlo dropout passes turn on)."""
-        return [self.head.dropout]
+        return [self.head.classification_head.conv.dropout, self.head.regression_head.conv.dropout]
 
 
 class CellFasterRCNN(_BlocksMixin, FasterRCNN):
@@ -203,9 +230,10 @@ def fcos(
     detections_per_img: int = 300,
     head_dropout: float = 0.0,
 ) -> CellFCOS:
-    """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32); ``head_dropout`` on the pyramid
-    features entering the head.
+    """FCOS one-stage detector on a backbone + 3-level FPN (strides 8, 16, 32); ``head_dropout`` on the outputs of
+    its head's towers.
     """
+    head_dropout = check_number(head_dropout, "head_dropout", low=0, high=1, high_open=True)
     body = BackboneWithFPN(backbone, weights, fpn_channels)
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((1.0,),) * 3)
     anchors_per_place = anchors.num_anchors_per_location()[0]
@@ -240,6 +268,7 @@ def faster_rcnn(
     """Faster R-CNN two-stage detector on a backbone + FPN (strides 8-64) with a light box head; ``head_dropout``
     after each layer of the box head.
     """
+    head_dropout = check_number(head_dropout, "head_dropout", low=0, high=1, high_open=True)
     body = BackboneWithFPN(backbone, weights, fpn_channels, extra_max_pool=True)
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cytolens.io.validation import check_number
 from cytolens.models.backbones import create_backbone, mean_std
 from cytolens.models.blocks import backbone_blocks
 from cytolens.models.registry import register_architecture
@@ -131,7 +132,7 @@ class PointFCN(nn.Module):
 
     """
 
-    TRUNK = "head_input"
+    TRUNK = ("head_input",)
     """The deterministic part before the heads' dropout (:meth:`head_input`)."""
 
     def __init__(
@@ -173,7 +174,7 @@ class PointFCN(nn.Module):
         # prior bias does, instead of 0.5 everywhere, which the weighted loss is slow to pull down.
         nn.init.constant_(self.proximity_head.bias, PROXIMITY_PRIOR_BIAS)
         self.class_head = nn.Conv2d(stem_channels, num_classes, 1)
-        self.head_dropout = nn.Dropout2d(head_dropout)
+        self.head_dropout = nn.Dropout2d(check_number(head_dropout, "head_dropout", low=0, high=1, high_open=True))
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """Blocks from input to output: encoder stages, full-resolution stem, decoder levels, fusion, heads."""
