@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,10 +120,23 @@ def stochastic_heads(network: nn.Module, rate: float, seed: int) -> Iterator[Non
             module.train(training)
 
 
-def _fingerprint(tensor: torch.Tensor) -> tuple[Any, ...]:
-    """A key of a tensor's content: its shape, type and a hash of its values."""
-    values = tensor.detach().cpu().contiguous().numpy().tobytes()
-    return tuple(tensor.shape), str(tensor.dtype), hashlib.blake2b(values, digest_size=16).digest()
+class _Fingerprints:
+    """Keys of tensors' contents (shape, type, hash of the values), each live tensor object hashed once: a trunk's
+    inputs may be the outputs of another part of the trunk (FCOS's towers read the pyramid), the same objects in
+    every pass.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[int, tuple[weakref.ref[torch.Tensor], tuple[Any, ...]]] = {}
+
+    def __call__(self, tensor: torch.Tensor) -> tuple[Any, ...]:
+        seen = self.known.get(id(tensor))
+        if seen is None or seen[0]() is not tensor:  # not seen, or another tensor that had its id
+            values = tensor.detach().cpu().contiguous().numpy().tobytes()
+            key = tuple(tensor.shape), str(tensor.dtype), hashlib.blake2b(values, digest_size=16).digest()
+            seen = weakref.ref(tensor), key
+            self.known[id(tensor)] = seen
+        return seen[1]
 
 
 @contextmanager
@@ -140,13 +154,13 @@ def shared_trunk(network: nn.Module) -> Iterator[None]:
     paths = getattr(network, "TRUNK", None)
     if not paths:
         raise ModelError(f"{type(network).__name__}: its architecture declares no trunk for Monte-Carlo passes")
-    owners = []
+    owners, fingerprint = [], _Fingerprints()
     for path in paths:
         *parents, name = path.split(".")
         owner = network
         for parent in parents:
             owner = getattr(owner, parent)
-        setattr(owner, name, _memoised(getattr(owner, name)))  # an instance attribute, before the class's method
+        setattr(owner, name, _memoised(getattr(owner, name), fingerprint))  # an instance attribute, before the method
         owners.append((owner, name))
     try:
         yield
@@ -155,12 +169,12 @@ def shared_trunk(network: nn.Module) -> Iterator[None]:
             delattr(owner, name)
 
 
-def _memoised(computed: Callable[..., Any]) -> Callable[..., Any]:
+def _memoised(computed: Callable[..., Any], fingerprint: _Fingerprints) -> Callable[..., Any]:
     """``computed``, run once per distinct content of its tensor inputs."""
     memo: dict[tuple[Any, ...], Any] = {}
 
     def trunk(*inputs: torch.Tensor) -> Any:
-        key = tuple(_fingerprint(tensor) for tensor in inputs)
+        key = tuple(fingerprint(tensor) for tensor in inputs)
         if key not in memo:
             memo[key] = computed(*inputs)
         return memo[key]
