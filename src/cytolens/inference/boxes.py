@@ -7,8 +7,8 @@ small to find (one pass over a 1280 x 960 mosaic of four BCCD fields misses half
 image larger than one tile (:class:`BoxTiling`) is cut into overlapping tiles of the size of a training
 field, each detected on its own, and the tiles' boxes are merged (:func:`merge_tiles`): a box cut by an
 interior tile edge gives way to the same cell seen whole in a neighbouring tile, the pieces of a cell that
-no tile holds whole are joined, and class-wise NMS in image coordinates removes the cells found whole in
-two tiles. An image no larger than one tile runs whole, as it always has.
+no tile holds whole are joined, and a cell found whole in two tiles counts once. An image no larger than one
+tile runs whole, as it always has.
 
 :func:`check_fit` refuses what the detector cannot see at all: an image (or tile) a side of which would
 vanish at the input (3 x 2,000 into 512 x 384: 0 x 512 pixels, which torch cannot resize), and an image
@@ -29,10 +29,10 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
-from torchvision.ops import batched_nms
 
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.tiles import Span, tiles
+from cytolens.metrics.box_matching import match_boxes
 from cytolens.models.card import InputConfig
 
 MAX_SHRINK = 4.0
@@ -51,7 +51,9 @@ The box of a cell cut by a tile edge ends at the edge or up to about 6 pixels in
 bundled model's tiles of BCCD mosaics); a whole cell taken as cut still counts once, from the tile holding it.
 """
 COVER = 0.5
-"""Share of a cut box's area that another box must cover for both to be one cell."""
+"""Share of a cut box (within the pixels both tiles see) that a whole box of another tile must cover for the cut
+box to give way to it.
+"""
 
 Detections = dict[str, np.ndarray]
 """A detector's boxes in one image: ``boxes`` (N, 4) xyxy, ``labels`` (N,) 0-based, ``scores`` (N,)."""
@@ -181,25 +183,77 @@ def _cut(boxes: np.ndarray, rows: Span, cols: Span, width: int, height: int) -> 
     return cut
 
 
+def _in_window(boxes: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """``boxes`` cut to the ``window`` (``x0, y0, x1, y1``)."""
+    return np.clip(boxes, np.tile(window[:2], 2), np.tile(window[2:], 2))
+
+
+def _gives_way(
+    boxes: np.ndarray, labels: np.ndarray, cut: np.ndarray, first: np.ndarray, second: np.ndarray, window: np.ndarray,
+) -> np.ndarray:
+    """Which boxes of ``first`` are cut by their tile and show part of a cell that a box of ``second`` (from another
+    tile, not cut) holds whole: of the same class, covering :data:`COVER` of the cut box within the ``window`` both
+    tiles see.
+    """
+    one, other = _in_window(boxes[first], window), _in_window(boxes[second], window)
+    common = _intersection(one, other)
+    covered = (common > 0) & (common >= COVER * _area(one)[:, None])
+    return cut[first] & ((labels[first, None] == labels[None, second]) & covered & ~cut[None, second]).any(axis=1)
+
+
+def _same_cells(
+    boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, first: np.ndarray, second: np.ndarray,
+    window: np.ndarray, iou: float,
+) -> np.ndarray:
+    """``(2, K)`` pairs of boxes of ``first`` and of ``second`` (indices, from two tiles) that are one cell, each box
+    in one pair at most: paired as :func:`~cytolens.metrics.box_matching.match_boxes` pairs predictions with true
+    boxes (of one class, an IoU of at least ``iou``, the highest scores of ``first`` choosing first), within the
+    ``window`` both tiles see.
+    """
+    one, other = _in_window(boxes[first], window), _in_window(boxes[second], window)
+    seen, also_seen = _area(one) > 0, _area(other) > 0
+    first, second = first[seen], second[also_seen]
+    pairs = match_boxes(one[seen], labels[first], scores[first], other[also_seen], labels[second], iou)
+    return np.stack([first[pairs[:, 0]], second[pairs[:, 1]]])
+
+
+def _cells(links: np.ndarray, count: int) -> np.ndarray:
+    """The cell of each of ``count`` boxes: boxes linked by ``links`` (``(2, K)`` index pairs), even through others,
+    share one.
+    """
+    graph = csr_matrix((np.ones(links.shape[1]), (links[0], links[1])), shape=(count, count))
+    return connected_components(graph, directed=False)[1]
+
+
 def merge_tiles(
     parts: Sequence[Detections], windows: Sequence[tuple[Span, Span]], width: int, height: int, iou: float
 ) -> Detections:
     """One image's detections from those of its tiles (in image coordinates), each cell once.
 
-    1. A box ending at an interior edge of its tile (within :data:`CUT_MARGIN`) may show part of a cell. It
-       gives way when a box of the same class from another tile, not cut, covers :data:`COVER` of it: the tile
-       that holds the cell whole.
-    2. The cut boxes left (cells larger than the overlap, that no tile holds whole) are joined across tiles:
-       boxes of one class from different tiles, one covering :data:`COVER` of the other, are pieces of one
-       cell, which becomes the box around its pieces with their highest score.
-    3. Class-wise NMS (:func:`torchvision.ops.batched_nms`) at ``iou`` drops cells found whole in two tiles.
+    A box ending at an interior edge of its tile (within :data:`CUT_MARGIN`) is "cut": it may show part of a cell.
+    Boxes of two overlapping tiles are compared only within the pixels both tiles see, where the tiles see the same
+    thing: there one cell's two boxes nearly coincide (a box cut by a tile edge and the same cell seen whole, or two
+    pieces of a cell larger than the overlap), however different they are elsewhere.
+
+    1. A cut box showing part of a cell that another tile holds whole gives way to that tile's box
+       (:func:`_gives_way`).
+    2. Whole boxes are paired one to one across tiles, of one class and overlapping by an IoU of at least ``iou``
+       (:func:`_same_cells`); of a cell whole in two tiles (or more), the highest-scoring box stays, as NMS would
+       keep it.
+    3. The cut boxes left (a cell larger than the overlap, that no tile holds whole) are paired so too, and the
+       pieces of a cell become the box around them, with their highest score.
+
+    Boxes of one tile are never compared (the detector's own NMS did that), nor boxes of different cells across
+    tiles. One NMS over all the tiles' boxes dropped one of two neighbouring cells whose boxes overlapped a little
+    more in one tile's view than in the other's; and joining any boxes that covered half of a piece joined
+    low-scoring boxes over whole regions, piece by piece across tiles, into one box spanning the image.
 
     Args:
         parts: Each tile's detections, in image coordinates.
         windows: Each tile's ``(row span, column span)``.
         width: Image width.
         height: Image height.
-        iou: NMS IoU (the model's ``nms`` threshold).
+        iou: The model's NMS IoU.
 
     Returns:
         The image's detections, highest score first.
@@ -212,55 +266,37 @@ def merge_tiles(
     cut = np.zeros(len(boxes), dtype=bool)
     for inside, (rows, cols) in zip(members, windows, strict=True):
         cut[inside] = _cut(boxes[inside], rows, cols, width, height)
-    starts = np.array([[rows.start, cols.start] for rows, cols in windows]).reshape(-1, 2)
-    stops = np.array([[rows.stop, cols.stop] for rows, cols in windows]).reshape(-1, 2)
-    touching = ((starts[:, None] < stops[None]) & (starts[None] < stops[:, None])).all(axis=2)
-    np.fill_diagonal(touching, False)
-
-    def near(number: int, chosen: np.ndarray) -> np.ndarray:
-        """The ``chosen`` boxes of the tiles overlapping tile ``number`` (only they can show its cells)."""
-        return np.concatenate([np.zeros(0, np.int64), *(members[other][chosen[members[other]]]
-                                                        for other in np.flatnonzero(touching[number]))])
-
-    def one_cell(first: np.ndarray, second: np.ndarray, either: bool) -> np.ndarray:
-        """Which boxes of ``first`` and ``second`` are one cell: of one class, sharing :data:`COVER` of the area of
-        the first (``either``: of the smaller).
-        """
-        shared = _intersection(boxes[first], boxes[second])
-        area = _area(boxes[first])[:, None]
-        area = np.minimum(area, _area(boxes[second])[None, :]) if either else area
-        return (labels[first, None] == labels[None, second]) & (shared > 0) & (shared >= COVER * area)
-
+    extents = np.array([[cols.start, rows.start, cols.stop, rows.stop] for rows, cols in windows]).reshape(-1, 4)
+    shared = np.concatenate([np.maximum(extents[:, None, :2], extents[None, :, :2]),
+                             np.minimum(extents[:, None, 2:], extents[None, :, 2:])], axis=2)
+    overlapping = (shared[..., :2] < shared[..., 2:]).all(axis=2)
+    np.fill_diagonal(overlapping, False)
     pieces = cut.copy()
-    for number, inside in enumerate(members):
-        mine = inside[cut[inside]]
-        if len(mine):
-            pieces[mine] = ~one_cell(mine, near(number, ~cut), either=False).any(axis=1)
+    for number, other in np.argwhere(overlapping):
+        mine, theirs = members[number], members[other]
+        pieces[mine[_gives_way(boxes, labels, cut, mine, theirs, shared[number, other])]] = False
+    whole = ~cut
     links = [np.zeros((2, 0), np.int64)]
-    for number, inside in enumerate(members):
-        mine = inside[pieces[inside]]
-        if len(mine):
-            others = near(number, pieces)
-            first, second = np.nonzero(one_cell(mine, others, either=True))
-            links.append(np.stack([mine[first], others[second]]))
-    link = np.concatenate(links, axis=1)
-    graph = csr_matrix((np.ones(link.shape[1]), (link[0], link[1])), shape=(len(boxes), len(boxes)))
-    _, group = connected_components(graph, directed=False)
-    pieces = np.flatnonzero(pieces)
-    cells, group = np.unique(group[pieces], return_inverse=True)
-    count = len(cells)
-    joined_boxes = np.tile([np.inf, np.inf, -np.inf, -np.inf], (count, 1))
-    np.minimum.at(joined_boxes, (group[:, None], [[0, 1]]), boxes[pieces, :2])
-    np.maximum.at(joined_boxes, (group[:, None], [[2, 3]]), boxes[pieces, 2:])
-    joined_scores = np.full(count, -np.inf)
-    np.maximum.at(joined_scores, group, scores[pieces])
-    joined_labels = np.zeros(count, np.int64)
-    joined_labels[group] = labels[pieces]
-    whole = np.flatnonzero(~cut)
-    boxes = np.concatenate([boxes[whole], joined_boxes])
-    labels = np.concatenate([labels[whole], joined_labels])
-    scores = np.concatenate([scores[whole], joined_scores])
-    keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou).numpy()
+    for number, other in np.argwhere(np.triu(overlapping)):
+        mine, theirs, window = members[number], members[other], shared[number, other]
+        for kind in (whole, pieces):
+            links.append(_same_cells(boxes, labels, scores, mine[kind[mine]], theirs[kind[theirs]], window, iou))
+    cell = _cells(np.concatenate(links, axis=1), len(boxes))
+    whole = np.flatnonzero(whole)
+    order = np.lexsort((-scores[whole], cell[whole]))
+    best = whole[order[np.unique(cell[whole][order], return_index=True)[1]]]  # per cell, its highest-scoring box
+    cells, piece_cell = np.unique(cell[pieces], return_inverse=True)
+    joined_boxes = np.tile([np.inf, np.inf, -np.inf, -np.inf], (len(cells), 1))
+    np.minimum.at(joined_boxes, (piece_cell[:, None], [[0, 1]]), boxes[pieces, :2])
+    np.maximum.at(joined_boxes, (piece_cell[:, None], [[2, 3]]), boxes[pieces, 2:])
+    joined_scores = np.full(len(cells), -np.inf)
+    np.maximum.at(joined_scores, piece_cell, scores[pieces])
+    joined_labels = np.zeros(len(cells), np.int64)
+    joined_labels[piece_cell] = labels[pieces]
+    boxes = np.concatenate([boxes[best], joined_boxes])
+    labels = np.concatenate([labels[best], joined_labels])
+    scores = np.concatenate([scores[best], joined_scores])
+    keep = np.argsort(-scores, kind="stable")
     return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
 
 
