@@ -6,12 +6,14 @@ The store holds two real BCCD images and a round of hand-made proposals (``revie
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 from urllib.parse import unquote
 
 import pytest
 import typer
 from fastapi.testclient import TestClient
+from PIL import Image as PILImage
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -20,6 +22,7 @@ from cytolens.examples import path as examples_path
 from cytolens.review.app import STATIC, create_app
 from cytolens.review.proposals import unranked_images
 from cytolens.review.security import CONTENT_SECURITY_POLICY
+from cytolens.store.images import add_images
 from cytolens.store.labels import read_labels
 from cytolens.store.queue import review_queue
 from cytolens.store.rounds import read_proposals
@@ -276,3 +279,12 @@ def test_review_model_ranks_the_images_without_proposals(store, tmp_path, monkey
     assert THIRD in [entry.image for entry in review_queue(store)]
     again = CliRunner().invoke(app, arguments)
     assert again.exit_code == 0 and "no image to rank" in again.output
+
+
+def test_a_tiff_image_is_sent_as_png(client, store):
+    PILImage.open(store.root / FIRST).save(store.root / "field.tif")
+    add_images(store)
+    entry = next(e for e in client.get("/api/queue").json()["images"] if e["name"] == "field.tif")
+    response = client.get(f"/api/images/{entry['id']}/pixels")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert PILImage.open(io.BytesIO(response.content)).size == (640, 480)
