@@ -12,7 +12,9 @@ CPU speed and memory, training time, YOLOv8n side by side.
   checked too.
 - The mosaic check: ``bccd-txl`` test fields in name order, four by four, joined into 2x2 mosaics; per class
   the model's count on each mosaic against the sum of its counts on the four fields run separately, and
-  against the true count.
+  against the true count; the difference away from the field edges and at them (where half-cells of two fields
+  meet, really another image), and the same on mosaics with a gutter of background between the fields
+  (``mosaics.py``).
 - Speed on this machine's CPU (``--threads``, default 2): images/s end to end from the JPEG file to the
   detections (``model.predict(paths)``: decoding, resizing, network, post-processing), at batch 1, 2, 4
   and 8, for both backends, on the BCCD test files; each configuration runs in its own process, after a
@@ -44,13 +46,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 import common
+import mosaics
 from cytolens.data.annotations import AnnotatedImage, Dataset
 from cytolens.data.cells import Cells
-from cytolens.errors import CytolensError, DataError
+from cytolens.errors import CytolensError
 from cytolens.io.atomic import atomic_write
 from cytolens.io.digest import file_digest
 from cytolens.io.images import read_image
@@ -68,6 +70,8 @@ BACKENDS = ("torch", "onnx")
 YOLO_IMGSZ = 640
 MOSAIC_GRID = 2
 """Fields per mosaic side: 2x2 mosaics of four fields."""
+GUTTER = 64
+"""Background pixels between the fields of the second set of mosaics (the fields' median colour)."""
 TARGETS = {"map50": 0.92, "WBC": 0.97, "RBC": 0.86, "Platelets": 0.88, "images_per_s": 10.0, "train_minutes": 90.0}
 """Issue 3, on the original BCCD test split."""
 COUNT_TARGETS = {"map50": 0.95, "RBC_total_error": 0.05, "RBC": 2.0, "WBC": 0.3, "Platelets": 0.3}
@@ -151,42 +155,11 @@ def accuracy(model: str, truth: Dataset, backend: str) -> dict[str, Any]:
     }
 
 
-def moved(cells: Cells, dx: float, dy: float) -> Cells:
-    """``cells`` moved right by ``dx`` and down by ``dy`` pixels."""
-    offset = np.array([dx, dy], dtype=np.float64)
-    boxes = None if cells.boxes is None else cells.boxes + np.tile(offset, 2)
-    return replace(cells, centres=cells.centres + offset, boxes=boxes)
-
-
-def mosaic_groups(truth: Dataset) -> list[list[AnnotatedImage]]:
-    """The images of ``truth`` in name order, four by four (a remainder of fewer than four is left out)."""
-    fields = sorted(truth.images, key=lambda image: image.image_id)
-    size = MOSAIC_GRID * MOSAIC_GRID
-    return [fields[start : start + size] for start in range(0, len(fields) - size + 1, size)]
-
-
-def joined(fields: list[AnnotatedImage], path: Path) -> AnnotatedImage:
-    """One image holding the cells of ``fields`` laid out row by row in a 2x2 mosaic, as the file ``path``.
-
-    Raises:
-        DataError: If a field's size differs from the first's (the mosaic needs equal fields).
-
-    """
-    width, height = fields[0].width, fields[0].height
-    for field in fields:
-        if (field.width, field.height) != (width, height):
-            raise DataError(field.path, f"is {field.width}x{field.height}, not {width}x{height} like {fields[0].path}")
-    places = [(column * width, row * height) for row in range(MOSAIC_GRID) for column in range(MOSAIC_GRID)]
-    cells = Cells.concatenate([moved(field.cells, dx, dy) for field, (dx, dy) in zip(fields, places, strict=True)])
-    return AnnotatedImage(path, MOSAIC_GRID * width, MOSAIC_GRID * height, path.stem, cells=cells)
-
-
-def write_mosaic(fields: list[AnnotatedImage], path: Path) -> None:
-    """Join the pixels of ``fields`` row by row into a 2x2 mosaic, written as the PNG file ``path``."""
-    pixels = [read_image(field.path) for field in fields]
-    rows = [np.concatenate(pixels[row : row + MOSAIC_GRID], axis=1) for row in range(0, len(pixels), MOSAIC_GRID)]
+def write_mosaic(fields: list[AnnotatedImage], path: Path, gutter: int = 0) -> None:
+    """Join the pixels of ``fields`` into a 2x2 mosaic (:func:`mosaics.mosaic_pixels`), written as the PNG ``path``."""
+    pixels = mosaics.mosaic_pixels([read_image(field.path) for field in fields], MOSAIC_GRID, gutter)
     with atomic_write(path, "wb") as handle:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(handle, format="PNG")
+        Image.fromarray(pixels).save(handle, format="PNG")
 
 
 def mosaic_check(model: str, truth: Dataset, folder: Path, tiling: dict[str, int]) -> dict[str, Any]:
@@ -203,7 +176,9 @@ def mosaic_check(model: str, truth: Dataset, folder: Path, tiling: dict[str, int
     Returns:
         Per class: counts on the mosaics (``mosaic``), summed over the fields run separately (``fields``) and
         true (``true``); the differences of the totals; the count MAE per mosaic against the fields and
-        against the truth; AP@0.5 on the mosaics. Also the same per mosaic and the tiling the model ran with.
+        against the truth; AP@0.5 on the mosaics. Also the same per mosaic and the tiling the model ran with; and
+        (``seams``) the difference away from the field edges and at them, and the same on mosaics with a
+        :data:`GUTTER` between the fields (``gutter``), as :func:`mosaics.compare` gives them.
 
     """
     from cytolens.inference.evaluate import evaluate_model, predict_dataset
@@ -213,25 +188,52 @@ def mosaic_check(model: str, truth: Dataset, folder: Path, tiling: dict[str, int
     cell_model = load_model(model, device="cpu")
     if tiling:
         cell_model = cell_model.with_tiling(**tiling)
-    groups = mosaic_groups(truth)
+    groups = mosaics.groups(truth.images, MOSAIC_GRID)
     if not groups:
         return {"mosaics": 0}
     paths = [folder / f"mosaic-{number:02d}.png" for number in range(len(groups))]
     for fields, path in zip(groups, paths, strict=True):
         write_mosaic(fields, path)
-    mosaics = Dataset(truth.classes, [joined(fields, path) for fields, path in zip(groups, paths, strict=True)])
+    joined = Dataset(
+        truth.classes, [mosaics.joined(fields, path, MOSAIC_GRID) for fields, path in zip(groups, paths, strict=True)]
+    )
     start = time.perf_counter()
-    figures, on_mosaics = evaluate_model(cell_model, mosaics, progress=False)
+    figures, on_mosaics = evaluate_model(cell_model, joined, progress=False)
     threshold = cell_model.thresholds.min_score
     on_mosaics = on_mosaics.scoring_at_least(threshold)
     fields = Dataset(truth.classes, [field for group in groups for field in group])
     on_fields = {image.image_id: image for image in predict_dataset(cell_model, fields, progress=False)}
-    summed = [
-        joined([on_fields[field.image_id] for field in group], path) for group, path in zip(groups, paths, strict=True)
-    ]
-    summed = Dataset(cell_model.classes, summed).scoring_at_least(threshold)
+
+    def fields_joined(gutter: int) -> list[Cells]:
+        summed = [
+            mosaics.joined([on_fields[field.image_id] for field in group], path, MOSAIC_GRID, gutter)
+            for group, path in zip(groups, paths, strict=True)
+        ]
+        return [image.cells for image in Dataset(cell_model.classes, summed).scoring_at_least(threshold).images]
+
+    summed = Dataset(
+        cell_model.classes,
+        [replace(image, cells=cells) for image, cells in zip(joined.images, fields_joined(0), strict=True)],
+    )
     versus_fields = count_metrics(on_mosaics, summed)
-    fields_versus_truth = count_metrics(summed, mosaics)
+    fields_versus_truth = count_metrics(summed, joined)
+    size = (groups[0][0].width, groups[0][0].height)
+    found = {image.image_id: image.cells for image in on_mosaics.images}
+    seams = mosaics.compare(
+        [found[image.image_id] for image in joined.images], [image.cells for image in summed.images], size,
+        MOSAIC_GRID, 0, list(cell_model.classes),
+    )
+    gutter_paths = [folder / f"gutter-{number:02d}.png" for number in range(len(groups))]
+    for fields, path in zip(groups, gutter_paths, strict=True):
+        write_mosaic(fields, path, GUTTER)
+    with_gutter = Dataset(truth.classes, [
+        mosaics.joined(fields, path, MOSAIC_GRID, GUTTER) for fields, path in zip(groups, gutter_paths, strict=True)
+    ])
+    on_gutter = Dataset(cell_model.classes, predict_dataset(cell_model, with_gutter, progress=False))
+    gutter = mosaics.compare(
+        [image.cells for image in on_gutter.scoring_at_least(threshold).images], fields_joined(GUTTER), size,
+        MOSAIC_GRID, GUTTER, list(cell_model.classes),
+    )
     per_class = {}
     for name, values in figures["per_class"].items():
         mosaic, true = values["predicted"], values["true"]
@@ -263,7 +265,7 @@ def mosaic_check(model: str, truth: Dataset, folder: Path, tiling: dict[str, int
     ]
     return {
         "mosaics": len(groups),
-        "size": [mosaics.images[0].width, mosaics.images[0].height],
+        "size": [joined.images[0].width, joined.images[0].height],
         "backend": cell_model.backend,
         "tile_size": cell_model.card.input.tile_size,
         "overlap": cell_model.card.input.overlap,
@@ -272,6 +274,8 @@ def mosaic_check(model: str, truth: Dataset, folder: Path, tiling: dict[str, int
         "score_threshold": threshold,
         "per_class": per_class,
         "per_mosaic": per_mosaic,
+        "seams": seams,
+        "gutter": {"pixels": GUTTER, "per_class": gutter},
         "seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -433,6 +437,14 @@ def print_mosaic(mosaic: dict[str, Any]) -> None:
             f"(MAE {values['count_mae_vs_fields']:.2f} per mosaic), mosaic - true {values['mosaic_minus_true']:+d} "
             f"(MAE {values['count_mae_vs_true']:.2f}; fields {values['fields_count_mae_vs_true']:.2f})"
         )
+    for title, per_class in (("edge to edge", mosaic["seams"]), (f"{mosaic['gutter']['pixels']}-pixel gutter",
+                                                                 mosaic["gutter"]["per_class"])):
+        print(f"  {title}: mosaic - fields away from the field edges / at them (cells left unpaired, mosaic/fields)")
+        for name, places in per_class.items():
+            print(f"    {name:10s} " + " / ".join(
+                f"{values['difference']:+d} ({values['unpaired_mosaic']}/{values['unpaired_fields']})"
+                for values in places.values()
+            ))
 
 
 def report(figures: dict[str, Any], targets: dict[str, Any]) -> None:
