@@ -168,8 +168,9 @@ def export(
     store: Annotated[
         str | None,
         typer.Option(
-            "--store", help="Write the expert labels of this annotation store (a SQLite file or a database URL) "
-            "as a dataset in --format to --out.",
+            "--store", metavar="PATH|URL",
+            help="Write the expert labels of this annotation store (a SQLite file or a database URL) as a dataset in "
+            "--format to --out.",
         ),
     ] = None,
     images: Annotated[
@@ -188,7 +189,7 @@ def export(
         typer.Option(
             "--val-fraction",
             help="With --store: write splits train and val, val this seeded fraction of the images (voc, yolo) "
-            "[default: no splits].",
+            "(default: no splits).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="The seed of --val-fraction.")] = 0,

@@ -19,7 +19,7 @@ def train(
     data: Annotated[
         str | None,
         typer.Option(
-            "--data", "-d",
+            "--data", "-d", metavar="PATH|URL",
             help="Dataset spec file, folder with --format, or an annotation store (a SQLite file or a database URL: "
             "see below).",
         ),
@@ -33,7 +33,7 @@ def train(
         float | None,
         typer.Option("--val-fraction",
                      help="With a store as --data: the seeded fraction of its labelled images that validates "
-                     "[default: 0.2]."),
+                     "(default 0.2)."),
     ] = None,
     fmt: FormatOption = None,
     task: Annotated[
@@ -62,7 +62,7 @@ def train(
         bool, typer.Option("--exist-ok", help="Start afresh in an --out holding a run (its files are removed).")
     ] = False,
     max_steps: Annotated[
-        int | None, typer.Option("--max-steps", min=1, help="Stop after N steps (smoke tests) [default: no limit].")
+        int | None, typer.Option("--max-steps", min=1, help="Stop after N steps (smoke tests; default: no limit).")
     ] = None,
     folds: Annotated[
         int | None,
