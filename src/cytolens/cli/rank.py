@@ -25,12 +25,19 @@ def rank(
         int, typer.Option("--passes", min=2, help="Monte-Carlo dropout passes per image, the plain one included.")
     ] = 20,
     alpha: Annotated[
-        float, typer.Option("--alpha", min=0.0, max=1.0, help="A cell whose class consistency Uc is at most this "
-                            "counts as uncertain.")
+        float,
+        typer.Option(
+            "--alpha", min=0.0, max=1.0, help="A cell whose class consistency Uc is at most this counts as uncertain."
+        ),
     ] = 0.8,
     beta: Annotated[
-        float, typer.Option("--beta", min=0.0, max=1.0, help="A cell whose detection consistency Ud is at most "
-                            "this counts as uncertain.")
+        float,
+        typer.Option(
+            "--beta",
+            min=0.0,
+            max=1.0,
+            help="A cell whose detection consistency Ud is at most this counts as uncertain.",
+        ),
     ] = 0.9,
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Weight of each rare-class candidate in R.")] = 10.0,
     rare: Annotated[
@@ -44,8 +51,9 @@ def rank(
     ] = None,
     by: Annotated[
         Literal["relevance", "entropy", "bald", "random"],
-        typer.Option("--by", help="Order the images by relevance R, or by the sum of their cells' entropy or BALD, "
-                     "or at random."),
+        typer.Option(
+            "--by", help="Order the images by relevance R, or by the sum of their cells' entropy or BALD, or at random."
+        ),
     ] = "relevance",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the dropout masks and of --by random.")] = 0,
     dropout: Annotated[
@@ -66,9 +74,7 @@ def rank(
             "review shows them in this order.",
         ),
     ] = None,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")
-    ] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Replace an earlier run in --out (whole, when this run ends).")
     ] = False,
@@ -88,7 +94,6 @@ def rank(
     from dataclasses import replace
 
     from cytolens.cli.output import print_json, print_table
-    from cytolens.data.annotations import Dataset
     from cytolens.errors import DataError
     from cytolens.inference.model import load_model
     from cytolens.inference.ranking import RankSettings, rank_iter, ranking_table, record_ranking
@@ -101,8 +106,9 @@ def rank(
 
     log = logging.getLogger("cytolens")
     if store is not None and not Path(pool).is_dir():
-        raise typer.BadParameter(f"needs POOL to be a folder (the store's image root), not {pool}",
-                                 param_hint="--store")
+        raise typer.BadParameter(
+            f"needs POOL to be a folder (the store's image root), not {pool}", param_hint="--store"
+        )
     ids = find_images([pool], recursive=recursive)
     files = list(ids)
     served_from = label_studio.document_root()
@@ -114,7 +120,9 @@ def rank(
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run, ExitStack() as closing:
         opened = None if store is None else closing.enter_context(_pool_store(store, Path(pool)))
         loaded = load_model(model, device=device)
-        writer = PredictionWriter(run.path, loaded.classes, ["csv", "geojson"], ids=ids)
+        writer = PredictionWriter(
+            run.path, loaded.classes, ["csv", "geojson", "label-studio"], ids=ids, served_from=served_from
+        )
         try:
             for item in progress(rank_iter(loaded, files, settings), len(files), "ranking", enabled=not as_json):
                 if isinstance(item, DataError):
@@ -124,13 +132,9 @@ def rank(
                 writer.add(item.result)
                 ranked.append(replace(item, result=writer.results[-1]))  # known by its id in every output
         finally:
-            writer.close()
+            writer.close(task_scores={item.result.image_id: item.scores[by] for item in ranked})
             table = ranking_table(ranked, by)
             write_text(run.path / "ranking.csv", table.to_csv(index=False))
-            scores = {item.result.image_id: item.scores[by] for item in ranked}
-            tasks = Dataset(loaded.classes, writer.results, name="predictions")
-            label_studio.write(tasks, run.path / "label-studio.json", served_from, scores)
-            write_text(run.path / "label-studio.xml", label_studio.labelling_config(loaded.classes))
             if ranked:
                 run.keep_partial()
         if opened is not None:

@@ -95,7 +95,7 @@ def pass_rate(network: nn.Module, source: str, given: float | None = None, fallb
     if not rate:
         raise ModelError(
             f"{source}: its heads have no dropout rate (trained without head dropout): give one for the Monte-Carlo "
-            "passes (dropout=0.1, say)"
+            "passes (--dropout 0.1 on the command line, dropout=0.1 in Python, say)"
         )
     return float(rate)
 

@@ -148,8 +148,14 @@ class PredictionWriter:
             handle.write(table.to_csv(index=False, header=name not in self._started))
         self._started.add(name)
 
-    def close(self) -> None:
-        """Finish the run-level files: empty tables, COCO and Label Studio files (also after a failure)."""
+    def close(self, task_scores: Mapping[str, float] | None = None) -> None:
+        """Finish the run-level files: empty tables, COCO and Label Studio files (also after a failure).
+
+        Args:
+            task_scores: A score per image id for the Label Studio tasks (Label Studio sorts its tasks by it; e.g. a
+                ranking's relevance); none by default.
+
+        """
         if "csv" in self.outputs and "cells.csv" not in self._started:
             write_text(self.out / "cells.csv", pd.DataFrame().to_csv(index=False))
         if "counts" in self.outputs and "counts.csv" not in self._started:
@@ -162,5 +168,5 @@ class PredictionWriter:
             write_text(self.out / "coco_results.json", json.dumps(to_results(dataset)))
         if "label-studio" in self.outputs:
             dataset = Dataset(self.classes, list(self.results), name="predictions")
-            label_studio.write(dataset, self.out / "label-studio.json", self.served_from)
+            label_studio.write(dataset, self.out / "label-studio.json", self.served_from, task_scores)
             write_text(self.out / "label-studio.xml", label_studio.labelling_config(self.classes))

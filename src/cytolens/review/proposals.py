@@ -8,12 +8,10 @@ from sqlalchemy import select
 
 from cytolens.errors import DataError
 from cytolens.inference.model import load_model
-from cytolens.inference.ranking import RankedImage, RankSettings, rank_iter
-from cytolens.models.registry import resolve_model
+from cytolens.inference.ranking import RankedImage, RankSettings, rank_iter, record_ranking
 from cytolens.progress import progress
 from cytolens.store.database import Store
 from cytolens.store.images import image_file
-from cytolens.store.rounds import add_model_version, record_round
 from cytolens.store.schema import Image, Proposal, Relevance
 
 log = logging.getLogger(__name__)
@@ -67,6 +65,4 @@ def propose(
         ranked.append(item)
     if not ranked:
         return None
-    version = add_model_version(store, resolve_model(model))
-    results = [item.result for item in ranked]
-    return record_round(store, version, loaded.classes, results, [item.relevance for item in ranked])
+    return record_ranking(store, model, loaded.classes, ranked)
