@@ -3,7 +3,9 @@
 Architectures register with :func:`register_architecture` (as torchvision's ``@register_model``); a builder
 takes ``num_classes`` and keyword arguments and returns an ``nn.Module`` exposing ``blocks()`` (its blocks
 from input to output, covering every parameter once) and ``class_heads()`` (the prefixes of the parameter
-names whose shapes depend on the number of classes). ``tests/test_architecture_contract.py`` checks
+names whose shapes depend on the number of classes), and, for Monte-Carlo dropout, ``head_dropouts()`` (the
+dropout modules of its heads, their rate a ``head_dropout`` builder argument) and ``TRUNK`` (the deterministic
+parts before them). ``tests/test_architecture_contract.py`` checks
 every registered architecture against this contract.
 Trained models are checkpoint files in ``cytolens/models/bundled/``; :func:`list_models` describes
 them from their own metadata.

@@ -9,5 +9,6 @@ Import from its modules (only ``rounds`` loads torch, to read model files):
   relevance), :func:`read_proposals`;
 - :mod:`~cytolens.store.labels`: :func:`read_labels`, :func:`save_labels` (optimistic locking:
   :class:`StaleWriteError`);
-- :mod:`~cytolens.store.queue`: :func:`review_queue`; :mod:`~cytolens.store.dataset`: :func:`read_dataset`.
+- :mod:`~cytolens.store.queue`: :func:`review_queue`; :mod:`~cytolens.store.dataset`: :func:`read_dataset`,
+  :func:`open_source`, :func:`is_store`; :mod:`~cytolens.store.export`: :func:`export_labels`.
 """
