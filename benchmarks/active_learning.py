@@ -18,6 +18,8 @@ chosen by one strategy from the rest of the pool:
   the head (the plain pass first, then dropout active in the head): ``#(Uc <= 0.8) + 10 * sum(Ur)``, Ur flagging
   the rare classes above 0.2. The cells are the given centres and no detector is retrained, so every cell's
   ``Ud`` is 1 and the ``#(Ud <= β)`` term is 0.
+- ``relevance-per-cell``: the same R divided by the image's number of cells (a variant, not the published
+  method: R, like every sum over cells, favours crowded images, and random beats it per annotated cell).
 - ``entropy`` and ``bald``: the sum over the image's cells of the predictive entropy and of BALD on the same
   passes; ``random``: a seeded uniform draw per image. Ties are broken at random.
 
@@ -62,7 +64,7 @@ NAME = "active_learning"
 VARIANT = dataclasses.replace(chula.MAIN, test_views=1)
 """64-pixel windows at input 128 on their identity view (features cached by ``classification_chula.py``)."""
 RARE = ("macrocyte", "microcyte", "teardrop", "schistocyte", "elliptocyte")
-STRATEGIES = ("relevance", "random", "entropy", "bald")
+STRATEGIES = ("relevance", "random", "entropy", "bald", "relevance-per-cell")
 HEAD = dataclasses.replace(cc.HEAD, epochs=20)
 """The head's training budget each round (from scratch, no early stopping)."""
 PASSES = 20
@@ -142,7 +144,8 @@ def image_scores(
     ur = rare_flags(probabilities, rare, RARE_THRESHOLD)
     ud = np.ones(len(uc))  # the cells are given, not detected: nothing to disagree on
     cells = [np.flatnonzero(owner == i) for i in range(len(candidates))]
-    return np.array([relevance(ud[c], uc[c], ur[c], alpha=ALPHA, gamma=GAMMA) for c in cells])
+    scores = np.array([relevance(ud[c], uc[c], ur[c], alpha=ALPHA, gamma=GAMMA) for c in cells])
+    return scores / np.maximum([len(c) for c in cells], 1) if strategy == "relevance-per-cell" else scores
 
 
 def figures(model: PatchClassifier, test: CellTable, classes: list[str], rare: list[int]) -> dict[str, Any]:
