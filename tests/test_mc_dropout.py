@@ -2,7 +2,8 @@
 
 Plain prediction stays deterministic and is the first pass; the stochastic passes differ from it and repeat with
 their seed; the trunk runs once per image or tile whatever the number of passes; a model without a dropout rate
-is refused in one line; a pipeline's passes carry its classifier's probabilities for the plain cells.
+gets the default rate in a note, a rate of 0 is refused in one line; a pipeline's passes carry its classifier's
+probabilities for the plain cells.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cytolens.errors import ModelError
+from cytolens.errors import CytolensError
 from cytolens.inference.boxes import BoxTiling
+from cytolens.inference.mc_dropout import DEFAULT_RATE
 from cytolens.inference.model import load_model
 from cytolens.inference.predictors import PATCHES_PER_PASS
 from cytolens.inference.tiles import tiles
 from cytolens.io.images import read_image
+from cytolens.progress import NOTE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,10 +106,21 @@ def test_point_model_trunk_once_per_tile_and_passes_seeded(smear, counting):
     assert not all(_same(passes.cells[0], stochastic) for stochastic in passes.cells[1:])
 
 
-def test_a_model_without_a_dropout_rate_is_refused_in_one_line(blood_cells):
-    with pytest.raises(ModelError, match="pass|give") as error:
-        next(blood_cells.passes_iter(EXAMPLE / "BloodImage_00007.jpg", passes=3))
-    assert "\n" not in str(error.value) and "dropout" in str(error.value)
+def test_a_model_without_a_dropout_rate_gets_the_default_rate_in_a_note(blood_cells, caplog):
+    with caplog.at_level(NOTE, logger="cytolens"):
+        [(_, passes)] = list(blood_cells.passes_iter(EXAMPLE / "BloodImage_00007.jpg", passes=3))
+    notes = [record.getMessage() for record in caplog.records if record.levelno == NOTE]
+    assert [note for note in notes if "dropout" in note] == [
+        f"blood-cells: its heads were trained without dropout: Monte-Carlo passes at dropout {DEFAULT_RATE:g} "
+        "(--dropout to change)"
+    ]
+    assert not all(_same(passes.cells[0], stochastic) for stochastic in passes.cells[1:])
+
+
+def test_a_dropout_rate_of_zero_is_refused_in_one_line(blood_cells):
+    with pytest.raises(CytolensError, match="dropout") as error:
+        next(blood_cells.passes_iter(EXAMPLE / "BloodImage_00007.jpg", passes=3, dropout=0.0))
+    assert "\n" not in str(error.value)
 
 
 def test_pipeline_passes_give_classifier_probabilities_of_the_plain_cells(smear, counting):

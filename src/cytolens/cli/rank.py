@@ -62,7 +62,8 @@ def rank(
             "--dropout",
             min=0.0,
             max=1.0,
-            help="Dropout probability in the model's heads during the passes. \\[default: the model's]",
+            help="Dropout probability in the model's heads during the passes, above 0 and below 1 "
+            "(default: the model's own; 0.1 for a model trained without head dropout, as every bundled one).",
         ),
     ] = None,
     store: Annotated[

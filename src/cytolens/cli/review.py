@@ -38,7 +38,8 @@ def review(
             "--dropout",
             min=0.0,
             max=1.0,
-            help="With --model: dropout probability in the model's heads during the passes. \\[default: the model's]",
+            help="With --model: dropout probability in the model's heads during the passes, above 0 and below 1 "
+            "(default: the model's own; 0.1 for a model trained without head dropout, as every bundled one).",
         ),
     ] = None,
     alpha: Annotated[

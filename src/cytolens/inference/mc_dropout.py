@@ -7,8 +7,8 @@ NMS, scale mapping, thresholds); two mechanisms here make the passes stochastic 
 
 - :func:`stochastic_heads` turns on the dropout modules an architecture declares in its heads
   (``network.head_dropouts()``), at the card's rate or one given for the passes only (weights unchanged; a model
-  trained without head dropout gets it at that rate), seeded so that the same seed gives the same passes. Every
-  other module (batch norm included) stays in eval mode.
+  trained without head dropout gets it at that rate, by default :data:`DEFAULT_RATE`), seeded so that the same
+  seed gives the same passes. Every other module (batch norm included) stays in eval mode.
 - :func:`shared_trunk` memoises the deterministic parts before the heads' dropout (``network.TRUNK``: a box
   model's backbone + FPN, and FCOS's head towers; everything before a point model's heads; a patch classifier's
   ``features``) by the content of their inputs: the plain pass computes them once per image, tile or batch of
@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import logging
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,12 @@ from torch import nn
 from cytolens.data.cells import Cells
 from cytolens.errors import ModelError
 from cytolens.io.validation import check_number
+from cytolens.progress import NOTE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATE = 0.1
+"""Dropout rate of the passes of a model trained without head dropout when none is given (every bundled model)."""
 
 
 @dataclass(frozen=True)
@@ -79,24 +86,25 @@ def head_dropouts(network: nn.Module, source: str) -> list[nn.Module]:
 
 def pass_rate(network: nn.Module, source: str, given: float | None = None, fallback: float | None = None) -> float:
     """The dropout rate of a network's heads in Monte-Carlo passes: ``given``, else the network's own (its card's),
-    else ``fallback``.
+    else ``fallback``, else :data:`DEFAULT_RATE` (said once in a note: the model was trained without head dropout).
 
     Raises:
-        ModelError: Naming ``source``, if the rate is 0 (a model trained without head dropout needs one given), or
-            the architecture has no head dropout.
-        CytolensError: If ``given`` or ``fallback`` is not a number from 0 to below 1.
+        ModelError: Naming ``source``, if the architecture has no head dropout.
+        CytolensError: If ``given`` or ``fallback`` is not a number above 0 and below 1.
 
     """
     own = max(module.p for module in head_dropouts(network, source))
-    for name, value in (("dropout", given), ("dropout", fallback)):
+    for value in (given, fallback):
         if value is not None:
-            check_number(value, name, low=0, high=1, high_open=True)
-    rate = given if given is not None else own or fallback or 0.0
+            check_number(value, "dropout", low=0, high=1, low_open=True, high_open=True)
+    rate = given if given is not None else own or fallback
     if not rate:
-        raise ModelError(
-            f"{source}: its heads have no dropout rate (trained without head dropout): give one for the Monte-Carlo "
-            "passes (--dropout 0.1 on the command line, dropout=0.1 in Python, say)"
-        )
+        log.log(
+            NOTE,
+            "%s: its heads were trained without dropout: Monte-Carlo passes at dropout %g (--dropout to change)",
+            source, DEFAULT_RATE,
+        )  # fmt: skip
+        rate = DEFAULT_RATE
     return float(rate)
 
 
