@@ -150,6 +150,10 @@ def test_save_and_read_labels(store):
         save_labels(store, "10.jpg", [LabelDraft((float("nan"), 1.0))], 2, "bob")
     with pytest.raises(DataError, match="label 2: box .* is empty"):
         save_labels(store, "10.jpg", [LabelDraft((1.0, 1.0)), LabelDraft((5.0, 5.0), (6.0, 6.0, 4.0, 8.0))], 2, "x")
+    with pytest.raises(DataError, match=r"label 1: centre \(-1.0, 2.0\) leaves the \d+x\d+ image"):
+        save_labels(store, "10.jpg", [LabelDraft((-1.0, 2.0))], 2, "x")
+    with pytest.raises(DataError, match=r"label 2: box \(5.0, 5.0, 6.0, 1000000000.0\) leaves the 640x480 image"):
+        save_labels(store, "10.jpg", [LabelDraft((1.0, 1.0)), LabelDraft((5.5, 5.5), (5.0, 5.0, 6.0, 1e9))], 2, "x")
     with pytest.raises(DataError, match="nowhere.jpg: not an image of the annotation store"):
         read_labels(store, "nowhere.jpg")
     assert read_labels(store, "10.jpg") == edited  # the refused saves wrote nothing

@@ -12,7 +12,8 @@ The API (every route behind the guards of :mod:`cytolens.review.security`):
   (:func:`cytolens.store.labels.save_labels`); answers with the image's cells as saved, or 409 with the store's
   message when someone else saved since.
 
-Errors are JSON ``{"detail": message}``: 400 for labels the store refuses, 404 for an unknown image or path.
+Errors are JSON ``{"detail": message}``: 400 for labels the store refuses, 404 for an unknown image or path, 409 for
+a stale save; the guards of :mod:`cytolens.review.security` answer 401/403 (token), 413 (body size) and 400 (host).
 """
 
 from __future__ import annotations

@@ -151,6 +151,16 @@ def _checked(image: str, labels: Sequence[LabelDraft]) -> None:
             names.index(draft.class_name, image, where)
 
 
+def _inside(image: str, labels: Sequence[LabelDraft], width: int, height: int) -> None:
+    """Refuse drafts whose centre or box leaves the image (a box may touch its border)."""
+    for number, draft in enumerate(labels, 1):
+        x, y = draft.centre
+        x1, y1, x2, y2 = draft.box or (x, y, x, y)
+        if min(x, x1, y, y1) < 0 or max(x, x2) > width or max(y, y2) > height:
+            shown = f"box {draft.box}" if draft.box is not None else f"centre {draft.centre}"
+            raise DataError(image, f"label {number}: {shown} leaves the {width}x{height} image")
+
+
 def _same(row: Label, draft: LabelDraft) -> bool:
     box = _box(row)
     return (
@@ -179,14 +189,15 @@ def save_labels(store: Store, image: str, labels: Sequence[LabelDraft], seen_ver
 
     Raises:
         StaleWriteError: If the labels' version is no longer ``seen_version`` (nothing is written).
-        DataError: If the image is not in the store, a draft's numbers or class name cannot be, or a draft names a
-            label that is not a current label of the image.
+        DataError: If the image is not in the store, a draft's numbers or class name cannot be, a draft's centre or
+            box leaves the image, or a draft names a label that is not a current label of the image.
 
     """
     _checked(image, labels)
     now = utc_now()
     with store.transaction() as session:
         stored = find_image(session, image)
+        _inside(image, labels, stored.width, stored.height)
         moved = session.execute(
             update(ImageLabels)
             .where(ImageLabels.image_id == stored.id, ImageLabels.version == seen_version)

@@ -318,7 +318,9 @@ function setMode(mode) {
 // Pointer: wheel zooms about the cursor; drag pans (or draws a box in box mode); a click selects or adds a point.
 function imagePoint(event) {
   const matrix = $("view").getScreenCTM().inverse();
-  return new DOMPoint(event.clientX, event.clientY).matrixTransform(matrix);
+  const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(matrix);
+  const { width, height } = state.data.image;  // cells stay inside the image: the store refuses any that leave it
+  return { x: Math.min(Math.max(point.x, 0), width), y: Math.min(Math.max(point.y, 0), height) };
 }
 
 function onWheel(event) {
