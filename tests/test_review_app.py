@@ -217,6 +217,8 @@ def test_token_is_checked_on_every_request(store):
     cookie = opened.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert client.get("/api/queue").status_code == 200  # the cookie now carries it
+    other_app = {"Cookie": f"a b=1; cytolens_token={TOKEN}"}  # a malformed cookie of another local app beside ours
+    assert TestClient(create_app(store, token=TOKEN)).get("/api/queue", headers=other_app).status_code == 200
 
 
 def test_oversized_bodies_are_refused_before_parsing(client):

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -84,8 +84,8 @@ class TokenGuard:
             response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
             await response(scope, receive, send)
             return
-        cookie = SimpleCookie(headers.get("cookie", "")).get(TOKEN_COOKIE)
-        given = headers.get(TOKEN_HEADER) or (cookie.value if cookie is not None else None)
+        # starlette's lenient parser: a malformed cookie of another local app must not hide ours
+        given = headers.get(TOKEN_HEADER) or cookie_parser(headers.get("cookie", "")).get(TOKEN_COOKIE)
         if given is None:
             await _error(401, "an access token is required (open the address the review command printed)")(
                 scope, receive, send

@@ -44,7 +44,7 @@ def image_file(store: Store, name: str) -> Path:
     """
     if PurePosixPath(name).is_absolute() or Path(name).is_absolute():
         raise DataError(name, f"not a path relative to the store's image folder {store.root}")
-    path = store.root / name
+    path = (store.root / name).resolve()  # the file checked is the file served, even if a link changes later
     stored_name(store, path)
     return path
 
