@@ -125,3 +125,10 @@ def test_detector_scores_as_probabilities_with_a_background_column() -> None:
     np.testing.assert_allclose(probabilities, expected)
     assert pass_labels(passes, associate(passes)).tolist() == [[0, 1], [1, -1]]
 
+
+
+def test_the_review_page_uses_the_ranking_defaults():
+    from cytolens.metrics import uncertainty
+    from cytolens.review import uncertainty as review
+
+    assert (review.ALPHA, review.BETA) == (uncertainty.ALPHA, uncertainty.BETA)

@@ -31,3 +31,26 @@ BackendOption = Annotated[
     typer.Option("--backend", help="Run box detectors with torch, onnx (ONNX Runtime, CPU), or auto (onnx if it can)."),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder or file.")]
+PassesOption = Annotated[
+    int, typer.Option("--passes", min=2, help="Monte-Carlo dropout passes per image, the plain one included.")
+]
+DropoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--dropout",
+        min=0.0,
+        max=1.0,
+        help="Dropout probability in the model's heads during the passes, above 0 and below 1 (default: the model's "
+        "own; 0.1 for a model trained without head dropout, as every bundled one).",
+    ),
+]
+AlphaOption = Annotated[
+    float,
+    typer.Option("--alpha", min=0.0, max=1.0, help="A cell whose class consistency Uc is at most this is uncertain."),
+]
+BetaOption = Annotated[
+    float,
+    typer.Option(
+        "--beta", min=0.0, max=1.0, help="A cell whose detection consistency Ud is at most this is uncertain."
+    ),
+]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from cytolens.cli.options import DeviceOption, JsonOption
+from cytolens.cli.options import AlphaOption, BetaOption, DeviceOption, DropoutOption, JsonOption, PassesOption
+from cytolens.review.uncertainty import ALPHA, BETA
 
 if TYPE_CHECKING:
     from cytolens.inference.ranking import RankedImage
@@ -21,24 +22,9 @@ def rank(
     pool: Annotated[str, typer.Argument(help="A folder of images (or an image file, a glob pattern).", metavar="POOL")],
     model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name, checkpoint file or pipeline file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("cytolens-rank"),
-    passes: Annotated[
-        int, typer.Option("--passes", min=2, help="Monte-Carlo dropout passes per image, the plain one included.")
-    ] = 20,
-    alpha: Annotated[
-        float,
-        typer.Option(
-            "--alpha", min=0.0, max=1.0, help="A cell whose class consistency Uc is at most this counts as uncertain."
-        ),
-    ] = 0.8,
-    beta: Annotated[
-        float,
-        typer.Option(
-            "--beta",
-            min=0.0,
-            max=1.0,
-            help="A cell whose detection consistency Ud is at most this counts as uncertain.",
-        ),
-    ] = 0.9,
+    passes: PassesOption = 20,
+    alpha: AlphaOption = ALPHA,
+    beta: BetaOption = BETA,
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Weight of each rare-class candidate in R.")] = 10.0,
     rare: Annotated[
         str | None,
@@ -56,16 +42,7 @@ def rank(
         ),
     ] = "relevance",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the dropout masks and of --by random.")] = 0,
-    dropout: Annotated[
-        float | None,
-        typer.Option(
-            "--dropout",
-            min=0.0,
-            max=1.0,
-            help="Dropout probability in the model's heads during the passes, above 0 and below 1 "
-            "(default: the model's own; 0.1 for a model trained without head dropout, as every bundled one).",
-        ),
-    ] = None,
+    dropout: DropoutOption = None,
     store: Annotated[
         str | None,
         typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytolens.cli.options import DeviceOption
+from cytolens.cli.options import AlphaOption, BetaOption, DeviceOption, DropoutOption, PassesOption
 from cytolens.review.security import DEFAULT_MAX_BODY
 from cytolens.review.uncertainty import ALPHA, BETA
 
@@ -29,27 +29,10 @@ def review(
             "and record its proposals as a round, before serving.",
         ),
     ] = None,
-    passes: Annotated[
-        int, typer.Option("--passes", min=2, help="With --model: Monte-Carlo dropout passes per image.")
-    ] = 20,
-    dropout: Annotated[
-        float | None,
-        typer.Option(
-            "--dropout",
-            min=0.0,
-            max=1.0,
-            help="With --model: dropout probability in the model's heads during the passes, above 0 and below 1 "
-            "(default: the model's own; 0.1 for a model trained without head dropout, as every bundled one).",
-        ),
-    ] = None,
-    alpha: Annotated[
-        float,
-        typer.Option("--alpha", min=0.0, max=1.0, help="A cell whose Uc is at most this is uncertain (red)."),
-    ] = ALPHA,
-    beta: Annotated[
-        float,
-        typer.Option("--beta", min=0.0, max=1.0, help="A cell whose Ud is at most this is uncertain (red)."),
-    ] = BETA,
+    passes: PassesOption = 20,
+    dropout: DropoutOption = None,
+    alpha: AlphaOption = ALPHA,
+    beta: BetaOption = BETA,
     host: Annotated[
         str, typer.Option("--host", help="The address to listen on; other than a loopback address needs a token.")
     ] = "127.0.0.1",

@@ -26,7 +26,11 @@ import pandas as pd
 from cytolens.errors import DataError, ModelError
 from cytolens.io.validation import ClassNames
 from cytolens.metrics.uncertainty import (
+    ALPHA,
+    BETA,
+    GAMMA,
     HEURISTICS,
+    RARE_THRESHOLD,
     associate,
     bald,
     class_consistency,
@@ -45,10 +49,6 @@ if TYPE_CHECKING:
     from cytolens.inference.model import Images, Model
     from cytolens.results.result import Result
     from cytolens.store.database import Store
-
-RARE_THRESHOLD = 0.2
-"""The mean probability of a rare class above which a cell is a rare-class candidate (``Ur = 1``)."""
-
 
 @dataclass(frozen=True)
 class RankSettings:
@@ -72,9 +72,9 @@ class RankSettings:
     passes: int = 20
     seed: int = 0
     dropout: float | None = None
-    alpha: float = 0.8
-    beta: float = 0.9
-    gamma: float = 10.0
+    alpha: float = ALPHA
+    beta: float = BETA
+    gamma: float = GAMMA
     rare: tuple[str, ...] = ()
     heuristic: str = "relevance"
 

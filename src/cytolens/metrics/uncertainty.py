@@ -56,6 +56,15 @@ from scipy.stats import entropy as shannon_entropy
 from cytolens.data.cells import Cells
 from cytolens.metrics.points import match_points
 
+ALPHA = 0.8
+"""Default α of ``R``: a cell whose class consistency ``Uc`` is at most this is uncertain."""
+BETA = 0.9
+"""Default β of ``R``: a cell whose detection consistency ``Ud`` is at most this is uncertain."""
+GAMMA = 10.0
+"""Default γ of ``R``: the weight of each rare-class candidate."""
+RARE_THRESHOLD = 0.2
+"""The mean probability of a rare class above which a cell is a rare-class candidate (``Ur = 1``)."""
+
 ABSENT = -1
 """Index (in :func:`associate`) or label (in :func:`class_consistency`) of a cell a pass lacks."""
 
@@ -213,7 +222,7 @@ def class_consistency(labels: np.ndarray) -> np.ndarray:
     return counts.max(axis=1) / len(labels)
 
 
-def rare_flags(probabilities: np.ndarray, rare: Sequence[int], threshold: float = 0.2) -> np.ndarray:
+def rare_flags(probabilities: np.ndarray, rare: Sequence[int], threshold: float = RARE_THRESHOLD) -> np.ndarray:
     """``Ur`` of each cell: 1 when the mean probability over the passes of any rare class exceeds ``threshold``.
 
     Args:
@@ -237,7 +246,7 @@ def rare_flags(probabilities: np.ndarray, rare: Sequence[int], threshold: float 
 
 
 def relevance(
-    ud: np.ndarray, uc: np.ndarray, ur: np.ndarray, alpha: float = 0.8, beta: float = 0.9, gamma: float = 10.0
+    ud: np.ndarray, uc: np.ndarray, ur: np.ndarray, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA
 ) -> float:
     """``R`` of an image: ``#(Uc <= alpha) + #(Ud <= beta) + gamma * sum(Ur)`` over its cells.
 

@@ -1,7 +1,7 @@
 """When a proposed cell counts as uncertain: ``Uc <= alpha`` or ``Ud <= beta`` (issue 12's thresholds of ``R``).
 
-A proposal without recorded uncertainties is not uncertain. The defaults are those of
-:class:`cytolens.inference.ranking.RankSettings`.
+A proposal without recorded uncertainties is not uncertain. The defaults equal :mod:`cytolens.metrics.uncertainty`'s
+(a test checks it); they are repeated here so that ``cytolens --help`` does not import the metrics package.
 """
 
 from __future__ import annotations
