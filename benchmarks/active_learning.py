@@ -53,7 +53,16 @@ from cytolens.data.patches import dataset_patches
 from cytolens.io.atomic import write_bytes
 from cytolens.io.spec import load_data
 from cytolens.metrics.classification import classification_metrics
-from cytolens.metrics.uncertainty import bald, class_consistency, entropy, rare_flags, relevance
+from cytolens.metrics.uncertainty import (
+    ALPHA,
+    GAMMA,
+    RARE_THRESHOLD,
+    bald,
+    class_consistency,
+    entropy,
+    rare_flags,
+    relevance,
+)
 from cytolens.models.classifier import PatchClassifier
 from cytolens.training.fast_heads import head_probabilities, train_head
 
@@ -68,7 +77,6 @@ STRATEGIES = ("relevance", "random", "entropy", "bald", "relevance-per-cell")
 HEAD = dataclasses.replace(cc.HEAD, epochs=20)
 """The head's training budget each round (from scratch, no early stopping)."""
 PASSES = 20
-ALPHA, GAMMA, RARE_THRESHOLD = 0.8, 10.0, 0.2
 IMAGES_TARGET = 0.6
 RARE_GAIN_MARGIN = 0.05
 
