@@ -54,3 +54,20 @@ BetaOption = Annotated[
         "--beta", min=0.0, max=1.0, help="A cell whose detection consistency Ud is at most this is uncertain."
     ),
 ]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Local processes running images or slide tiles (a Dask LocalCluster when above 1); results are the "
+        "same, in the same order, as with 1.",
+    ),
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) to send images or slide tiles to, "
+        "instead of local processes.",
+    ),
+]
