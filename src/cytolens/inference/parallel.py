@@ -1,0 +1,232 @@
+"""Running a function over many images or slide regions, in this process or on Dask workers, results in input order.
+
+:func:`ordered_map` is the one executor: with ``workers=1`` and no scheduler it is a plain loop in this process
+(Dask is not imported); with ``workers`` above 1 it starts a Dask ``LocalCluster`` of that many single-threaded
+processes for the call; with ``scheduler`` it sends the work to a running Dask scheduler. A worker builds its
+model from a :class:`ModelSpec` (what travels is the spec, never a model file's bytes) and loads it once per
+process (:meth:`ModelSpec.load`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cytolens.errors import CytolensError
+from cytolens.io.validation import check_number
+
+if TYPE_CHECKING:
+    from cytolens.inference.model import Model
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CONNECT_TIMEOUT = "5s"
+"""How long a ``--scheduler`` address is tried before it is reported unreachable."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load a model, small and picklable: what a worker process receives instead of the model.
+
+    Attributes:
+        source: A bundled model name, checkpoint file or pipeline file (see
+            :func:`~cytolens.inference.model.load_model`).
+        classifier: A patch classifier classifying every cell ``source`` finds, or ``None``.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``.
+        backend: ``torch``, ``onnx`` or ``auto`` (see :func:`~cytolens.inference.model.load_model`).
+        settings: What is given at run time, JSON-like: ``thresholds`` (a mapping for
+            :meth:`~cytolens.inference.model.Model.with_thresholds`), ``tile_size`` and ``overlap`` (for
+            :meth:`~cytolens.inference.model.Model.with_tiling`), ``views`` (for
+            :meth:`~cytolens.inference.model.Model.with_views`); keys left out keep the model's own.
+
+    Examples:
+        >>> spec = ModelSpec("blood-cells", settings={"thresholds": {"score": 0.5}})
+        >>> model = spec.load()  # doctest: +SKIP
+
+    """
+
+    source: str
+    classifier: str | None = None
+    device: str = "cpu"
+    backend: str = "auto"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """The spec as one JSON text (keys sorted): equal specs give equal keys."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def load(self) -> Model:
+        """The model, loaded once per process and spec (later calls return the same object).
+
+        Raises:
+            ModelError: If the model cannot be found or loaded (see :func:`~cytolens.inference.model.load_model`).
+            CytolensError: If the device, backend or a setting is not usable.
+
+        """
+        return _load(self.key())
+
+
+@functools.lru_cache(maxsize=4)
+def _load(key: str) -> Model:
+    """The model a :meth:`ModelSpec.key` describes, with its run-time settings applied."""
+    from cytolens.inference.model import load_model
+
+    spec = json.loads(key)
+    settings = spec["settings"]
+    model = load_model(spec["source"], spec["device"], spec["backend"], classifier=spec["classifier"])
+    if settings.get("thresholds"):
+        model = model.with_thresholds(**settings["thresholds"])
+    if settings.get("tile_size") is not None or settings.get("overlap") is not None:
+        model = model.with_tiling(settings.get("tile_size"), settings.get("overlap"))
+    if settings.get("views") is not None:
+        model = model.with_views(settings["views"])
+    return model
+
+
+def ordered_map(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    in_flight: int | None = None,
+) -> Iterator[R]:
+    """``function(item)`` for every item, yielded in the order of ``items`` as the results arrive.
+
+    Args:
+        function: A module-level function (Dask pickles it by name) taking one item.
+        items: Picklable items (e.g. dataclasses holding a :class:`ModelSpec`), read lazily.
+        workers: Local processes; 1 runs ``function`` in this process, in a plain loop.
+        scheduler: Address of a running Dask scheduler (e.g. ``tcp://10.0.0.5:8786``) to send the items to instead
+            of local processes.
+        in_flight: Items sent out and not yet yielded, at most (default: twice the workers): memory stays bounded
+            however many items there are.
+
+    Returns:
+        An iterator of the results, in input order.
+
+    Raises:
+        CytolensError: If ``workers`` or ``in_flight`` is not a whole number of at least 1, the scheduler
+            cannot be reached, or ``function`` raised one (the same error, from a worker too).
+
+    Examples:
+        >>> list(ordered_map(abs, [-2, 1, -3]))
+        [2, 1, 3]
+
+    """
+    check_number(workers, "workers", low=1, integer=True)
+    if in_flight is not None:
+        check_number(in_flight, "in_flight", low=1, integer=True)
+    if workers == 1 and scheduler is None:
+        return map(function, items)
+    return _dask_map(function, items, workers, scheduler, in_flight or 2 * workers)
+
+
+def _dask_map(
+    function: Callable[[T], R], items: Iterable[T], workers: int, scheduler: str | None, in_flight: int
+) -> Iterator[R]:
+    """:func:`ordered_map` on Dask: a ``LocalCluster`` of ``workers`` processes, or the scheduler's workers."""
+    from collections import deque
+
+    with _client(workers, scheduler) as client:
+        pending: deque = deque()
+        queue = iter(items)
+        try:
+            for item in queue:
+                pending.append(client.submit(_call, function, item, pure=False))
+                if len(pending) >= in_flight:
+                    yield _outcome(pending.popleft().result())
+            while pending:
+                yield _outcome(pending.popleft().result())
+        finally:
+            client.cancel(list(pending))
+
+
+@contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers`` single-threaded
+    processes (each running torch on its share of this machine's cores) closed on exit.
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    quiet = not logging.getLogger("cytolens").isEnabledFor(logging.INFO)
+    if quiet:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError, TypeError) as error:
+            raise CytolensError(f"{scheduler}: no Dask scheduler answers at this address ({_reason(error)})") from None
+        with client:
+            yield client
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    env = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), str(threads))
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+        silence_logs=logging.ERROR if quiet else False,
+        env=env,
+    ) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A :class:`~cytolens.errors.CytolensError` raised or returned in a worker, as plain picklable fields (an
+    error whose constructor takes other arguments than its message, as ``DataError(path, problem)``, does not
+    survive pickling itself).
+    """
+
+    kind: type[CytolensError]
+    message: str
+    state: dict[str, Any]
+    raised: bool
+
+    def error(self) -> CytolensError:
+        """The error again, of its own type, message and attributes."""
+        error = self.kind.__new__(self.kind)
+        Exception.__init__(error, self.message)
+        error.__dict__.update(self.state)
+        return error
+
+
+def _call(function: Callable[[T], R], item: T) -> R | _Failure:
+    """``function(item)`` in a worker, a CytolensError it raises or returns as a :class:`_Failure`."""
+    try:
+        result = function(item)
+    except CytolensError as error:
+        return _Failure(type(error), str(error), dict(vars(error)), raised=True)
+    if isinstance(result, CytolensError):
+        return _Failure(type(result), str(result), dict(vars(result)), raised=False)
+    return result
+
+
+def _outcome(result: R | _Failure) -> R:
+    """A worker's result back in this process: a raised error raised again, a returned one returned."""
+    if not isinstance(result, _Failure):
+        return result
+    if result.raised:
+        raise result.error()
+    return result.error()
+
+
+__all__ = ["CONNECT_TIMEOUT", "ModelSpec", "ordered_map"]
