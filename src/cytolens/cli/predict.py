@@ -7,11 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cytolens.cli.options import BackendOption, DeviceOption, JsonOption
+from cytolens.cli.options import BackendOption, DeviceOption, JsonOption, SchedulerOption, WorkersOption
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from cytolens.data.cells import ScoreThreshold
+    from cytolens.errors import DataError
     from cytolens.inference.model import Model
+    from cytolens.inference.parallel import ModelSpec
+    from cytolens.results.result import Result
 
 DEFAULT_MODEL = "blood-cells"
 
@@ -58,6 +63,24 @@ def _configured(
         return cell_model, parse_score_threshold(score_threshold, scored.classes, scored.thresholds.min_score)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--score-threshold") from None
+
+
+def _on_workers(
+    spec: ModelSpec,
+    files: list[Path],
+    threshold: ScoreThreshold | None,
+    mpp: float | None,
+    batch_size: int,
+    workers: int,
+    scheduler: str | None,
+) -> Iterator[Result | DataError]:
+    """The results of ``files`` in order, each image predicted on a worker process (``--workers``/``--scheduler``)
+    that loads the model of ``spec`` once.
+    """
+    from cytolens.inference.parallel import ImageJob, ordered_map, predict_image
+
+    jobs = (ImageJob(spec, file, threshold, mpp, batch_size) for file in files)
+    return ordered_map(predict_image, jobs, workers=workers, scheduler=scheduler)
 
 
 def predict(
@@ -160,6 +183,8 @@ def predict(
     ] = None,
     device: DeviceOption = "auto",
     backend: BackendOption = "auto",
+    workers: WorkersOption = 1,
+    scheduler: SchedulerOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Find and classify cells in images; write cells.csv, counts.csv, COCO, QuPath GeoJSON, napari and overlays.
@@ -168,6 +193,9 @@ def predict(
     patch classifier as --model, each image is one cell (a crop), classified whole into images.csv.
 
     An unreadable image is reported in one line and skipped; the others complete, and the exit code is 1.
+    With --workers N (or --scheduler), images are predicted on N processes (or a Dask cluster's workers, which must
+    see the images and the model file at the paths given), each loading the model once; outputs are those of one
+    process, in the same order.
     --out must be new or empty unless --exist-ok; the run is written beside it and moved into place when
     it ends, so --out never holds a mix of runs, and a second run into it at the same time is refused.
     For research use only, not for diagnosis.
@@ -177,6 +205,7 @@ def predict(
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import DataError
     from cytolens.inference.model import load_model
+    from cytolens.inference.parallel import ModelSpec
     from cytolens.inference.sources import find_images
     from cytolens.io.label_studio import local_files_url
     from cytolens.io.output_run import OutputRun
@@ -202,7 +231,13 @@ def predict(
         if not ratios:
             ratios = list(cell_model.card.report.ratios)
         totals = dict.fromkeys(cell_model.classes, 0)
-        items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=threshold, mpp=mpp)
+        if workers == 1 and scheduler is None:
+            items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=threshold, mpp=mpp)
+        else:
+            thresholds = {} if iou is None else {"nms": iou}
+            settings = {"thresholds": thresholds, "tile_size": tile_size, "overlap": overlap, "views": views}
+            spec = ModelSpec(model, classifier, device, backend, settings)
+            items = _on_workers(spec, files, threshold, mpp, batch_size, workers, scheduler)
         writer = PredictionWriter(run.path, cell_model.classes, chosen, ratios, ids, served_from)
         try:
             for item in progress(items, len(files), "predicting", enabled=not as_json):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,12 @@ from cytolens.errors import CytolensError
 from cytolens.io.validation import check_number
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cytolens.data.cells import ScoreThreshold
+    from cytolens.errors import DataError
     from cytolens.inference.model import Model
+    from cytolens.results.result import Result
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,6 +95,34 @@ def _load(key: str) -> Model:
     return model
 
 
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to predict on a worker: what :func:`predict_image` takes.
+
+    Attributes:
+        spec: The model.
+        path: The image file.
+        score_threshold: Keep cells scoring at least this (``None``: the model's).
+        mpp: µm/px of the image (``None``: what the file states).
+        batch_size: Tiles per forward pass, for an image larger than one tile.
+
+    """
+
+    spec: ModelSpec
+    path: Path
+    score_threshold: ScoreThreshold | None = None
+    mpp: float | None = None
+    batch_size: int = 1
+
+
+def predict_image(job: ImageJob) -> Result | DataError:
+    """The result of one image, as :meth:`~cytolens.inference.model.Model.predict_iter` yields it: a
+    :class:`~cytolens.results.result.Result`, or the :class:`~cytolens.errors.DataError` of an image that fails.
+    """
+    model = job.spec.load()
+    return next(model.predict_iter([job.path], job.batch_size, job.score_threshold, job.mpp))
+
+
 def ordered_map(
     function: Callable[[T], R],
     items: Iterable[T],
@@ -134,16 +168,17 @@ def _dask_map(
     """:func:`ordered_map` on Dask: a ``LocalCluster`` of ``workers`` processes, or the scheduler's workers."""
     from collections import deque
 
+    level = logging.getLogger("cytolens").getEffectiveLevel()
     with _client(workers, scheduler) as client:
         pending: deque = deque()
         queue = iter(items)
         try:
             for item in queue:
-                pending.append(client.submit(_call, function, item, pure=False))
+                pending.append(client.submit(_call, function, item, level, pure=False))
                 if len(pending) >= in_flight:
-                    yield _outcome(pending.popleft().result())
+                    yield pending.popleft().result().unpack()
             while pending:
-                yield _outcome(pending.popleft().result())
+                yield pending.popleft().result().unpack()
         finally:
             client.cancel(list(pending))
 
@@ -153,8 +188,6 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers`` single-threaded
     processes (each running torch on its share of this machine's cores) closed on exit.
     """
-    import logging
-
     from distributed import Client, LocalCluster
 
     quiet = not logging.getLogger("cytolens").isEnabledFor(logging.INFO)
@@ -191,15 +224,18 @@ def _reason(error: BaseException) -> str:
 
 @dataclass(frozen=True)
 class _Failure:
-    """A :class:`~cytolens.errors.CytolensError` raised or returned in a worker, as plain picklable fields (an
-    error whose constructor takes other arguments than its message, as ``DataError(path, problem)``, does not
-    survive pickling itself).
+    """A :class:`~cytolens.errors.CytolensError` as plain picklable fields (an error whose constructor takes other
+    arguments than its message, as ``DataError(path, problem)``, does not survive pickling itself).
     """
 
     kind: type[CytolensError]
     message: str
     state: dict[str, Any]
-    raised: bool
+
+    @classmethod
+    def of(cls, error: CytolensError) -> _Failure:
+        """The fields of ``error``."""
+        return cls(type(error), str(error), dict(vars(error)))
 
     def error(self) -> CytolensError:
         """The error again, of its own type, message and attributes."""
@@ -209,24 +245,60 @@ class _Failure:
         return error
 
 
-def _call(function: Callable[[T], R], item: T) -> R | _Failure:
-    """``function(item)`` in a worker, a CytolensError it raises or returns as a :class:`_Failure`."""
+def _call(function: Callable[[T], R], item: T, level: int) -> _Outcome:
+    """``function(item)`` in a worker, with the ``cytolens`` log records it emits at ``level`` (this caller's)
+    kept for the caller instead of printed by the worker.
+    """
+    logger = logging.getLogger("cytolens")
+    kept = _Keeper()
+    logger.addHandler(kept)
+    propagate, logger.propagate = logger.propagate, False
+    logger.setLevel(level)
     try:
-        result = function(item)
+        value = function(item)
     except CytolensError as error:
-        return _Failure(type(error), str(error), dict(vars(error)), raised=True)
-    if isinstance(result, CytolensError):
-        return _Failure(type(result), str(result), dict(vars(result)), raised=False)
-    return result
+        return _Outcome(_Failure.of(error), kept.records, raised=True)
+    finally:
+        logger.removeHandler(kept)
+        logger.propagate = propagate
+    failure = _Failure.of(value) if isinstance(value, CytolensError) else None
+    return _Outcome(value if failure is None else failure, kept.records, raised=False)
 
 
-def _outcome(result: R | _Failure) -> R:
-    """A worker's result back in this process: a raised error raised again, a returned one returned."""
-    if not isinstance(result, _Failure):
-        return result
-    if result.raised:
-        raise result.error()
-    return result.error()
+class _Keeper(logging.Handler):
+    """A log handler keeping the records it sees, their messages formatted (so that any arguments pickle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` with its message formatted and no exception attached."""
+        kept = logging.makeLogRecord(vars(record))
+        kept.msg, kept.args, kept.exc_info, kept.exc_text = record.getMessage(), None, None, None
+        self.records.append(kept)
 
 
-__all__ = ["CONNECT_TIMEOUT", "ModelSpec", "ordered_map"]
+@dataclass(frozen=True)
+class _Outcome:
+    """What :func:`_call` sends back: the value (a :class:`_Failure` for an error), whether it was raised, and the
+    log records emitted meanwhile.
+    """
+
+    value: Any
+    records: list[logging.LogRecord]
+    raised: bool
+
+    def unpack(self) -> Any:
+        """The value in this process, after the worker's log records are handled here: a raised error raised
+        again, a returned one returned.
+        """
+        for record in self.records:
+            logging.getLogger(record.name).handle(record)
+        value = self.value.error() if isinstance(self.value, _Failure) else self.value
+        if self.raised:
+            raise value
+        return value
+
+
+__all__ = ["CONNECT_TIMEOUT", "ImageJob", "ModelSpec", "ordered_map", "predict_image"]
