@@ -12,7 +12,9 @@ Shape of the network: an encoder (strides 2-32), a decoder that upsamples level 
 concatenates the encoder's skip features (a residual block at each level), a full-resolution stem
 whose features join the last decoder level, and a multi-context aggregation that projects several
 decoder levels, upsamples them to full resolution and fuses them with the full-resolution features
-before the two 1x1 heads. Parameters of the targets (``d``, ``a``) are not part of the model; the
+before the two 1x1 heads (with ``class_channels``, the class head reads the fused features through a 3x3
+convolution block of its own, so that it can train with a small loss weight without reshaping the decoder
+that detection shares). Parameters of the targets (``d``, ``a``) are not part of the model; the
 checkpoint metadata holds them.
 
 ``head_dropout`` (0 by default) drops whole channels of the fused features entering the two heads
@@ -129,6 +131,8 @@ class PointFCN(nn.Module):
         context_channels: Channels each aggregated decoder level is projected to.
         context_levels: How many of the finest decoder levels join the aggregation (1-4).
         head_dropout: Channel dropout rate on the features entering the heads (0: none).
+        class_channels: Channels of the class head's own 3x3 convolution block (0: none, a 1x1 head on the
+            fused features).
 
     """
 
@@ -148,6 +152,7 @@ class PointFCN(nn.Module):
         context_channels: int = 8,
         context_levels: int = 3,
         head_dropout: float = 0.0,
+        class_channels: int = 0,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 5 or len(decoder_channels) != 4:
@@ -173,7 +178,8 @@ class PointFCN(nn.Module):
         # Most pixels are background: start the map near 0 there (sigmoid(-4) = 0.018), as RetinaNet's
         # prior bias does, instead of 0.5 everywhere, which the weighted loss is slow to pull down.
         nn.init.constant_(self.proximity_head.bias, PROXIMITY_PRIOR_BIAS)
-        self.class_head = nn.Conv2d(stem_channels, num_classes, 1)
+        self.class_block = conv_bn_relu(stem_channels, class_channels) if class_channels else nn.Identity()
+        self.class_head = nn.Conv2d(class_channels or stem_channels, num_classes, 1)
         self.head_dropout = nn.Dropout2d(check_number(head_dropout, "head_dropout", low=0, high=1, high_open=True))
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
@@ -184,7 +190,7 @@ class PointFCN(nn.Module):
             *((f"decoder.level{i}", level) for i, level in enumerate(self.decoder)),
             ("aggregation", nn.ModuleList([self.full, self.context, self.fuse])),
             ("proximity_head", self.proximity_head),
-            ("class_head", self.class_head),
+            ("class_head", nn.ModuleList([self.class_block, self.class_head])),
         ]
 
     def class_heads(self) -> list[str]:
@@ -218,7 +224,8 @@ class PointFCN(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
         features = self.head_dropout(self.head_input(images))
-        return {"proximity": torch.sigmoid(self.proximity_head(features)), "logits": self.class_head(features)}
+        logits = self.class_head(self.class_block(features))
+        return {"proximity": torch.sigmoid(self.proximity_head(features)), "logits": logits}
 
 
 @register_architecture("fcn-lite0", task="points")
@@ -230,6 +237,7 @@ def fcn_lite0(
     context_channels: int = 8,
     context_levels: int = 3,
     head_dropout: float = 0.0,
+    class_channels: int = 0,
 ) -> PointFCN:
     """Point FCN on an EfficientNet-Lite0 encoder (ImageNet weights), about 3.4 M parameters."""
     backbone = "tf_efficientnet_lite0"
@@ -237,7 +245,7 @@ def fcn_lite0(
     mean, std = mean_std(backbone)
     return PointFCN(
         encoder, encoder.feature_info.channels(), backbone_blocks(encoder), num_classes, mean, std,
-        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout, class_channels,
     )
 
 
@@ -251,11 +259,12 @@ def fcn_small(
     context_channels: int = 8,
     context_levels: int = 3,
     head_dropout: float = 0.0,
+    class_channels: int = 0,
 ) -> PointFCN:
     """Point FCN on a small residual encoder trained from scratch (``weights`` is ignored: nothing pretrained)."""
     encoder = SmallEncoder(tuple(encoder_channels))
     mean, std = mean_std("fcn-small")
     return PointFCN(
         encoder, encoder.out_channels, encoder.blocks(), num_classes, mean, std,
-        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout,
+        tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout, class_channels,
     )
