@@ -11,9 +11,16 @@ augmentations.
 from __future__ import annotations
 
 import albumentations as A
+import numpy as np
 import torch
+from skimage.color import hed_from_rgb, rgb_from_hed
 
 from cytolens.training.stages import short_side
+
+DENSITY_FLOOR = 1e-6
+"""Smallest intensity (0-1) before the logarithm of optical density, as in :func:`skimage.color.rgb2hed`."""
+STAIN_SHIFT = 0.01
+"""Scale of the stain shifts: scikit-image's densities of H&E tissue run about 0-0.1 (eosin's mean about 0.015)."""
 
 
 def _colour(strength: float) -> list[A.BasicTransform]:
@@ -26,6 +33,44 @@ def _colour(strength: float) -> list[A.BasicTransform]:
             r_shift_limit=int(12 * strength), g_shift_limit=int(12 * strength), b_shift_limit=int(12 * strength), p=0.5
         ),
     ]
+
+
+def scale_stains(pixels: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """An RGB image with each stain's density in haematoxylin-eosin-DAB space scaled by ``scale`` and shifted by
+    ``shift`` (three values each; scikit-image's densities and stain matrices, :func:`skimage.color.rgb2hed`,
+    without its clipping of negative amounts, so that scale 1 and shift 0 give the pixels back).
+
+    Args:
+        pixels: ``(H, W, 3)`` RGB uint8.
+        scale: Factors of the haematoxylin, eosin and DAB densities.
+        shift: Added to them.
+
+    Returns:
+        The ``(H, W, 3)`` RGB uint8 image.
+
+    """
+    density = np.log(np.maximum(pixels / 255.0, DENSITY_FLOOR)) / np.log(DENSITY_FLOOR)
+    density = density @ (hed_from_rgb * np.asarray(scale)) @ rgb_from_hed + np.asarray(shift) @ rgb_from_hed
+    return np.round(np.clip(np.exp(density * np.log(DENSITY_FLOOR)), 0, 1) * 255).astype(np.uint8)
+
+
+def hed_jitter(pixels: np.ndarray, strength: float, generator: np.random.Generator) -> np.ndarray:
+    """Stain jitter (Tellez et al. 2018): :func:`scale_stains` by ``1 + U(-strength, strength)`` and shifted by
+    ``STAIN_SHIFT * U(-strength, strength)``, drawn per stain.
+
+    Args:
+        pixels: ``(H, W, 3)`` RGB uint8.
+        strength: Half-width of the uniform draws (0: the pixels unchanged).
+        generator: Source of the draws.
+
+    Returns:
+        The jittered ``(H, W, 3)`` RGB uint8 image.
+
+    """
+    if strength <= 0:
+        return pixels
+    scale = 1 + generator.uniform(-strength, strength, 3)
+    return scale_stains(pixels, scale, generator.uniform(-strength, strength, 3) * STAIN_SHIFT)
 
 
 def seed_from_torch() -> int:

@@ -22,7 +22,7 @@ from cytolens.data.transforms import boxes_to_points
 from cytolens.io.images import read_image
 from cytolens.io.spec import load_data
 from cytolens.models.point_fcn import STRIDE
-from cytolens.training.augment import point_pipeline, seed_from_torch
+from cytolens.training.augment import hed_jitter, point_pipeline, seed_from_torch
 from cytolens.training.proximity import IGNORE, class_target, nearest_centre, proximity_map
 from cytolens.training.recipe import PointSettings
 from cytolens.training.stages import InputSize
@@ -65,6 +65,8 @@ class PointDataset(TorchDataset):
         scale: Resize factor applied to the images and their points first (1: as they are).
         ignore_unlabelled: Leave the pixels of unlabelled cells out of the proximity loss (for images in
             which only some cells are labelled; see :mod:`cytolens.data.partial_labels`).
+        stain_jitter: Strength of the haematoxylin-eosin jitter of training crops
+            (:func:`~cytolens.training.augment.hed_jitter`; 0: none).
 
     Raises:
         ValueError: If ``train`` is asked for without ``input_size``.
@@ -80,6 +82,7 @@ class PointDataset(TorchDataset):
         train: bool = True,
         scale: float = 1.0,
         ignore_unlabelled: bool = False,
+        stain_jitter: float = 0.0,
     ) -> None:
         if train and input_size is None:
             raise ValueError("training samples are crops: give their input_size")
@@ -90,6 +93,7 @@ class PointDataset(TorchDataset):
         self.train = train
         self.scale = scale
         self.ignore_unlabelled = ignore_unlabelled
+        self.stain_jitter = stain_jitter
         self.pipeline = point_pipeline(train=True)  # D4 views and colour jitter of training crops
 
     def __len__(self) -> int:
@@ -132,6 +136,8 @@ class PointDataset(TorchDataset):
         sample: Sample = {"size": shape}
         if self.train:
             self.pipeline.set_random_seed(seed_from_torch())
+            if self.stain_jitter:
+                pixels = hed_jitter(pixels, self.stain_jitter, np.random.default_rng(seed_from_torch()))
             out = self.pipeline(
                 image=pixels, mask=classes, masks=[proximity, known], keypoints=np.zeros((0, 2)), labels=[]
             )
