@@ -9,6 +9,9 @@ value; :func:`peak_candidates` plus :func:`above` use this both to tune ``thresh
 decode tiles against the maximum of the whole image.
 
 A peak at pixel ``(row, col)`` is the centre ``(col + 0.5, row + 0.5)`` in cytolens coordinates.
+
+With ``flips``, each tile also goes through the network mirrored left-right, top-bottom and both; the maps are
+mirrored back and averaged (test-time augmentation), in the same forward pass as the tile itself.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ DEFAULT_TILE = 768
 """Default largest tile side (pixels) of :func:`predict_points`, when the model card gives none."""
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.05), 2).tolist())
 """Candidate values of ``threshold_rel`` (``ξ``) that :func:`tune_threshold_rel` tries."""
+ABSOLUTE_GRID = tuple(np.round(np.arange(0.05, 0.71, 0.025), 3).tolist())
+"""Candidate values of ``threshold_abs`` that :func:`tune_threshold_abs` tries (with ``threshold_rel`` 0)."""
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+"""The test-time views of ``flips``: the tile, mirrored left-right, top-bottom, and both (axes of ``(B, C, H, W)``)."""
 TILE_OVERLAP = 64
 """Default overlap (pixels) of neighbouring tiles in :func:`predict_points`, when ``2 * min_distance`` is smaller."""
 
@@ -92,6 +99,24 @@ def tune_threshold_rel(
         ]
         figures[xi] = point_metrics(Dataset(truth.classes, images), truth, radius)
     best = max(figures, key=lambda xi: (figures[xi]["f1"] or 0.0, xi))
+    return best, figures[best]
+
+
+def tune_threshold_abs(
+    candidates: list[tuple[AnnotatedImage, float]], truth: Dataset, radius: float
+) -> tuple[float, dict[str, Any]]:
+    """The ``threshold_abs`` of :data:`ABSOLUTE_GRID` with the best detection F1 when ``ξ`` is 0 (on a tie, the
+    higher); the absolute counterpart of :func:`tune_threshold_rel`, with the same ``candidates``.
+
+    Returns:
+        The chosen ``threshold_abs`` and the :func:`~cytolens.metrics.points.point_metrics` figures at it.
+
+    """
+    figures = {}
+    for floor in ABSOLUTE_GRID:
+        images = [replace(found, cells=found.cells.select(found.cells.scores > floor)) for found, _ in candidates]
+        figures[floor] = point_metrics(Dataset(truth.classes, images), truth, radius)
+    best = max(figures, key=lambda floor: (figures[floor]["f1"] or 0.0, floor))
     return best, figures[best]
 
 
@@ -184,6 +209,7 @@ def tile_outputs(
     overlap: int,
     device: torch.device | str = "cpu",
     per_pass: int = 1,
+    flips: bool = False,
 ) -> Iterator[TileOutput]:
     """Run a point model on every tile of a batch of images, tiles of the same size (from any image) going
     through the network together, at most ``per_pass`` at a time.
@@ -199,7 +225,8 @@ def tile_outputs(
             :data:`~cytolens.models.point_fcn.STRIDE`.
         overlap: Overlap of neighbouring tiles (pixels); smaller than ``tile_size`` (see :func:`tile_overlap`).
         device: Where to run the network.
-        per_pass: Most tiles per forward pass.
+        per_pass: Most tiles per forward pass (with ``flips``, each tile's 4 views go together).
+        flips: Average each tile's maps over its :data:`FLIPS` views.
 
     Yields:
         One :class:`TileOutput` per tile, grouped by tile size (in the order sizes first occur).
@@ -216,11 +243,23 @@ def tile_outputs(
             pixels = np.stack([images[index][rows.start : rows.stop, cols.start : cols.stop]
                                for index, _, rows, cols in chunk])
             tensor = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float().div_(255)
-            out = network(tensor)
+            out = _flipped_outputs(network, tensor) if flips else network(tensor)
             proximity = out["proximity"][:, 0].float().cpu().numpy()
             logits = out["logits"].float().cpu()
             for position, (index, number, rows, cols) in enumerate(chunk):
                 yield TileOutput(index, number, rows, cols, proximity[position], logits[position])
+
+
+def _flipped_outputs(network: nn.Module, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The network's ``proximity`` and ``logits`` on ``(B, 3, H, W)`` tiles, averaged over their :data:`FLIPS` views
+    (one forward pass of ``4 * B`` tiles).
+    """
+    out = network(torch.cat([tensor.flip(axes) for axes in FLIPS]))
+    return {
+        name: torch.stack([views.flip(axes) for views, axes in zip(out[name].chunk(len(FLIPS)), FLIPS, strict=True)])
+        .mean(dim=0)
+        for name in ("proximity", "logits")
+    }
 
 
 def point_maps(
@@ -230,6 +269,7 @@ def point_maps(
     overlap: int,
     device: torch.device | str = "cpu",
     per_pass: int = 1,
+    flips: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """A point model's outputs over whole images: each tile's core stitched into place (see :func:`tile_outputs`).
 
@@ -238,7 +278,7 @@ def point_maps(
 
     """
     maps: list[dict[str, np.ndarray]] = [{} for _ in images]
-    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass):
+    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass, flips):
         height, width = images[out.image].shape[:2]
         into = maps[out.image]
         if not into:
@@ -262,6 +302,7 @@ def predict_points(
     per_pass: int = 1,
     paths: Sequence[str | Path] | None = None,
     ids: Sequence[str] | None = None,
+    flips: bool = False,
 ) -> list[Result]:
     """Find and classify the cells of RGB images with a point model.
 
@@ -283,6 +324,7 @@ def predict_points(
         per_pass: Most tiles per forward pass.
         paths: Each image's file, for its result (default: none).
         ids: Each image's key (default: its file stem).
+        flips: Average each tile's maps over its mirrored views (see :data:`FLIPS`).
 
     Returns:
         Per image, a result carrying its pixels, with one cell per peak: centre, class (argmax of the
@@ -295,7 +337,7 @@ def predict_points(
     """
     overlap = tile_overlap(thresholds, tile_size, overlap)
     found: list[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]]] = [{} for _ in images]
-    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass):
+    for out in tile_outputs(network, images, tile_size, overlap, device, per_pass, flips):
         proximity, core = out.proximity, out.core
         peaks = peak_candidates(proximity, thresholds.min_distance, thresholds.threshold_abs)
         inside = (

@@ -180,8 +180,12 @@ class BoxPredictor(Predictor):
 class PointPredictor(Predictor):
     """Point models: peaks of the proximity map, classified by the class map at each peak, over tiles of
     ``input.tile_size`` pixels (default :data:`~cytolens.inference.peaks.DEFAULT_TILE`) overlapping by
-    ``input.overlap`` (see :mod:`cytolens.inference.peaks`).
+    ``input.overlap`` (see :mod:`cytolens.inference.peaks`). With :attr:`flips` set, each tile's maps are averaged
+    over its mirrored views (:data:`~cytolens.inference.peaks.FLIPS`; four times the work).
     """
+
+    flips: bool = False
+    """Test-time flips (off: the maps of the tiles as they are)."""
 
     @property
     def tile_size(self) -> int:
@@ -191,14 +195,16 @@ class PointPredictor(Predictor):
     def raw(self, pixels: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per image, the stitched maps: ``proximity`` (H, W) and class ``logits`` (C, H, W), float32."""
         overlap = tile_overlap(self.card.thresholds, self.tile_size, self.card.input.overlap)
-        return point_maps(self.network, list(pixels), self.tile_size, overlap, self.device, per_pass=len(pixels))
+        return point_maps(
+            self.network, list(pixels), self.tile_size, overlap, self.device, per_pass=len(pixels), flips=self.flips
+        )
 
     def predict(self, batch: Batch) -> list[Result]:
         """Each image's cells: centres, classes, scores (proximity at the peak) and class probabilities."""
         return predict_points(
             self.network, batch.pixels, self.card.classes, self.card.thresholds, tile_size=self.tile_size,
             overlap=self.card.input.overlap, device=self.device, per_pass=len(batch), paths=batch.paths,
-            ids=batch.image_ids(),
+            ids=batch.image_ids(), flips=self.flips,
         )
 
 
