@@ -109,6 +109,15 @@ def test_local_cluster_keeps_order_bounds_items_out_and_returns_errors(caplog: p
     assert f"item {BAD}: a warning from the worker" in caplog.text
 
 
+@pytest.mark.timeout(120)
+def test_a_running_scheduler_gets_the_items() -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        seen = list(ordered_map(toy, range(BAD), scheduler=cluster.scheduler_address))
+    assert [value[0] for value in seen] == [item * item for item in range(BAD)]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "no-port"])
 def test_unreachable_scheduler_is_one_line_naming_it(address: str) -> None:

@@ -139,8 +139,8 @@ def ordered_map(
         workers: Local processes; 1 runs ``function`` in this process, in a plain loop.
         scheduler: Address of a running Dask scheduler (e.g. ``tcp://10.0.0.5:8786``) to send the items to instead
             of local processes.
-        in_flight: Items sent out and not yet yielded, at most (default: twice the workers): memory stays bounded
-            however many items there are.
+        in_flight: Items sent out and not yet yielded, at most (default: twice the workers, or twice the
+            scheduler's worker threads when they are more): memory stays bounded however many items there are.
 
     Returns:
         An iterator of the results, in input order.
@@ -159,21 +159,21 @@ def ordered_map(
         check_number(in_flight, "in_flight", low=1, integer=True)
     if workers == 1 and scheduler is None:
         return map(function, items)
-    return _dask_map(function, items, workers, scheduler, in_flight or 2 * workers)
+    return _dask_map(function, items, workers, scheduler, in_flight)
 
 
 def _dask_map(
-    function: Callable[[T], R], items: Iterable[T], workers: int, scheduler: str | None, in_flight: int
+    function: Callable[[T], R], items: Iterable[T], workers: int, scheduler: str | None, in_flight: int | None
 ) -> Iterator[R]:
     """:func:`ordered_map` on Dask: a ``LocalCluster`` of ``workers`` processes, or the scheduler's workers."""
     from collections import deque
 
     level = logging.getLogger("cytolens").getEffectiveLevel()
     with _client(workers, scheduler) as client:
+        in_flight = in_flight or 2 * max(workers, sum(client.nthreads().values()))
         pending: deque = deque()
-        queue = iter(items)
         try:
-            for item in queue:
+            for item in items:
                 pending.append(client.submit(_call, function, item, level, pure=False))
                 if len(pending) >= in_flight:
                     yield pending.popleft().result().unpack()
