@@ -1,13 +1,18 @@
 """CRCHistoPhenotypes nucleus detection and classification with a point FCN (GitHub issue 4).
 
-    python benchmarks/crchisto_points.py --out DIR [--minutes 25] [--analyse] [--smoke]
+    python benchmarks/crchisto_points.py --out DIR [--steps 2250] [--analyse] [--smoke]
 
 Trains ``fcn-lite0`` on ``train/`` minus a seeded 10-image part kept out for choosing ξ (the dataset
 spec with the lists ``train``/``tune``/``validation`` is written to ``DIR/crchisto.yaml``), with its
 checkpoint in ``DIR/train/`` (never in the repository: the data are for research use only), then
 reports on ``validation/`` at r = 6 px: detection precision, recall, F1 and mean distance, and the
-classification of matched nuclei (accuracy, weighted F1 over the 4 classes). The schedule is sized
-to ``--minutes`` of training from a measured step time (``DIR/plan.json``). ``--analyse`` also looks
+classification of matched nuclei (accuracy, weighted F1 over the 4 classes). The schedule is a step
+count (``--steps``; the default takes under 45 minutes on an idle 2-core machine at the measured
+0.93 s per step); the step time measured at start-up and the wall time of the run are recorded
+(``DIR/plan.json``, ``DIR/train/trained.json``). The same trained model is then decoded in variants
+(``DIR/variants.json``): each of no stain normalisation, Reinhard's and Macenko's (towards squares of
+training images), with and without test-time flips, thresholded by ``ξ`` times each image's maximum or
+by an absolute value, both tuned on the kept-out part and judged on ``validation/``. ``--analyse`` also looks
 at the false positives on the kept-out part (``--analyse-split validation`` for the report split):
 for each, its proximity value, the distance to the nearest true nucleus, whether that nucleus is
 already matched, and the proximity valley towards the nearest other detection; with a CSV, a
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +36,25 @@ import numpy as np
 import torch
 
 import common
-from cytolens.data.annotations import Dataset
+from cytolens.data.annotations import AnnotatedImage, Dataset
+from cytolens.data.cells import Cells
 from cytolens.data.splits import ratio_split
+from cytolens.data.stain import STAIN_METHODS, normalise_stain
 from cytolens.inference.model import CellModel, load_model
-from cytolens.inference.peaks import THRESHOLD_GRID, find_peaks
+from cytolens.inference.peaks import (
+    THRESHOLD_GRID,
+    above,
+    find_peaks,
+    peak_candidates,
+    to_xy,
+    tune_threshold_abs,
+    tune_threshold_rel,
+)
 from cytolens.io.atomic import write_bytes, write_text
 from cytolens.io.images import read_image
 from cytolens.io.spec import DatasetSpec, SplitSpec, load_data, write_spec
 from cytolens.metrics.numbers import f1_from_counts
-from cytolens.metrics.points import match_points
+from cytolens.metrics.points import match_points, point_metrics
 from cytolens.training.recipe import PointSettings, Recipe
 from cytolens.training.stages import Stage
 
@@ -50,21 +66,34 @@ TUNE_IMAGES = 10
 SEED = 0
 ENCODER_BLOCKS = 8
 """``fcn-lite0``'s encoder blocks (stem + 7 stages): frozen while the decoder warms up."""
-TRAIN_SHARE = 0.9
-"""Share of ``--minutes`` given to training steps (the rest: validations, checkpoints, start-up)."""
+STEPS = 2250
+"""Training steps of the benchmark: 150 epochs of 15 steps, about 35 minutes of steps at 0.93 s per step (idle
+2-core machine, measured), under 45 with validations, checkpoints and start-up."""
+VALIDATIONS = 5
+"""How many times training validates on the kept-out part (ξ is tuned at each)."""
+REFERENCE_IMAGES = 6
+"""Training images whose centre squares (:data:`REFERENCE_SIDE` pixels) make the stain reference."""
+REFERENCE_SIDE = 250
+VARIANT_KEYS = ("precision", "recall", "f1", "class_accuracy", "weighted_f1")
 PUBLISHED = {
     "method": "SC-CNN (Sirinukunwattana et al., IEEE TMI 2016)",
     "precision": 0.781,
     "recall": 0.823,
     "f1": 0.802,
+    "best_published_f1": {"method": "SFCN-OPI (Zhou et al., 2017)", "f1": 0.834},
 }
 
 
 def base_recipe(spec: Path) -> Recipe:
-    """The recipe before its schedule is sized: d = 6 px, a = 3, λ = 5, 256-pixel crops, ξ tuned at r = 6."""
+    """The recipe before its schedule is sized: d = 7 px (CRCHisto's nuclei), a = 3, λ = 5, 256-pixel crops, ξ tuned
+    at r = 6; one context level; the class head with a block of its own and a tiny loss weight (AdamW still trains
+    the head at full speed, while the shared decoder follows detection: its class gradient is ~0.2-0.5 of the
+    detection gradient at the start instead of 200-600x at weight 0.2). The recorded run also jittered the training
+    crops' stains (HED, strength 0.3), which the recipe will ask for as ``points.stain_jitter`` (pending)."""
     return Recipe(
         task="points",
         architecture="fcn-lite0",
+        kwargs={"context_levels": 1, "class_channels": 32},
         data=str(spec),
         train_split="train",
         val_split="tune",
@@ -78,11 +107,11 @@ def base_recipe(spec: Path) -> Recipe:
         seed=SEED,
         stages=[Stage(freeze_blocks=ENCODER_BLOCKS, epochs=1), Stage(freeze_blocks=0, epochs=1)],
         points=PointSettings(
-            proximity_d=6.0,
+            proximity_d=7.0,
             proximity_a=3.0,
             loss_lambda=5.0,
             crop_size=256,
-            class_weight=0.2,  # the class CE (~1) would otherwise swamp the proximity loss (~0.005) in the decoder
+            class_weight=3e-4,
             match_radius=RADIUS,
             min_distance=4,
         ),
@@ -106,22 +135,22 @@ def write_data_spec(out: Path, root: Path, smoke: bool) -> Path:
     return path
 
 
-def make_plan(spec: Path, minutes: float, smoke: bool) -> dict[str, Any]:
-    """The recipe with a schedule sized to ``minutes`` of training from a measured step time."""
+def make_plan(spec: Path, steps: int, smoke: bool) -> dict[str, Any]:
+    """The recipe with a schedule of about ``steps`` training steps, and the step time measured now."""
     recipe = common.smoke_recipe(base_recipe(spec)) if smoke else base_recipe(spec)
     images = len(load_data(spec, split="train"))
     steps_per_epoch = images // recipe.batch_size if images > recipe.batch_size else 1
     if smoke:
         return {"smoke": True, "steps_per_epoch": steps_per_epoch, "recipe": recipe.to_dict()}
     step = common.seconds_per_step(recipe)
-    epochs = max(2, int(minutes * 60 * TRAIN_SHARE / step / steps_per_epoch))
-    recipe.val_every = max(1, epochs // 5)
-    epochs = max(recipe.val_every, epochs // recipe.val_every * recipe.val_every)  # the last epoch validates
+    epochs = max(VALIDATIONS, steps // steps_per_epoch)
+    recipe.val_every = epochs // VALIDATIONS
+    epochs = epochs // recipe.val_every * recipe.val_every  # the last epoch validates
     # An epoch is one crop per image (15 steps): the encoder stays frozen through the warm-up instead.
     frozen = min(math.ceil(recipe.warmup_steps / steps_per_epoch), epochs // 4)
     recipe.stages = [Stage(freeze_blocks=ENCODER_BLOCKS, epochs=frozen), Stage(freeze_blocks=0, epochs=epochs - frozen)]
     common.log.info(
-        "%.2f s per step, %d steps per epoch: %d epochs (%d with the encoder frozen), validating every %d",
+        "%.2f s per step now, %d steps per epoch: %d epochs (%d with the encoder frozen), validating every %d",
         step,
         steps_per_epoch,
         epochs,
@@ -129,8 +158,7 @@ def make_plan(spec: Path, minutes: float, smoke: bool) -> dict[str, Any]:
         recipe.val_every,
     )
     return {
-        "minutes": minutes,
-        "seconds_per_step": round(step, 3),
+        "seconds_per_step_at_start": round(step, 3),
         "steps_per_epoch": steps_per_epoch,
         "steps": epochs * steps_per_epoch,
         "recipe": recipe.to_dict(),
@@ -330,10 +358,85 @@ def analyse(model_path: Path, truth: Dataset, radius: float, folder: Path) -> di
     }
 
 
+def stain_reference(train: Dataset) -> np.ndarray:
+    """The centre squares of the first :data:`REFERENCE_IMAGES` training images, stacked: the stain the model learnt."""
+    squares = []
+    for image in train.images[:REFERENCE_IMAGES]:
+        pixels = read_image(image.path)
+        top, left = ((side - REFERENCE_SIDE) // 2 for side in pixels.shape[:2])
+        squares.append(pixels[top : top + REFERENCE_SIDE, left : left + REFERENCE_SIDE])
+    return np.concatenate(squares)
+
+
+def candidates(
+    model: CellModel, truth: Dataset, stain: str | None, reference: np.ndarray
+) -> list[tuple[AnnotatedImage, float]]:
+    """Per image, every peak (``ξ`` 0, no floor) scored by its proximity and classed by the class map there, and the
+    map's maximum; the image's stain normalised first when ``stain`` names a method."""
+    found = []
+    for image in truth.images:
+        pixels = read_image(image.path)
+        if stain:
+            pixels = normalise_stain(pixels, stain, reference)
+        maps = model.predictor.raw([pixels])[0]
+        proximity = maps["proximity"]
+        peaks = peak_candidates(proximity, model.card.thresholds.min_distance)
+        cells = Cells(
+            centres=to_xy(peaks),
+            labels=maps["logits"][:, peaks[:, 0], peaks[:, 1]].argmax(axis=0),
+            scores=proximity[peaks[:, 0], peaks[:, 1]],
+        )
+        annotated = AnnotatedImage(image.path, image.width, image.height, image.image_id, cells=cells)
+        found.append((annotated, float(proximity.max())))
+    return found
+
+
+def decoded_figures(
+    found: list[tuple[AnnotatedImage, float]], truth: Dataset, threshold_rel: float, threshold_abs: float
+) -> dict[str, Any]:
+    """:data:`VARIANT_KEYS` of the peaks above ``max(threshold_abs, threshold_rel * image maximum)``."""
+    images = [
+        AnnotatedImage(image.path, image.width, image.height, image.image_id,
+                       cells=image.cells.select(above(image.cells.scores, peak, threshold_rel, threshold_abs)))
+        for image, peak in found
+    ]
+    figures = point_metrics(Dataset(truth.classes, images), truth, RADIUS)
+    return {key: round(figures[key], 4) if figures[key] is not None else None for key in VARIANT_KEYS}
+
+
+def variants(model_path: Path, spec: Path) -> list[dict[str, Any]]:
+    """Validation figures of the trained model for each stain normalisation, with and without test-time flips,
+    decoded by ``ξ`` (over the card's absolute floor) and by an absolute threshold, each tuned on the kept-out part.
+    """
+    model = load_model(model_path, device="cpu")
+    floor = model.card.thresholds.threshold_abs
+    tune, validation = load_data(spec, split="tune"), load_data(spec, split="validation")
+    reference = stain_reference(load_data(spec, split="train"))
+    rows = []
+    for stain in (None, *STAIN_METHODS):
+        for flips in (False, True):
+            model.predictor.flips = flips
+            start = time.perf_counter()
+            tuned, judged = candidates(model, tune, stain, reference), candidates(model, validation, stain, reference)
+            seconds = round(time.perf_counter() - start, 1)
+            xi, _ = tune_threshold_rel(tuned, tune, RADIUS, floor)
+            absolute, _ = tune_threshold_abs(tuned, tune, RADIUS)
+            for decoding, rel, floor_used in (("relative", xi, floor), ("absolute", 0.0, absolute)):
+                rows.append({
+                    "stain": stain or "none", "flips": flips, "decoding": decoding,
+                    "threshold_rel": rel, "threshold_abs": floor_used,
+                    "tune": decoded_figures(tuned, tune, rel, floor_used),
+                    "validation": decoded_figures(judged, validation, rel, floor_used),
+                    "seconds_both_splits": seconds,
+                })
+            common.log.info("variant %s", rows[-2:])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the spec, checkpoint and run state")
-    parser.add_argument("--minutes", type=float, default=25.0, help="training time budget (default 25)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS})")
     parser.add_argument("--analyse", action="store_true", help="also analyse the false positives")
     parser.add_argument("--analyse-split", default="tune", choices=("tune", "validation"))
     parser.add_argument("--data", type=Path, default=DATA, help="the CRCHistoPhenotypes folder")
@@ -342,11 +445,7 @@ def main() -> None:
     common.setup()
     out = args.out.resolve()
     spec = write_data_spec(out, args.data.resolve(), args.smoke)
-    plan = common.once(out / "plan.json", lambda: make_plan(spec, args.minutes, args.smoke))
-    if not args.smoke and plan["minutes"] != args.minutes:
-        common.log.warning(
-            "keeping the schedule of %s (%s minutes); use a new --out to change it", out / "plan.json", plan["minutes"]
-        )
+    plan = common.once(out / "plan.json", lambda: make_plan(spec, args.steps, args.smoke))
     recipe = Recipe.from_dict(plan["recipe"])
     model_path = common.train_resumable(recipe, out / "train")
     evaluations = {
@@ -383,10 +482,22 @@ def main() -> None:
         per_image=validation["per_image"],
         kept_out_train_part={k: evaluations["tune"][k] for k in ("precision", "recall", "f1")},
     )
+    decoded = common.once(out / "variants.json", lambda: variants(model_path, spec))
+    training = common.read_json(out / "train" / "trained.json")
+    steps = plan.get("steps")
+    training_minutes = round(training["seconds_last_session"] / 60, 1)
+    figures["variants"] = decoded
+    figures["training"] = {
+        "steps": steps,
+        "minutes": training_minutes,
+        "seconds_per_step": round(training["seconds_last_session"] / steps, 3) if steps else None,
+        "resumed": training["resumed"],
+        "machine": "shared with three other engineers' work (2 cores)",
+    }
     targets = {
-        "detection_f1": common.target(validation["f1"], 0.80),
-        "detection_f1_stretch": common.target(validation["f1"], 0.83),
-        "classification_weighted_f1": common.target(validation["weighted_f1"], 0.78),
+        "detection_f1": common.target(validation["f1"], 0.83),
+        "classification_weighted_f1": common.target(validation["weighted_f1"], 0.80),
+        "training_minutes": common.target(training_minutes, 45, higher_is_better=False),
     }
     common.write_result(
         NAME,
@@ -395,7 +506,7 @@ def main() -> None:
         folder=out if args.smoke else common.RESULTS,
         published=PUBLISHED,
         plan=plan,
-        training=common.read_json(out / "train" / "trained.json"),
+        training=training,
         model=str(model_path),
         analysis=analysis,
     )
