@@ -1,4 +1,4 @@
-"""ONNX Runtime path for FCOS box detectors: same detections as PyTorch, cached export, backend choice."""
+"""ONNX Runtime and OpenVINO paths for FCOS box detectors: same detections as PyTorch, cached export, backend choice."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cytolens.cli.main import app
 from cytolens.errors import CytolensError, ModelError
-from cytolens.inference import onnx_boxes
+from cytolens.inference import onnx_boxes, runtimes
 from cytolens.inference.evaluate import evaluate_model
 from cytolens.inference.model import load_model
 from cytolens.io.digest import file_digest
@@ -25,6 +25,7 @@ from cytolens.models.registry import build_architecture
 
 CLASSES = ["WBC", "RBC", "Platelets"]
 KWARGS = {"fpn_channels": 32, "head_convs": 1, "min_size": 192, "max_size": 256, "score_thresh": 0.18}
+INSTALLED = [runtime for runtime in runtimes.RUNTIMES if not runtimes.missing_packages(runtime)]
 IDS = ["BloodImage_00000", "BloodImage_00001", "BloodImage_00002"]
 
 
@@ -74,11 +75,12 @@ def _assert_same(torch_results, onnx_results) -> None:
         np.testing.assert_allclose(found.scores[cols], expected.scores[rows], atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime", INSTALLED)
 @pytest.mark.parametrize("batch_size", [1, 2])
-def test_onnx_detections_equal_torch(checkpoint, images, batch_size, tmp_path):
+def test_runtime_detections_equal_torch(checkpoint, images, batch_size, runtime, tmp_path):
     reference = load_model(checkpoint, device="cpu", backend="torch")
-    model = load_model(checkpoint, device="cpu", backend="onnx")
-    assert (reference.backend, model.backend) == ("torch", "onnx")
+    model = load_model(checkpoint, device="cpu", backend=runtime)
+    assert (reference.backend, model.backend) == ("torch", runtime)
     _assert_same(
         reference.predict(images, batch_size=batch_size, score_threshold=0.0),
         model.predict(images, batch_size=batch_size, score_threshold=0.0),
@@ -113,15 +115,16 @@ def test_export_is_cached_and_reused(checkpoint, images, tmp_path, monkeypatch):
     load_model(checkpoint, device="cpu", backend="onnx").predict(images[:1])
 
 
-def test_same_map_with_both_backends(checkpoint, bccd):
+def test_same_map_with_every_backend(checkpoint, bccd):
     truth = load_data(bccd, fmt="voc", split="test")
     truth.images = truth.images[:2]
     figures = [
         evaluate_model(load_model(checkpoint, device="cpu", backend=backend), truth, progress=False)[0]
-        for backend in ("torch", "onnx")
+        for backend in ("torch", *INSTALLED)
     ]
-    assert figures[1]["map50"] == pytest.approx(figures[0]["map50"], abs=1e-6)
-    assert figures[1]["map50_95"] == pytest.approx(figures[0]["map50_95"], abs=1e-6)
+    for found in figures[1:]:
+        assert found["map50"] == pytest.approx(figures[0]["map50"], abs=1e-6)
+        assert found["map50_95"] == pytest.approx(figures[0]["map50_95"], abs=1e-6)
 
 
 def test_failed_export_falls_back_to_torch_with_auto_and_raises_with_onnx(checkpoint, images, monkeypatch, caplog):
@@ -130,27 +133,32 @@ def test_failed_export_falls_back_to_torch_with_auto_and_raises_with_onnx(checkp
 
     monkeypatch.setattr(onnx_boxes, "export_onnx", fail)
     model = load_model(checkpoint, device="cpu", backend="auto")
-    assert model.backend == "onnx"
-    with caplog.at_level(logging.INFO, logger="cytolens.inference.onnx_boxes"):
+    assert model.backend == INSTALLED[0]
+    with caplog.at_level(logging.INFO, logger="cytolens.inference.runtimes"):
         results = model.predict(images[:1], score_threshold=0.0)
     assert "using PyTorch" in caplog.text and "unsupported operator" in caplog.text
     _assert_same(
         load_model(checkpoint, device="cpu", backend="torch").predict(images[:1], score_threshold=0.0), results
     )
-    with pytest.raises(ModelError, match="ONNX export"):
+    with pytest.raises(ModelError, match="ONNX Runtime: export or loading failed"):
         load_model(checkpoint, device="cpu", backend="onnx").predict(images[:1])
 
 
 def test_backend_choice(checkpoint, tmp_path, monkeypatch, caplog):
-    assert load_model(checkpoint, device="cpu").backend == "onnx"
+    assert load_model(checkpoint, device="cpu").backend == INSTALLED[0]
     rcnn = _checkpoint(tmp_path / "rcnn.pt", "faster-rcnn")
     assert load_model(rcnn, device="cpu", backend="auto").backend == "torch"
     with pytest.raises(ModelError, match="FCOS only"):
         load_model(rcnn, device="cpu", backend="onnx")
     with pytest.raises(CytolensError, match="unknown backend"):
         load_model(checkpoint, device="cpu", backend="tensorrt")
-    monkeypatch.setattr(onnx_boxes, "_missing_packages", lambda: ["onnx"])
-    with caplog.at_level(logging.INFO, logger="cytolens.inference.onnx_boxes"):
+    monkeypatch.setattr(runtimes, "missing_packages", lambda runtime: ["openvino"] if runtime == "openvino" else [])
+    assert load_model(checkpoint, device="cpu", backend="auto").backend == "onnx"
+    with pytest.raises(ModelError, match=r"^.*tiny.pt: the OpenVINO backend cannot run this model: missing openvino "
+                                         r"\(pip install openvino\)$"):
+        load_model(checkpoint, device="cpu", backend="openvino")
+    monkeypatch.setattr(runtimes, "missing_packages", lambda runtime: ["onnx"])
+    with caplog.at_level(logging.INFO, logger="cytolens.inference.runtimes"):
         assert load_model(checkpoint, device="cpu", backend="auto").backend == "torch"
     assert "pip install onnx" in caplog.text
     with pytest.raises(ModelError, match="missing onnx"):
@@ -160,7 +168,7 @@ def test_backend_choice(checkpoint, tmp_path, monkeypatch, caplog):
 def test_predict_cli_backend_option(checkpoint, bccd, tmp_path):
     image = bccd / "JPEGImages" / f"{IDS[0]}.jpg"
     cells = {}
-    for backend in ("torch", "onnx"):
+    for backend in ("torch", *INSTALLED):
         out = tmp_path / backend
         args = [
             "predict",
@@ -180,4 +188,4 @@ def test_predict_cli_backend_option(checkpoint, bccd, tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         cells[backend] = (out / "cells.csv").read_text().splitlines()
-    assert len(cells["onnx"]) == len(cells["torch"]) > 1
+    assert all(len(found) == len(cells["torch"]) > 1 for found in cells.values())

@@ -27,8 +27,12 @@ SplitOption = Annotated[str | None, typer.Option("--split", "-s", help="Use only
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps.")]
 BackendOption = Annotated[
-    Literal["auto", "torch", "onnx"],
-    typer.Option("--backend", help="Run box detectors with torch, onnx (ONNX Runtime, CPU), or auto (onnx if it can)."),
+    Literal["auto", "torch", "onnx", "openvino"],
+    typer.Option(
+        "--backend",
+        help="Run box and point detectors with torch, onnx (ONNX Runtime, CPU), openvino (OpenVINO, CPU), or auto "
+        "(the fastest of these that is installed and runs the model).",
+    ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder or file.")]
 PassesOption = Annotated[

@@ -27,6 +27,8 @@ from cytolens.data.patches import test_time_views
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.mc_dropout import Passes, pass_rate, shared_trunk, stochastic_heads
+from cytolens.inference.onnx_boxes import box_backend
+from cytolens.inference.onnx_points import OnnxFCN, point_backend
 from cytolens.inference.predictors import Batch, Detector, PatchPredictor, Predictor, predictor_type
 from cytolens.inference.scale import mapped_back, rescaled, scale_factor
 from cytolens.inference.sources import expand_inputs
@@ -41,6 +43,10 @@ from cytolens.results.result import Result
 
 log = logging.getLogger(__name__)
 
+COLOUR_PIXELS = 1 << 14
+"""About as many pixels (a regular grid) as the colour check of an image reads: its mean colour moves by under 0.01
+spread from that of every pixel (BCCD), at a quarter of the cost of a 640x480 image's 76,800 pixels.
+"""
 Images = Sequence[str | Path | np.ndarray] | str | Path
 """What models predict on: image files, folders, glob patterns, or RGB arrays (one, or several)."""
 
@@ -169,7 +175,7 @@ class Model(ABC):
         **thresholds: Any,
     ) -> Iterator[tuple[Result | DataError, Passes | None]]:
         """Monte-Carlo dropout passes, image by image (see :mod:`cytolens.inference.mc_dropout`): the plain
-        prediction (the :class:`Result` :meth:`predict_iter` gives, box models run with torch) and its
+        prediction (the :class:`Result` :meth:`predict_iter` gives; the stochastic passes run with torch) and its
         :class:`~cytolens.inference.mc_dropout.Passes`; or an image's :class:`DataError` and ``None``.
 
         Dropout is on in the heads only; the deterministic trunk runs once per image (or tile), and passes 2..N run
@@ -267,12 +273,13 @@ class CellModel(Model):
     other settings, and :meth:`predict` takes them as keyword arguments too.
 
     Args:
-        network: The torch model (eval mode).
+        network: The torch model (eval mode), or a stand-in running its forward pass in a runtime (an
+            :class:`~cytolens.inference.onnx_points.OnnxFCN` holding it).
         card: Its model card (task, classes, thresholds, input configuration...).
         device: Where to run.
         source: Where the model came from (name or path), for messages.
         detector: Runs box detection instead of ``network`` (e.g. an
-            :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` for ONNX Runtime).
+            :class:`~cytolens.inference.onnx_boxes.OnnxFCOS` for ONNX Runtime or OpenVINO).
 
     Raises:
         ModelError: If no predictor is registered for the card's task.
@@ -292,8 +299,9 @@ class CellModel(Model):
 
     @property
     def network(self) -> torch.nn.Module:
-        """The torch model."""
-        return self.predictor.network
+        """The torch model (also when a runtime runs its forward pass)."""
+        network = self.predictor.network
+        return network.network if isinstance(network, OnnxFCN) else network
 
     @property
     def card(self) -> ModelCard:
@@ -314,13 +322,14 @@ class CellModel(Model):
 
     @property
     def backend(self) -> str:
-        """``onnx`` when box detection runs in ONNX Runtime, else ``torch``."""
-        return "torch" if self.detector is None else "onnx"
+        """``onnx`` (ONNX Runtime) or ``openvino`` when the network runs in that runtime, else ``torch``."""
+        runner = self.detector if self.detector is not None else self.predictor.network
+        return getattr(runner, "runtime", "torch")
 
     def _with_card(self, card: ModelCard) -> CellModel:
-        """The same model (sharing its network) running with ``card``."""
+        """The same model (sharing its network, and the runtime running it) running with ``card``."""
         changed = copy.copy(self)
-        changed.predictor = type(self.predictor)(self.network, card, self.device, self.detector)
+        changed.predictor = type(self.predictor)(self.predictor.network, card, self.device, self.detector)
         return changed
 
     def with_thresholds(self, **thresholds: Any) -> CellModel:
@@ -395,7 +404,8 @@ class CellModel(Model):
         stats = self.card.input.colour
         if stats is None:
             return
-        distance = colour_distance(stats, pixels)
+        step = max(1, int(np.sqrt(pixels.shape[0] * pixels.shape[1] / COLOUR_PIXELS)))
+        distance = colour_distance(stats, pixels[::step, ::step])
         if distance > FOREIGN_COLOUR:
             log.warning(
                 "%s: its colours lie %.1f spreads from those of %s's training images (over %.0f): another stain or "
@@ -450,8 +460,8 @@ class CellModel(Model):
                 yield from self._run_each(batch, threshold)
 
     def _on_torch(self) -> CellModel:
-        """The same model (sharing its network) with box detection run by the torch network itself."""
-        if self.detector is None:
+        """The same model (sharing its network) run by the torch network itself."""
+        if self.backend == "torch":
             return self
         changed = copy.copy(self)
         changed.predictor = type(self.predictor)(self.network, self.card, self.device)
@@ -467,7 +477,9 @@ class CellModel(Model):
         seed: int,
         dropout: float | None,
     ) -> Iterator[tuple[Result | DataError, Passes | None]]:
-        """Per batch, the plain pass and ``passes - 1`` stochastic ones (on torch), sharing the trunk's outputs."""
+        """Per batch, the plain pass (predict's own: in the model's runtime, if it has one) and ``passes - 1``
+        stochastic ones (on torch: a runtime's graph has no dropout), sharing the trunk's outputs.
+        """
         if isinstance(self.predictor, PatchPredictor):
             raise ModelError(
                 f"{self.source}: Monte-Carlo passes need a model that finds cells (a box or point model, or one with "
@@ -479,8 +491,10 @@ class CellModel(Model):
             if isinstance(batch, DataError):
                 yield batch, None
                 continue
+            # predict's own pass: in the runtime, before the torch trunk is shared (so the trunk runs once, below)
+            plain = self._run_each(batch, threshold) if model is not self else None
             with shared_trunk(model.network):
-                plain = model._run_each(batch, threshold)
+                plain = model._run_each(batch, threshold) if plain is None else plain
                 done = [item for item, result in zip(batch, plain, strict=True) if isinstance(result, Result)]
                 with stochastic_heads(model.network, rate, seed):
                     runs = [model._run_each(done, threshold) for _ in range(passes - 1)] if done else []
@@ -557,14 +571,18 @@ class _ScaleMessages:
 
 
 def _cell_model(path: Path, stored: StoredModel, source: str, device: torch.device, backend: str) -> CellModel:
-    """The :class:`CellModel` of a stored model (``path``: the file holding it, named in errors)."""
-    from cytolens.inference.onnx_boxes import box_backend
-
+    """The :class:`CellModel` of a stored model (``path``: the file holding it, named in errors), its network run
+    by ``backend`` (point FCNs: :func:`~cytolens.inference.onnx_points.point_backend`; the rest:
+    :func:`~cytolens.inference.onnx_boxes.box_backend`).
+    """
     network = build_network(path, stored)
     if device.type == "cpu" and torch.get_num_threads() > 1:
         network = network.to(memory_format=torch.channels_last)
-    detector = box_backend(backend, network, stored.card.task, device, path)
-    return CellModel(network, stored.card, device, source, detector)
+    if stored.card.task == "points":
+        return CellModel(point_backend(backend, network, device, path), stored.card, device, source)
+    return CellModel(
+        network, stored.card, device, source, box_backend(backend, network, stored.card.task, device, path)
+    )
 
 
 def load_model(
@@ -576,9 +594,9 @@ def load_model(
         name_or_path: Bundled model name, checkpoint file, or pipeline file (a detector and the patch classifier of
             its cells, see :mod:`cytolens.inference.pipeline`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        backend: ``torch``, ``onnx`` (ONNX Runtime, for FCOS box models on the CPU), or ``auto``
-            (``onnx`` where it applies and is installed, else ``torch``); see
-            :func:`cytolens.inference.onnx_boxes.box_backend`. A classifier runs with torch.
+        backend: ``torch``, ``onnx`` (ONNX Runtime) or ``openvino`` (both for FCOS box models and point FCNs on
+            the CPU), or ``auto`` (the fastest runtime that applies and is installed, else ``torch``; see
+            :data:`cytolens.inference.runtimes.RUNTIMES`). A classifier runs with torch.
         classifier: A patch classifier (bundled name or checkpoint file) that classifies every cell the model finds:
             the two make a :class:`~cytolens.inference.pipeline.Pipeline`.
 

@@ -1,0 +1,88 @@
+"""Point FCNs in ONNX Runtime or OpenVINO: the network's forward in the runtime, tiling and peaks unchanged.
+
+:class:`OnnxFCN` stands in for a :class:`~cytolens.models.point_fcn.PointFCN` wherever the network is called
+(0-1 RGB ``(B, 3, H, W)`` tiles in; ``proximity`` and ``logits`` out), so the point predictor, its tiling, its
+peak decoding and test-time flips run as with torch. The forward pass (normalisation, padding to a multiple of
+32 and cropping back included) is exported for each tile size met (the batch size is free) and cached as
+:mod:`cytolens.inference.runtimes` says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cytolens.inference.runtimes import ShapeSessions, export, in_runtime
+from cytolens.models.point_fcn import PointFCN
+
+OUTPUTS = ("proximity", "logits")
+
+
+class _Outputs(nn.Module):
+    """A point FCN returning its outputs as a tuple (what the exporter takes)."""
+
+    def __init__(self, network: PointFCN) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        found = self.network(images)
+        return found["proximity"], found["logits"]
+
+
+class OnnxFCN(nn.Module):
+    """A point FCN whose forward pass runs in ONNX Runtime or OpenVINO; called like the network in eval mode.
+
+    Args:
+        network: The torch point FCN (the fallback, and what Monte-Carlo dropout passes run).
+        key: Names the network in the cache (its checkpoint's sha256).
+        runtime: ``onnx`` (ONNX Runtime) or ``openvino``.
+        threads: Runtime threads (default: ``torch.get_num_threads()``).
+        strict: Raise :class:`~cytolens.errors.ModelError` when an export fails, instead of running torch.
+
+    """
+
+    def __init__(
+        self, network: PointFCN, key: str, runtime: str = "onnx", threads: int | None = None, strict: bool = False
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.runtime = runtime
+        self.sessions = ShapeSessions(key, runtime, threads, strict)
+
+    def export(self, height: int, width: int) -> bytes:
+        """The network's forward pass in ONNX for ``height`` x ``width`` inputs (input ``images``; outputs
+        ``proximity`` (N, 1, H, W) and ``logits`` (N, C, H, W)).
+        """
+        return export(_Outputs(self.network), torch.zeros(1, 3, height, width), ["images"], OUTPUTS)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
+        height, width = (int(side) for side in images.shape[-2:])
+        session = self.sessions.get(height, width, lambda: self.export(height, width))
+        if session is None:
+            return self.network(images)
+        proximity, logits = session.run(images.float().contiguous().numpy(), OUTPUTS)
+        return {"proximity": torch.from_numpy(proximity), "logits": torch.from_numpy(logits)}
+
+
+def point_backend(backend: str, network: nn.Module, device: torch.device, checkpoint: str | Path) -> nn.Module:
+    """Choose how a point model runs: an :class:`OnnxFCN` for ONNX Runtime or OpenVINO, or ``network`` for PyTorch.
+
+    ``auto`` picks the first runtime of :data:`~cytolens.inference.runtimes.RUNTIMES` that is installed for a
+    :class:`~cytolens.models.point_fcn.PointFCN` on the CPU (falling back to PyTorch, with an info log, if the
+    export fails); ``onnx`` or ``openvino`` insists on that runtime.
+
+    Raises:
+        CytolensError: If ``backend`` is not one of :data:`~cytolens.inference.runtimes.BACKENDS`.
+        ModelError: If a runtime was asked for a model or device it cannot serve.
+
+    """
+    problem = f"{type(network).__name__} (it runs point FCNs only; use --backend torch)"
+    runner = in_runtime(backend, network, [(problem, isinstance(network, PointFCN))], device, checkpoint, OnnxFCN)
+    return network if runner is None else runner
+
+
+__all__ = ["OUTPUTS", "OnnxFCN", "point_backend"]
