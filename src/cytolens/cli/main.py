@@ -40,12 +40,13 @@ from cytolens.cli.predict import predict
 from cytolens.cli.rank import rank
 from cytolens.cli.review import review
 from cytolens.cli.screen import screen, screen_fit
+from cytolens.cli.slide import slide
 from cytolens.cli.stats import stats
 from cytolens.cli.train import train
 from cytolens.errors import CytolensError
 from cytolens.io.images import DEFAULT_MAX_PIXELS
 
-VERBS = [predict, screen, screen_fit, rank, review, train, evaluate, models, stats, convert, export, examples]
+VERBS = [predict, slide, screen, screen_fit, rank, review, train, evaluate, models, stats, convert, export, examples]
 """The verb functions, in the order ``cytolens --help`` lists them."""
 
 USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)

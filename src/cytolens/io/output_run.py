@@ -12,6 +12,8 @@
 - ``OUT`` may not be, lie inside or hold a path the run reads, nor hold the current folder.
 - The next run into ``OUT`` cleans up after a killed run: its staging is deleted, and an earlier run
   it had moved aside (killed between the two moves) is put back.
+- A *resumable* run (``cytolens slide``) keeps its staging when it fails or is interrupted, and a run entered with
+  ``resume`` keeps the staging of an earlier, unfinished run instead of deleting it, to go on from what it holds.
 - A run that fails with an exception changes nothing in ``OUT``, except that in a new (absent or
   empty) ``OUT`` it leaves what the caller declared consistent with :meth:`OutputRun.keep_partial`.
   A :class:`~cytolens.errors.DataError` naming a file of the staging path is raised again naming it
@@ -59,6 +61,8 @@ class OutputRun:
         out: The output folder or file.
         exist_ok: Replace an existing, non-empty ``out`` when the run ends, instead of refusing it.
         reads: Paths the run reads (inputs); ``out`` may not be one of them, lie inside one or hold one.
+        resumable: Keep the staging when the run fails (it is not moved into ``out``), for a later run to resume.
+        resume: Keep the staging an earlier, unfinished run left (killed, failed or interrupted) and write on in it.
 
     Raises:
         DataError: On entering, if ``out`` exists and is not empty (without ``exist_ok``), another run is
@@ -70,7 +74,10 @@ class OutputRun:
 
     """
 
-    def __init__(self, out: str | Path, *, exist_ok: bool = False, reads: Iterable[str | Path] = ()) -> None:
+    def __init__(
+        self, out: str | Path, *, exist_ok: bool = False, reads: Iterable[str | Path] = (), resumable: bool = False,
+        resume: bool = False,
+    ) -> None:
         self.out = Path(out)
         self._target = Path(os.path.realpath(self.out))
         self.path = self._target.with_name(f".partial-{self._target.name}")
@@ -81,6 +88,8 @@ class OutputRun:
         self._lock: int | None = None
         self._replacing = False
         self._keep_partial = False
+        self._resumable = resumable
+        self._resume = resume
 
     def keep_partial(self) -> None:
         """Declare the staging consistent: if the run then fails, a new ``out`` still gets what it holds."""
@@ -114,6 +123,9 @@ class OutputRun:
                 self._publish()
                 if exc_type is not None:
                     log.warning("%s: holds the part of the run that was finished before it failed", self.out)
+            elif self._resumable:
+                log.warning("%s: the unfinished run is kept in %s; give --resume to go on with it", self.out,
+                            self.path.name)
             else:
                 _remove(self.path)
         finally:
@@ -171,7 +183,9 @@ class OutputRun:
             else:
                 self._previous.rename(self._target)
                 log.warning("%s: put back the earlier run (the run replacing it was killed)", self.out)
-        if _exists(self.path):
+        if _exists(self.path) and self._resume:
+            log.info("%s: resuming the unfinished run in %s", self.out, self.path.name)
+        elif _exists(self.path):
             _remove(self.path)
             log.warning("%s: deleted the unfinished output of a killed run (%s)", self.out, self.path.name)
 
