@@ -103,8 +103,12 @@ def slide_file(folder: Path, kind: str, size: int, model: str | Path) -> Path:
 
 def tree_memory(process: psutil.Process) -> int:
     """Resident bytes of ``process`` and its children, summed (processes that end meanwhile count as 0)."""
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:  # it has ended
+        return 0
     total = 0
-    for member in [process, *process.children(recursive=True)]:
+    for member in members:
         try:
             total += member.memory_info().rss
         except psutil.Error:
