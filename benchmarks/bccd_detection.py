@@ -8,8 +8,8 @@ CPU speed and memory, training time, YOLOv8n side by side.
   BCCD test split (72 images, VOC; BCCD boxes about half of the red cells) and ``bccd-txl`` test (40 of those
   images, every cell boxed by TXL-PBC): mAP@0.5 overall and per class, mAP@[.5:.95], and per class the
   predicted and true counts, the count MAE per image and the relative total error (counts at the model's
-  score thresholds); with each backend (torch and, when installed, ONNX Runtime), so that their agreement is
-  checked too.
+  score thresholds); with each backend (torch and, when installed, ONNX Runtime and OpenVINO), so that their
+  agreement is checked too.
 - The mosaic check: ``bccd-txl`` test fields in name order, four by four, joined into 2x2 mosaics; per class
   the model's count on each mosaic against the sum of its counts on the four fields run separately, and
   against the true count; the difference away from the field edges and at them (where half-cells of two fields
@@ -17,7 +17,7 @@ CPU speed and memory, training time, YOLOv8n side by side.
   (``mosaics.py``).
 - Speed on this machine's CPU (``--threads``, default 2): images/s end to end from the JPEG file to the
   detections (``model.predict(paths)``: decoding, resizing, network, post-processing), at batch 1, 2, 4
-  and 8, for both backends, on the BCCD test files; each configuration runs in its own process, after a
+  and 8, for every backend, on the BCCD test files; each configuration runs in its own process, after a
   warm-up, timed over ``--repeats`` passes (the median), and reports its own peak resident memory (VmHWM).
 - Ultralytics YOLOv8n (random init from ``yolov8n.yaml``, fully offline; needs the ``[bench]`` extra),
   on the same images at imgsz 640 and batch 1 with the same thread count, in its own process.
@@ -66,7 +66,7 @@ DATA = common.REPO.parent / "shared" / "datasets" / "bccd"
 TXL_DATA = common.REPO.parent / "shared" / "datasets" / "bccd-txl" / "data.yaml"
 CLASSES = ("WBC", "RBC", "Platelets")
 BATCHES = (1, 2, 4, 8)
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 YOLO_IMGSZ = 640
 MOSAIC_GRID = 2
 """Fields per mosaic side: 2x2 mosaics of four fields."""
@@ -112,10 +112,16 @@ def peak_memory_mb() -> float:
 
 
 def backends_for(model: str) -> list[str]:
-    """``torch``, and ``onnx`` when ``backend="auto"`` picks it for ``model`` on the CPU (the last is the default)."""
+    """``torch``, and the installed runtimes when ``backend="auto"`` picks one for ``model`` on the CPU (the last, the
+    one it picks, is the default).
+    """
     from cytolens.inference.model import load_model
+    from cytolens.inference.runtimes import RUNTIMES, missing_packages
 
-    return ["torch", "onnx"] if load_model(model, device="cpu").backend == "onnx" else ["torch"]
+    default = load_model(model, device="cpu").backend
+    if default == "torch":
+        return ["torch"]
+    return ["torch", *(name for name in RUNTIMES if name != default and not missing_packages(name)), default]
 
 
 def per_class_figures(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -367,8 +373,8 @@ def speed(args: argparse.Namespace, state: Path, backends: list[str]) -> dict[st
     """Images/s and peak memory per backend and batch size, each measured in its own process."""
     from cytolens.inference.model import load_model
 
-    if "onnx" in backends:  # build the ONNX file now, so that no measured process pays for the export
-        load_model(args.model, device="cpu", backend="onnx").predict(speed_files(args)[:1])
+    for backend in backends[1:]:  # build the ONNX file now, so that no measured process pays for the export
+        load_model(args.model, device="cpu", backend=backend).predict(speed_files(args)[:1])
     results: dict[str, Any] = {}
     for backend in backends:
         runs = {
@@ -522,11 +528,11 @@ def run_benchmark(args: argparse.Namespace) -> Path:
         "accuracy": checks["bccd"][backends[-1]],
         "accuracy_bccd_txl": checks["bccd-txl"][backends[-1]],
     }
-    if len(backends) == 2:
-        figures["backends_map50_difference"] = abs(checks["bccd"]["onnx"]["map50"] - checks["bccd"]["torch"]["map50"])
-        figures["backends_map50_difference_bccd_txl"] = abs(
-            checks["bccd-txl"]["onnx"]["map50"] - checks["bccd-txl"]["torch"]["map50"]
-        )
+    if len(backends) > 1:  # the largest difference of a runtime from torch
+        for suffix, test_set in (("", "bccd"), ("_bccd_txl", "bccd-txl")):
+            found = checks[test_set]
+            differences = [abs(found[name]["map50"] - found["torch"]["map50"]) for name in backends[1:]]
+            figures[f"backends_map50_difference{suffix}"] = max(differences)
     tiling = {
         name: value for name, value in (("tile_size", args.tile_size), ("overlap", args.overlap)) if value is not None
     }
@@ -550,9 +556,8 @@ def run_benchmark(args: argparse.Namespace) -> Path:
             )
     figures["train_minutes"], figures["train_minutes_source"] = training_minutes(args, card)
     targets = issue_targets(figures)
-    versions = {
-        name: version(name) for name in ("cytolens", "torch", "torchvision", "onnxruntime", "onnx", "ultralytics")
-    }
+    packages = ("cytolens", "torch", "torchvision", "onnxruntime", "onnx", "openvino", "ultralytics")
+    versions = {name: version(name) for name in packages}
     report(figures, targets)
     return common.write_result(
         NAME,
