@@ -143,8 +143,9 @@ def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
     envs: dict[str, dict[str, str]] = {name: {} for name in (*OURS, "yolov8n")}
     envs["yolov8n"] = yolo_env(scratch / "ultralytics")
     configurations = list(OURS if not args.skip_int8 else OURS[:-1])
-    accuracy = {"torch": map50(args.model, "torch")}
+    accuracy = {}
     if not args.skip_int8:
+        accuracy["torch"] = map50(args.model, "torch")
         envs["openvino-int8"] = {"CYTOLENS_CACHE_DIR": str(int8_cache(args.model, scratch / "int8", args.calibration))}
         accuracy["openvino-int8"] = map50(args.model, "openvino", scratch / "int8")
     os.environ["CYTOLENS_CACHE_DIR"] = str(scratch / "fp32")
