@@ -91,8 +91,9 @@ def base_recipe(spec: Path) -> Recipe:
     """The recipe before its schedule is sized: d = 7 px (CRCHisto's nuclei), a = 3, λ = 5, 256-pixel crops, ξ tuned
     at r = 6; one context level; the class head with a block of its own and a tiny loss weight (AdamW still trains
     the head at full speed, while the shared decoder follows detection: its class gradient is ~0.2-0.5 of the
-    detection gradient at the start instead of 200-600x at weight 0.2). The recorded run also jittered the training
-    crops' stains (HED, strength 0.3), which the recipe will ask for as ``points.stain_jitter`` (pending)."""
+    detection gradient at the start instead of 200-600x at weight 0.2); the training crops' stains jittered in HED
+    space (strength 0.3). The recorded run set the jitter through a patch of ``PointDataset``'s default, before
+    the recipe had ``points.stain_jitter``: the same crops."""
     return Recipe(
         task="points",
         architecture="fcn-lite0",
@@ -117,6 +118,7 @@ def base_recipe(spec: Path) -> Recipe:
             class_weight=3e-4,
             match_radius=RADIUS,
             min_distance=4,
+            stain_jitter=0.3,
         ),
     )
 

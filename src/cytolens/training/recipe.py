@@ -72,6 +72,8 @@ class PointSettings:
         min_distance: Smallest distance (pixels) between two found centres.
         ignore_unlabelled_cells: Leave stained pixels far from every labelled centre out of the proximity loss
             and out of validation (for datasets that label only some cells of an image).
+        stain_jitter: Strength of the HED stain jitter of training crops (:func:`cytolens.training.augment.hed_jitter`;
+            0: none), for H&E from labs whose staining differs.
         aux_data: Auxiliary training data (spec or folder) mixed into every step (``None``: none).
         aux_format: Annotation format of ``aux_data`` when it is not a spec file.
         aux_split: Split of ``aux_data`` to use (``None``: all its images).
@@ -89,6 +91,7 @@ class PointSettings:
     match_radius: float = 12.0
     min_distance: int = 6
     ignore_unlabelled_cells: bool = False
+    stain_jitter: float = 0.0
     aux_data: str | None = None
     aux_format: str | None = None
     aux_split: str | None = None
@@ -304,6 +307,7 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "loss_lambda": {"low": 0},
     "crop_size": {"integer": True, "low": MIN_INPUT_SIZE},
     "class_weight": {"low": 0},
+    "stain_jitter": {"low": 0, "high": 1, "high_open": True},
     "match_radius": {"low": 0, "low_open": True},
     "min_distance": {"integer": True, "low": 1},
     "side": {"low": 1},

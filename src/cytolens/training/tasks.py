@@ -160,6 +160,7 @@ def _point_components() -> TaskComponents:
                 train,
                 scale,
                 settings.ignore_unlabelled_cells,
+                settings.stain_jitter,
             )
 
         target = points(boxes_to_points(data))  # box data (e.g. BCCD) trains on the box centres
