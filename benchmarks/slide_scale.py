@@ -1,6 +1,7 @@
 """Whole slides at scale (GitHub issue 13): memory, speed, workers, resume and backends of ``cytolens slide``.
 
     python benchmarks/slide_scale.py [--sizes 4000 10000 20000] [--out DIR] [--histology-model FILE] [--smoke]
+                                     [--skip-backends]
 
 Synthetic whole slides: real fields laid edge to edge (``slides_synthetic.write_synthetic_slide``: pyramidal
 OME-TIFFs, 256-pixel JPEG tiles, 4 levels, the fields outside the inscribed ellipse left as glass for the tissue
@@ -249,7 +250,7 @@ def run(args: argparse.Namespace) -> Path:
     resume = resume_part(out, smear, one, out / "runs" / f"smear-{middle}")
     smallest = slide_file(slides, "smear", sizes[0], SMEAR_MODEL)
     backends = {}
-    for backend in BACKENDS:
+    for backend in [] if args.skip_backends else BACKENDS:
         record = measured(out, f"smear-{sizes[0]}-{backend}", smallest, SMEAR_MODEL, "--backend", backend)
         backends[backend] = record["figures"] or {"left_out": record["error"]}
     size_part("smear", sizes[-1])  # the longest runs last: the other parts are done first
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "cytolens-slide-scale")
     parser.add_argument("--histology-model", type=Path, default=None, help="Nucleus point model for histology.")
     parser.add_argument("--smoke", action="store_true", help="Small slides, to check the script.")
+    parser.add_argument("--skip-backends", action="store_true", help="Leave out the backends part.")
     args = parser.parse_args(argv)
     common.setup()
     run(args)
