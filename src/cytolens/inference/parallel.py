@@ -253,14 +253,16 @@ def _call(function: Callable[[T], R], item: T, level: int) -> _Outcome:
     kept = _Keeper()
     logger.addHandler(kept)
     propagate, logger.propagate = logger.propagate, False
+    previous_level = logger.level
     logger.setLevel(level)
     try:
         value = function(item)
     except CytolensError as error:
         return _Outcome(_Failure.of(error), kept.records, raised=True)
-    finally:
+    finally:  # a worker thread in the caller's own process (an in-process cluster) leaves its logger as it was
         logger.removeHandler(kept)
         logger.propagate = propagate
+        logger.setLevel(previous_level)
     failure = _Failure.of(value) if isinstance(value, CytolensError) else None
     return _Outcome(value if failure is None else failure, kept.records, raised=False)
 
