@@ -75,3 +75,10 @@ SchedulerOption = Annotated[
         "instead of local processes.",
     ),
 ]
+FlipsOption = Annotated[
+    bool,
+    typer.Option(
+        "--flips",
+        help="Point models: average each tile's maps over its mirrored views (test-time flips; four times the work).",
+    ),
+]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cytolens.cli.options import BackendOption, DeviceOption, JsonOption, SchedulerOption, WorkersOption
+from cytolens.cli.options import BackendOption, DeviceOption, FlipsOption, JsonOption, SchedulerOption, WorkersOption
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,15 +28,16 @@ def _configured(
     tile_size: int | None,
     overlap: int | None,
     views: int | None = None,
+    flips: bool = False,
 ) -> tuple[Model, ScoreThreshold | None]:
-    """The model with ``--iou`` as its NMS IoU, ``--tile-size``/``--overlap`` as its tiling and ``--views`` as its
-    test-time views, and the score threshold ``--score-threshold`` asks for (of a pipeline's detector: per class,
-    its classes).
+    """The model with ``--iou`` as its NMS IoU, ``--tile-size``/``--overlap`` as its tiling, ``--views`` as its
+    test-time views and ``--flips`` on, and the score threshold ``--score-threshold`` asks for (of a pipeline's
+    detector: per class, its classes).
 
     Raises:
         typer.BadParameter: If ``--score-threshold`` is malformed or names a class the model does not have,
-            ``--iou`` is given for a point model, or ``--views`` for a model without a patch classifier or out of
-            range (exit code 2).
+            ``--iou`` is given for a point model, ``--views`` for a model without a patch classifier or out of
+            range, or ``--flips`` for a box model (exit code 2).
 
     """
     from cytolens.errors import CytolensError
@@ -56,6 +57,11 @@ def _configured(
             cell_model = cell_model.with_views(views)
         except CytolensError as error:
             raise typer.BadParameter(str(error), param_hint="--views") from None
+    if flips:
+        try:
+            cell_model = cell_model.with_flips()
+        except CytolensError as error:
+            raise typer.BadParameter(str(error), param_hint="--flips") from None
     if score_threshold is None:
         return cell_model, None
     scored = cell_model.finder if isinstance(cell_model, Pipeline) else cell_model
@@ -106,6 +112,7 @@ def predict(
             "rotations, shifts). \\[default: the classifier's]",
         ),
     ] = None,
+    flips: FlipsOption = False,
     score_threshold: Annotated[
         str | None,
         typer.Option(
@@ -224,7 +231,7 @@ def predict(
     failed: list[str] = []
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
         loaded = load_model(model, device=device, backend=backend, classifier=classifier)
-        cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap, views)
+        cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap, views, flips)
         shown = cell_model.thresholds.min_score if threshold is None else threshold
         log.info("%s: score threshold %s", model, describe(shown))
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
@@ -235,7 +242,9 @@ def predict(
             items = cell_model.predict_iter(files, batch_size=batch_size, score_threshold=threshold, mpp=mpp)
         else:
             thresholds = {} if iou is None else {"nms": iou}
-            settings = {"thresholds": thresholds, "tile_size": tile_size, "overlap": overlap, "views": views}
+            settings = {
+                "thresholds": thresholds, "tile_size": tile_size, "overlap": overlap, "views": views, "flips": flips
+            }
             spec = ModelSpec(model, classifier, device, backend, settings)
             items = _on_workers(spec, files, threshold, mpp, batch_size, workers, scheduler)
         writer = PredictionWriter(run.path, cell_model.classes, chosen, ratios, ids, served_from)

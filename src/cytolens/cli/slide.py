@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cytolens.cli.options import BackendOption, DeviceOption, JsonOption, SchedulerOption, WorkersOption
+from cytolens.cli.options import BackendOption, DeviceOption, FlipsOption, JsonOption, SchedulerOption, WorkersOption
 from cytolens.cli.screen import ClassifierOption, ExistOkOption
 
 
@@ -40,6 +40,7 @@ def slide(
         bool, typer.Option("--resume", help="Go on with the unfinished run in --out (same model, slides, settings).")
     ] = False,
     exist_ok: ExistOkOption = False,
+    flips: FlipsOption = False,
     no_tissue_mask: Annotated[
         bool, typer.Option("--no-tissue-mask", help="Predict every region, glass included.")
     ] = False,
@@ -61,7 +62,7 @@ def slide(
     from cytolens.inference.slide import predict_slides
     from cytolens.io.output_run import OutputRun
 
-    spec = ModelSpec(model, classifier, device, backend)
+    spec = ModelSpec(model, classifier, device, backend, {"flips": True} if flips else {})
     sizes = {name: value for name, value in (("tile", tile_size), ("overlap", overlap)) if value is not None}
     with OutputRun(out, exist_ok=exist_ok, reads=paths, resumable=True, resume=resume) as run:
         summaries = predict_slides(

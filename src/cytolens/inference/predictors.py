@@ -180,12 +180,14 @@ class BoxPredictor(Predictor):
 class PointPredictor(Predictor):
     """Point models: peaks of the proximity map, classified by the class map at each peak, over tiles of
     ``input.tile_size`` pixels (default :data:`~cytolens.inference.peaks.DEFAULT_TILE`) overlapping by
-    ``input.overlap`` (see :mod:`cytolens.inference.peaks`). With :attr:`flips` set, each tile's maps are averaged
-    over its mirrored views (:data:`~cytolens.inference.peaks.FLIPS`; four times the work).
+    ``input.overlap`` (see :mod:`cytolens.inference.peaks`). With the card's ``input.flips``, each tile's maps are
+    averaged over its mirrored views (:data:`~cytolens.inference.peaks.FLIPS`; four times the work).
     """
 
-    flips: bool = False
-    """Test-time flips (off: the maps of the tiles as they are)."""
+    @property
+    def flips(self) -> bool:
+        """Test-time flips (off: the maps of the tiles as they are)."""
+        return self.card.input.flips
 
     @property
     def tile_size(self) -> int:

@@ -351,6 +351,8 @@ class InputConfig:
         tile_size: Largest tile side for tiled prediction (point models; ``None``: the predictor's default).
         overlap: Overlap of neighbouring tiles in pixels (``None``: the predictor's default).
         colour: The colours of its training images (``None``: not recorded), to warn about foreign input.
+        flips: Point models: average each tile's maps over its mirrored views (test-time flips; four times the
+            work; see :data:`cytolens.inference.peaks.FLIPS`).
 
     """
 
@@ -360,6 +362,7 @@ class InputConfig:
     tile_size: int | None = field(default=None, metadata=_number(low=32, integer=True))
     overlap: int | None = field(default=None, metadata=_number(low=0, integer=True))
     colour: ColourStats | None = field(default=None, metadata={"read": _read_colour})
+    flips: bool = field(default=False, metadata=_FLAG)
 
 
 @dataclass(frozen=True)
