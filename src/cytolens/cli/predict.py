@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -113,6 +113,18 @@ def predict(
         ),
     ] = None,
     flips: FlipsOption = False,
+    stain: Annotated[
+        Literal["reinhard", "macenko"] | None,
+        typer.Option(
+            "--stain",
+            help="Normalise each image's stain towards --stain-reference before the model runs (H&E from another "
+            "lab; the outputs keep the image's own colours).",
+        ),
+    ] = None,
+    stain_reference: Annotated[
+        Path | None,
+        typer.Option("--stain-reference", dir_okay=False, help="An image stained as the model's training images."),
+    ] = None,
     score_threshold: Annotated[
         str | None,
         typer.Option(
@@ -214,6 +226,7 @@ def predict(
     from cytolens.inference.model import load_model
     from cytolens.inference.parallel import ModelSpec
     from cytolens.inference.sources import find_images
+    from cytolens.io.images import read_image
     from cytolens.io.label_studio import local_files_url
     from cytolens.io.output_run import OutputRun
     from cytolens.progress import progress
@@ -228,10 +241,14 @@ def predict(
     served_from = label_studio_root if "label-studio" in chosen else None
     for file in files if served_from is not None else []:
         local_files_url(file, served_from)  # refuse, before predicting, an image Label Studio could not show
+    if (stain is None) != (stain_reference is None):
+        raise typer.BadParameter("--stain and --stain-reference go together", param_hint="--stain")
+    reference = None if stain_reference is None else read_image(stain_reference)  # one line if unreadable
     failed: list[str] = []
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
         loaded = load_model(model, device=device, backend=backend, classifier=classifier)
         cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap, views, flips)
+        cell_model = cell_model.with_stain(stain, reference)
         shown = cell_model.thresholds.min_score if threshold is None else threshold
         log.info("%s: score threshold %s", model, describe(shown))
         ratios = [parse_ratio(text, cell_model.classes) for text in ratio or []]
@@ -243,7 +260,8 @@ def predict(
         else:
             thresholds = {} if iou is None else {"nms": iou}
             settings = {
-                "thresholds": thresholds, "tile_size": tile_size, "overlap": overlap, "views": views, "flips": flips
+                "thresholds": thresholds, "tile_size": tile_size, "overlap": overlap, "views": views, "flips": flips,
+                "stain": None if stain is None else [stain, str(stain_reference)],
             }
             spec = ModelSpec(model, classifier, device, backend, settings)
             items = _on_workers(spec, files, threshold, mpp, batch_size, workers, scheduler)

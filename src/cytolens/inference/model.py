@@ -24,6 +24,7 @@ import torch
 
 from cytolens.data.cells import ScoreThreshold
 from cytolens.data.patches import test_time_views
+from cytolens.data.stain import STAIN_METHODS, StainMethod, normalise_stain
 from cytolens.errors import CytolensError, DataError, ModelError
 from cytolens.inference.device import resolve_device
 from cytolens.inference.mc_dropout import Passes, pass_rate, shared_trunk, stochastic_heads
@@ -111,6 +112,10 @@ class Model(ABC):
     @abstractmethod
     def with_flips(self, flips: bool = True) -> Model:
         """The same point model with or without test-time flips (see :meth:`CellModel.with_flips`)."""
+
+    @abstractmethod
+    def with_stain(self, method: StainMethod | None, reference: np.ndarray | None = None) -> Model:
+        """The same model normalising the stain of its images first (see :meth:`CellModel.with_stain`)."""
 
     def predict_iter(
         self,
@@ -300,6 +305,7 @@ class CellModel(Model):
     ) -> None:
         self.predictor: Predictor = predictor_type(card.task)(network.to(device).eval(), card, device, detector)
         self.source = source
+        self.stain: tuple[StainMethod, np.ndarray] | None = None
 
     @property
     def network(self) -> torch.nn.Module:
@@ -394,6 +400,30 @@ class CellModel(Model):
             raise CytolensError(f"{self.source}: test-time flips are for point models, not {self.task} models")
         return self._with_card(replace(self.card, input=replace(self.card.input, flips=bool(flips))))
 
+    def with_stain(self, method: StainMethod | None, reference: np.ndarray | None = None) -> CellModel:
+        """The same model normalising each image's stain towards ``reference`` before it runs (H&E from another
+        lab; :func:`~cytolens.data.stain.normalise_stain`), sharing its network. Results keep the image's own pixels.
+        On CRCHisto nuclei neither method helped consistently (``benchmarks/README.md``): an option, not a default.
+
+        Args:
+            method: ``reinhard`` or ``macenko``; ``None`` turns normalisation off.
+            reference: RGB pixels of an image stained as the model's training images.
+
+        Raises:
+            CytolensError: If ``method`` is unknown, or no ``reference`` is given with a method.
+
+        """
+        changed = copy.copy(self)
+        if method is None:
+            changed.stain = None
+            return changed
+        if method not in STAIN_METHODS:
+            raise CytolensError(f"unknown stain normalisation {method!r}; choose one of {', '.join(STAIN_METHODS)}")
+        if reference is None:
+            raise CytolensError(f"stain normalisation {method!r} needs a reference image")
+        changed.stain = (method, reference)
+        return changed
+
     def with_views(self, views: int) -> CellModel:
         """The same patch classifier averaging its probabilities over ``views`` test-time views instead of the card's
         (see :func:`~cytolens.data.patches.test_time_views`: the patch itself, its flips and rotations, then, if the
@@ -437,7 +467,12 @@ class CellModel(Model):
         found = self.predictor.predict(Batch([item.path for item in batch], [item.pixels for item in batch]))
         results = [mapped_back(result, item.factor, item.original) for result, item in zip(found, batch, strict=True)]
         return [
-            replace(result, mpp=item.mpp, cells=result.cells.scoring_at_least(score_threshold, self.classes))
+            replace(
+                result,
+                mpp=item.mpp,
+                cells=result.cells.scoring_at_least(score_threshold, self.classes),
+                pixels=None if result.pixels is None else item.original,  # as read, not stain-normalised
+            )
             for result, item in zip(results, batch, strict=True)
         ]
 
@@ -550,8 +585,9 @@ class CellModel(Model):
                 known = mpp or (image_mpp(path) if pixels is None else None)
                 factor = scale_factor(known, self.card.input.mpp)
                 scales.saw(known, factor)
-                self._check_colour(path, original)
-                pixels = rescaled(original, factor)
+                seen = original if self.stain is None else normalise_stain(original, *self.stain)
+                self._check_colour(path, seen)
+                pixels = rescaled(seen, factor)
                 self.check_fit(path, pixels)
             except DataError as error:
                 yield error

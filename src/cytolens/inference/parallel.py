@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cytolens.errors import CytolensError
+from cytolens.io.images import read_image
 from cytolens.io.validation import check_number
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class ModelSpec:
             :meth:`~cytolens.inference.model.Model.with_thresholds`), ``tile_size`` and ``overlap`` (for
             :meth:`~cytolens.inference.model.Model.with_tiling`), ``views`` (for
             :meth:`~cytolens.inference.model.Model.with_views`), ``flips`` (true: point models' test-time flips,
-            :meth:`~cytolens.inference.model.Model.with_flips`); keys left out keep the model's own.
+            :meth:`~cytolens.inference.model.Model.with_flips`), ``stain`` (``[method, reference image file]``, for
+            :meth:`~cytolens.inference.model.Model.with_stain`); keys left out keep the model's own.
 
     Examples:
         >>> spec = ModelSpec("blood-cells", settings={"thresholds": {"score": 0.5}})
@@ -95,6 +97,9 @@ def _load(key: str) -> Model:
         model = model.with_views(settings["views"])
     if settings.get("flips"):
         model = model.with_flips()
+    if settings.get("stain"):
+        method, reference = settings["stain"]
+        model = model.with_stain(method, read_image(reference))
     return model
 
 

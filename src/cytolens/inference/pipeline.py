@@ -25,6 +25,7 @@ import numpy as np
 
 from cytolens.data.cells import ScoreThreshold
 from cytolens.data.patches import image_patches
+from cytolens.data.stain import StainMethod
 from cytolens.errors import CytolensError, DataError
 from cytolens.inference.mc_dropout import Passes, pass_rate, shared_trunk, stochastic_heads
 from cytolens.inference.model import CellModel, Images, Model, failure
@@ -104,6 +105,12 @@ class Pipeline(Model):
     def with_views(self, views: int) -> Pipeline:
         """The same pipeline with the classifier averaging another number of test-time views per cell."""
         return self._with(self.finder, self.classifier.with_views(views))
+
+    def with_stain(self, method: StainMethod | None, reference: np.ndarray | None = None) -> Pipeline:
+        """The same pipeline with its detector normalising each image's stain first (the classifier sees the image's
+        own pixels).
+        """
+        return self._with(self.finder.with_stain(method, reference), self.classifier)
 
     def with_flips(self, flips: bool = True) -> Pipeline:
         """The same pipeline with its point detector's test-time flips on or off."""
