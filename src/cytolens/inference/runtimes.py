@@ -3,7 +3,7 @@
 Both runtimes read the same ONNX file: ONNX Runtime through an ``InferenceSession``, OpenVINO through
 ``Core().compile_model`` (its CPU plugin, a latency hint and as many threads as torch uses). A network is
 exported with ``torch.onnx.export(..., dynamo=False)`` for one input size (the batch size is free) and cached as
-``<sha256 of the checkpoint>-<kind><height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on first use (and
+``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on first use (and
 again when the cached file does not load), written atomically, never downloaded. Exporting needs the ``onnx``
 package; running needs ``onnxruntime`` or ``openvino``.
 

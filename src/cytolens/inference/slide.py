@@ -13,12 +13,13 @@
 4. When every region is done, each region's cells are resolved against its neighbours' so that a cell on a
    border counts once (:mod:`cytolens.inference.slide_borders`), and streamed to the tables
    (:class:`~cytolens.results.slide_outputs.SlideTables`). Memory holds a region's pixels and three rows of
-   regions' cells at most, whatever the size of the slide.
+   regions' cells at most: it does not grow with the slide's height, and with its width only by those rows.
 
 A run resumed (``resume=True``) keeps the part files of the regions finished before it was interrupted and runs
 the others; the same model, slide and settings are required (``job.json`` beside the parts records them).
 
-Point models threshold peaks relative to each region's own maximum (``threshold_rel``), as they do per image.
+Point models find every peak of each region (``threshold_rel`` 0) and keep those above ``threshold_rel`` times the
+maximum of the whole slide, as they do per image: one faint region does not lower the bar for itself.
 """
 
 from __future__ import annotations
