@@ -266,3 +266,10 @@ def test_bad_slides_and_a_classifier_alone_are_refused_in_one_line(tmp_path: Pat
     classifier = tiny_classifier(tmp_path / "classifier.pt")
     result = runner.invoke(app, ["slide", str(good), "--model", str(classifier), "--out", str(tmp_path / "c")])
     assert "a patch classifier alone finds no cells on a slide" in _one_line_error(result)
+
+
+@pytest.mark.parametrize("mpp", ["0", "-0.5"])
+def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
+    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
+    assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
+    assert not any(tmp_path.iterdir())

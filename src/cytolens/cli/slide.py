@@ -23,7 +23,7 @@ def slide(
     classifier: ClassifierOption = None,
     mpp: Annotated[
         float | None,
-        typer.Option("--mpp", min=0.0, help="µm per pixel of the slides' full resolution (default: what each file "
+        typer.Option("--mpp", help="µm per pixel of the slides' full resolution (default: what each file "
                      "states)."),
     ] = None,
     tile_size: Annotated[
@@ -61,7 +61,10 @@ def slide(
     from cytolens.inference.parallel import ModelSpec
     from cytolens.inference.slide import predict_slides
     from cytolens.io.output_run import OutputRun
+    from cytolens.io.validation import check_number
 
+    if mpp is not None:
+        check_number(mpp, "--mpp", low=0, low_open=True)
     spec = ModelSpec(model, classifier, device, backend, {"flips": True} if flips else {})
     sizes = {name: value for name, value in (("tile", tile_size), ("overlap", overlap)) if value is not None}
     with OutputRun(out, exist_ok=exist_ok, reads=paths, resumable=True, resume=resume) as run:
