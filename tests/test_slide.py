@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import cytolens
 from conftest import dataset_path
 from cytolens.cli.main import app
+from cytolens.data.cells import Cells
 from cytolens.errors import DataError
 from cytolens.inference import slide as slide_module
 from cytolens.inference.parallel import ModelSpec
@@ -273,3 +274,31 @@ def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp
     result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
     assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mpp", ["0", "-0.5"])
+def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
+    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
+    assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, monkeypatch) -> None:
+    """A 640 x 640 px square of stain on glass, on a 128 px thumbnail left sharp (no smoothing): its area is the
+    square's (grown by 2 thumbnail pixels a side it would be 13 % more), and the regions around it are predicted."""
+    pixels = np.full((1280, 1280, 3), 238, np.uint8)
+    pixels[320:960, 320:960] = (200, 80, 160)
+    path = write_slide(tmp_path / "s.ome.tif", [pixels], 0.5)
+    monkeypatch.setattr(slide_module, "THUMBNAIL_SIDE", 128)
+    monkeypatch.setattr(slide_module, "SMOOTH_UM", 0.0)
+    ran: list[int] = []
+
+    def no_cells(region):
+        ran.append(region.index)
+        return slide_module.RegionCells(region.index, Cells(boxes=np.zeros((0, 4)), scores=np.zeros(0)),
+                                        np.zeros(0, bool))
+
+    monkeypatch.setattr(slide_module, "run_region", no_cells)
+    summary = predict_slide(BOXES, path, tmp_path / "out", show_progress=False)
+    assert summary.tissue_mm2 == pytest.approx((640 * 0.5) ** 2 / 1e6, rel=0.001)
+    assert 0 < len(ran) < summary.regions

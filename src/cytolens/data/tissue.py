@@ -4,8 +4,8 @@ Glass is bright and grey; stained tissue and cells are coloured. The saturation 
 over about :data:`SMOOTH_UM` (the caller's ``smooth``), so that a smear's cells and the pale plasma between them
 make one area, and split by Otsu's threshold (:func:`skimage.filters.threshold_otsu`) when the darker class is
 glass (its mean below :data:`GLASS_SATURATION`); else (no glass in sight: tissue or smear everywhere, or a blank
-slide) by :data:`GLASS_SATURATION` itself. Specks are removed, and a dilation keeps the cells on the edge of the
-area inside it.
+slide) by :data:`GLASS_SATURATION` itself. Specks are removed. The tissue's area is measured on this mask;
+:func:`grown` widens it by a few pixels, so that cells on its edge lie inside when regions are chosen from it.
 """
 
 from __future__ import annotations
@@ -22,24 +22,26 @@ SMOOTH_UM = 20.0
 """Saturation is averaged over squares of about this many µm (a few red cells) before it is thresholded."""
 SPECK_SHARE = 1e-4
 """Connected pieces smaller than this share of the thumbnail are dust, not tissue."""
+GROW = 2
+"""Pixels (of the thumbnail) by which :func:`grown` widens a mask by default."""
 
 
-def tissue_mask(thumbnail: np.ndarray, smooth: int = 2, grow: int = 2) -> np.ndarray:
+def tissue_mask(thumbnail: np.ndarray, smooth: int = 2) -> np.ndarray:
     """Which pixels of a slide's thumbnail hold tissue or smear.
 
     Args:
         thumbnail: ``(H, W, 3)`` uint8 RGB picture of the whole slide.
         smooth: Half-side (pixels of the thumbnail) of the squares the saturation is averaged over.
-        grow: Pixels (of the thumbnail) by which the mask is dilated at the end.
 
     Returns:
-        ``(H, W)`` bool mask.
+        ``(H, W)`` bool mask of the tissue itself (its area is the tissue's; see :func:`grown`).
 
     Examples:
         >>> glass = np.full((64, 64, 3), 240, np.uint8)
         >>> glass[16:48, 16:48] = (200, 80, 160)
-        >>> int(tissue_mask(glass, smooth=0, grow=0).sum())
-        1024
+        >>> mask = tissue_mask(glass, smooth=0)
+        >>> int(mask.sum()), int(grown(mask).sum())
+        (1024, 1296)
 
     """
     saturation = rgb2hsv(thumbnail)[..., 1].astype(np.float32)
@@ -49,10 +51,14 @@ def tissue_mask(thumbnail: np.ndarray, smooth: int = 2, grow: int = 2) -> np.nda
     below = saturation[saturation <= level]
     if not below.size or below.mean() >= GLASS_SATURATION or level < GLASS_SATURATION:
         level = GLASS_SATURATION
-    mask = remove_small_objects(saturation > level, max_size=max(1, int(SPECK_SHARE * saturation.size)))
+    return remove_small_objects(saturation > level, max_size=max(1, int(SPECK_SHARE * saturation.size)))
+
+
+def grown(mask: np.ndarray, grow: int = GROW) -> np.ndarray:
+    """``mask`` dilated by ``grow`` pixels (a square of side ``2 * grow + 1``); ``mask`` itself when ``grow`` is 0."""
     if not grow:
         return mask
     return cv2.dilate(mask.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)).astype(bool)
 
 
-__all__ = ["GLASS_SATURATION", "SMOOTH_UM", "tissue_mask"]
+__all__ = ["GLASS_SATURATION", "GROW", "SMOOTH_UM", "grown", "tissue_mask"]

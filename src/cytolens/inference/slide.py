@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from cytolens.data.cells import Cells
-from cytolens.data.tissue import SMOOTH_UM, tissue_mask
+from cytolens.data.tissue import SMOOTH_UM, grown, tissue_mask
 from cytolens.errors import DataError, ModelError
 from cytolens.inference.model import Model
 from cytolens.inference.parallel import ModelSpec, ordered_map
@@ -283,10 +283,10 @@ def predict_slide(
     model_mpp = model.card.input.mpp
     slide = open_slide(path, mpp)
     try:
-        level, mask, thumbnail = choose_level(slide, model_mpp), None, None
+        level, area, thumbnail = choose_level(slide, model_mpp), None, None
         if tissue:
             thumbnail = slide.thumbnail(THUMBNAIL_SIDE)
-            mask = tissue_mask(thumbnail, smooth=_smoothing(slide, model_mpp, thumbnail.shape[1]))
+            area = tissue_mask(thumbnail, smooth=_smoothing(slide, model_mpp, thumbnail.shape[1]))
     finally:
         slide.close()
     if slide.mpp is None and model_mpp is not None:
@@ -302,13 +302,14 @@ def predict_slide(
     margin = round(overlap / factor) // 4
     regions = [Region(str(path), mpp, level, rows, cols, margin, level_mpp, downsample, index, _all_peaks(spec, model))
                for index, (rows, cols) in enumerate(grid)]
-    if mask is not None and thumbnail is not None:
+    if area is not None and thumbnail is not None:  # regions chosen on the grown mask, the area measured on the mask
+        mask = grown(area)
         scale_y, scale_x = thumbnail.shape[0] / height, thumbnail.shape[1] / width
         regions = [region for region in regions if mask[
             _pixel_range(region.rows.core_start, region.rows.core_stop, scale_y),
             _pixel_range(region.cols.core_start, region.cols.core_stop, scale_x)].any()]
         _tissue_picture(thumbnail, mask, out_dir / "tissue" / f"{slide_id}.png")
-        area_px = mask.mean() * slide.shape[0] * slide.shape[1]
+        area_px = area.mean() * slide.shape[0] * slide.shape[1]
     else:
         area_px = float(slide.shape[0] * slide.shape[1])
     tissue_mm2 = None if slide.mpp is None else float(area_px * slide.mpp**2 / 1e6)
