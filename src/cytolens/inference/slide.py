@@ -16,7 +16,9 @@
    regions' cells at most: it does not grow with the slide's height, and with its width only by those rows.
 
 A run resumed (``resume=True``) keeps the part files of the regions finished before it was interrupted and runs
-the others; the same model, slide and settings are required (``job.json`` beside the parts records them).
+the others. It must be the same run: :func:`predict_slides` records its slides (in order), model and settings in
+``parts/job.json`` and refuses a resumed run with other ones (rather than publish what the staging holds of slides
+no longer asked for), and each slide's ``parts/<slide>/job.json`` records its file, model files and settings.
 
 Point models find every peak of each region (``threshold_rel`` 0) and keep those above ``threshold_rel`` times the
 maximum of the whole slide, as they do per image: one faint region does not lower the bar for itself.
@@ -64,6 +66,8 @@ DEFAULT_OVERLAP = 256
 lies whole in both regions."""
 THUMBNAIL_SIDE = 2048
 """Longest side of the thumbnail the tissue mask is found on."""
+RUN_SETTINGS = ("mpp", "tile", "overlap", "tissue")
+"""Options of :func:`predict_slide` that make a run another run (a resumed run must have the same)."""
 
 
 def choose_level(slide: Slide, model_mpp: float | None) -> int:
@@ -191,17 +195,31 @@ def _fingerprint(spec: ModelSpec, path: Path, settings: dict[str, Any]) -> dict[
 
 def _start_parts(folder: Path, fingerprint: dict[str, Any], resume: bool) -> set[int]:
     """The regions already done (their part files) in ``folder``, after checking that a resumed run matches."""
+    _start_job(folder, fingerprint, resume)
+    return {int(part.stem.split("-")[1]) for part in folder.glob("region-*.parquet")}
+
+
+def _start_job(folder: Path, record: dict[str, Any], resume: bool) -> None:
+    """Start ``folder`` afresh with ``job.json`` holding ``record``; or, resuming, check that the run being resumed
+    recorded the same there (a folder without ``job.json`` is started afresh).
+
+    Raises:
+        DataError: Naming ``folder``, if the run being resumed recorded something else.
+
+    """
     job = folder / "job.json"
     if not resume and folder.exists():
         shutil.rmtree(folder)
     if not job.exists():
-        write_json(job, fingerprint, indent=1)
-        return set()
+        write_json(job, record, indent=1)
+        return
     before = read_json(job, "job file")
-    changed = sorted(key for key in set(before) | set(fingerprint) if before.get(key) != fingerprint.get(key))
+    changed = sorted(key for key in set(before) | set(record) if before.get(key) != record.get(key))
+    if "slides" in changed:  # name them: the slide list is what a user most easily gets wrong
+        changed[changed.index("slides")] = (f"slides ({', '.join(before.get('slides') or [])} where this run has "
+                                            f"{', '.join(record['slides'])})")
     if changed:
         raise DataError(folder, f"the run being resumed used other {', '.join(changed)}; rerun without --resume")
-    return {int(part.stem.split("-")[1]) for part in folder.glob("region-*.parquet")}
 
 
 def _tissue_picture(thumbnail: np.ndarray, mask: np.ndarray, path: Path) -> None:
@@ -422,6 +440,11 @@ def predict_slides(
     """
     out_dir = Path(out_dir)
     model = _cell_finder(spec)
+    run_settings = {key: value for key, value in options.items() if key in RUN_SETTINGS}
+    _start_job(out_dir / "parts", {
+        "slides": [str(Path(path).resolve()) for path in paths], "model": spec.source, "classifier": spec.classifier,
+        "backend": spec.backend, "model_settings": dict(spec.settings), **run_settings,
+    }, options.get("resume", False))
     tables = _tables(out_dir, model)
     summaries, taken = [], set()
     try:
