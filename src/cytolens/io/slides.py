@@ -25,8 +25,8 @@ from cytolens.io.images import MICROSCOPE_MPP, image_mpp, max_pixels
 SCANNER_SUFFIXES = (".svs", ".ndpi")
 """Scanner formats read with tiffslide."""
 TIFF_SUFFIXES = (".tif", ".tiff")
-STRIP_ROWS = 1024
-"""Rows of a level read at a time when a thumbnail is made from it (memory stays bounded by one strip)."""
+PIECE_PIXELS = 1 << 22
+"""Pixels of a level read at a time (about, at least one block) when a thumbnail is made from it."""
 
 
 def _uint8(array: np.ndarray, path: Path) -> np.ndarray:
@@ -87,21 +87,30 @@ class Slide:
             raise DataError(self.path, f"cannot decode the slide ({error.__class__.__name__}: {error})") from None
 
     def thumbnail(self, max_side: int) -> np.ndarray:
-        """The whole slide at most ``max_side`` pixels a side (area-averaged from the smallest level at least that
-        large, read in strips of :data:`STRIP_ROWS` rows so that a slide without a pyramid is never decoded whole).
+        """The whole slide at most ``max_side`` pixels a side, area-averaged from the smallest level at least as large.
+
+        The level is read in pieces of about :data:`PIECE_PIXELS` (bands of whole rows, or blocks of a band when
+        the level is very wide), each shrunk by a whole factor as it is read: memory holds one piece and the
+        shrunk level (under twice ``max_side`` a side), so a slide without a pyramid is never decoded whole, nor
+        in strips as wide as it is.
         """
         level = max((i for i, (h, w, _) in enumerate(self.levels) if max(h, w) >= max_side), default=0)
         height, width = self.levels[level][:2]
+        step = max(1, max(height, width) // max_side)  # level pixels averaged into one as the pieces are read
+        cols = width if step * width <= PIECE_PIXELS else step * max(1, PIECE_PIXELS // step**2)
+        rows = step * max(1, PIECE_PIXELS // (step * cols))
+        shrunk = np.empty((-(-height // step), -(-width // step), 3), np.uint8)
+        for top in range(0, height, rows):
+            for left in range(0, width, cols):
+                piece = self.read(level, top, left, min(rows, height - top), min(cols, width - left))
+                size = (-(-piece.shape[1] // step), -(-piece.shape[0] // step))
+                shrunk[top // step : top // step + size[1], left // step : left // step + size[0]] = (
+                    piece if step == 1 else cv2.resize(piece, size, interpolation=cv2.INTER_AREA))
         factor = min(1.0, max_side / max(height, width))
-        out_width = max(1, round(width * factor))
-        strips = []
-        for top in range(0, height, STRIP_ROWS):
-            rows = min(STRIP_ROWS, height - top)
-            strip = self.read(level, top, 0, rows, width)
-            stop, start = round((top + rows) * factor), round(top * factor)
-            if stop > start:
-                strips.append(cv2.resize(strip, (out_width, stop - start), interpolation=cv2.INTER_AREA))
-        return np.concatenate(strips)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        if size == (shrunk.shape[1], shrunk.shape[0]):
+            return shrunk
+        return cv2.resize(shrunk, size, interpolation=cv2.INTER_AREA)
 
     def close(self) -> None:
         """Release the file."""
