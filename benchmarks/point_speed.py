@@ -148,8 +148,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="small images (checks the script)")
     parser.add_argument("--out", type=Path, help="folder for a smoke result and a stand-in model (default: temporary)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="backends to measure, comma-separated")
-    parser.add_argument("--child", choices=("baseline", "chula", "tiled", "large"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("export", "baseline", "chula", "tiled", "large"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "export":
+        export_all(args.model, args.backends.split(","), args.smoke)
+        print(json.dumps({}))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.model, args.smoke, args.backends)))
         return
@@ -164,7 +168,9 @@ def main() -> None:
         if model is None:
             model, note = str(stand_in_model(out)), "no trained point model given or bundled: untrained fcn-lite0"
         backends = args.backends.split(",")
-        export_all(model, backends, args.smoke)
+        # In a child: a process forked from a large parent inherits its peak RSS (Linux keeps ru_maxrss over exec).
+        common.run_child([sys.executable, __file__, "--child", "export", "--model", model, "--backends", args.backends,
+                          *(["--smoke"] if args.smoke else [])])
         by_backend = {
             backend: {
                 case: run_case(case, model, args.smoke, backend) for case in ("baseline", "chula", "tiled", "large")

@@ -1,5 +1,5 @@
-"""The class head of a point FCN: a block of its own, and a small class weight that leaves the shared decoder to
-detection while the head's own parameters still learn."""
+"""The class head of a point FCN: a block (or a decoder) of its own, and a small class weight that leaves the shared
+decoder to detection while the head's own parameters still learn."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _gradient_norms(module: PointModule, loss: torch.Tensor) -> dict[str, float]
     named = dict(module.model.named_parameters())
     parts = {
         "decoder": [p for n, p in named.items() if n.startswith(("decoder", "full", "context", "fuse", "stem"))],
-        "class": [p for n, p in named.items() if n.startswith(("class_block", "class_head"))],
+        "class": [p for n, p in named.items() if n.startswith(("class_decoder", "class_block", "class_head"))],
     }
     norms = {}
     for name, parameters in parts.items():
@@ -70,3 +70,26 @@ def test_class_block_is_optional_and_round_trips(tmp_path):
     images = torch.rand(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images)["logits"], model(images)["logits"])
+
+
+def test_class_decoder_reads_the_encoder_not_the_detection_decoder(tmp_path):
+    torch.manual_seed(0)
+    model = build_architecture("fcn-small", num_classes=3, weights=None, class_channels=8, class_decoder=16)
+    module = PointModule(model, ["a", "b", "c"], class_weight=1.0)
+    losses = module.losses(_batch())
+    classes = _gradient_norms(module, losses["class"])
+    detection = _gradient_norms(module, losses["proximity"])
+    assert classes["decoder"] == 0 and classes["class"] > 0  # no class gradient reaches detection's decoder
+    assert detection["class"] == 0
+    assert module.model.blocks()[-1][0] == "class_head"  # the whole class branch is the last block (freezing)
+    last = {id(parameter) for parameter in module.model.blocks()[-1][1].parameters()}
+    assert {id(parameter) for parameter in module.model.class_decoder.parameters()} <= last
+    meta = {"task": "points", "architecture": "fcn-small", "kwargs": {"class_channels": 8, "class_decoder": 16},
+            "classes": ["a", "b", "c"]}
+    save_checkpoint(tmp_path / "model.pt", model.eval(), meta)
+    loaded, _ = load_network(tmp_path / "model.pt")
+    images = torch.rand(1, 3, 45, 70)  # not a multiple of the stride: logits are cropped back to the input
+    with torch.no_grad():
+        out = loaded(images)
+        torch.testing.assert_close(out["logits"], model(images)["logits"])
+    assert out["logits"].shape == (1, 3, 45, 70) and out["proximity"].shape == (1, 1, 45, 70)

@@ -14,8 +14,10 @@ whose features join the last decoder level, and a multi-context aggregation that
 decoder levels, upsamples them to full resolution and fuses them with the full-resolution features
 before the two 1x1 heads (with ``class_channels``, the class head reads the fused features through a 3x3
 convolution block of its own, so that it can train with a small loss weight without reshaping the decoder
-that detection shares). Parameters of the targets (``d``, ``a``) are not part of the model; the
-checkpoint metadata holds them.
+that detection shares). With ``class_decoder``, the class head has a decoder of its own instead: it reads the
+encoder's levels from stride 32 up to stride 4 (not the fused full-resolution features, which are shaped for
+detection and only ``stem_channels`` wide), and its logits are upsampled to full resolution. Parameters of the
+targets (``d``, ``a``) are not part of the model; the checkpoint metadata holds them.
 
 ``head_dropout`` (0 by default) drops whole channels of the fused features entering the two heads
 (:class:`~torch.nn.Dropout2d`). It is active only in Monte-Carlo dropout passes
@@ -90,6 +92,30 @@ class DecoderLevel(nn.Module):
         return self.refine(self.reduce(torch.cat([up, skip], dim=1)))
 
 
+class ClassDecoder(nn.Module):
+    """The class branch's own decoder: from the encoder's stride-32 level up to stride 4, one
+    :class:`DecoderLevel` per level, each ``channels`` wide.
+
+    Args:
+        encoder_channels: Channels of the encoder's five levels (strides 2-32).
+        channels: Channels of each decoder level.
+
+    """
+
+    def __init__(self, encoder_channels: list[int], channels: int) -> None:
+        super().__init__()
+        skips = encoder_channels[-2:0:-1]  # strides 16, 8, 4
+        coarse = [encoder_channels[-1], *[channels] * (len(skips) - 1)]
+        self.levels = nn.ModuleList(DecoderLevel(c, s, channels) for c, s in zip(coarse, skips, strict=True))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Stride-4 class features for the encoder's five levels."""
+        level = features[-1]
+        for block, skip in zip(self.levels, features[-2:0:-1], strict=True):
+            level = block(level, skip)
+        return level
+
+
 class SmallEncoder(nn.Module):
     """A small from-scratch residual encoder: five stages, each a strided residual block (strides 2-32).
 
@@ -133,6 +159,8 @@ class PointFCN(nn.Module):
         head_dropout: Channel dropout rate on the features entering the heads (0: none).
         class_channels: Channels of the class head's own 3x3 convolution block (0: none, a 1x1 head on the
             fused features).
+        class_decoder: Channels of the class head's own decoder (:class:`ClassDecoder`; 0: none, the class head
+            reads the fused features that detection reads).
 
     """
 
@@ -153,6 +181,7 @@ class PointFCN(nn.Module):
         context_levels: int = 3,
         head_dropout: float = 0.0,
         class_channels: int = 0,
+        class_decoder: int = 0,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 5 or len(decoder_channels) != 4:
@@ -178,8 +207,10 @@ class PointFCN(nn.Module):
         # Most pixels are background: start the map near 0 there (sigmoid(-4) = 0.018), as RetinaNet's
         # prior bias does, instead of 0.5 everywhere, which the weighted loss is slow to pull down.
         nn.init.constant_(self.proximity_head.bias, PROXIMITY_PRIOR_BIAS)
-        self.class_block = conv_bn_relu(stem_channels, class_channels) if class_channels else nn.Identity()
-        self.class_head = nn.Conv2d(class_channels or stem_channels, num_classes, 1)
+        self.class_decoder = ClassDecoder(encoder_channels, class_decoder) if class_decoder else None
+        class_in = class_decoder or stem_channels
+        self.class_block = conv_bn_relu(class_in, class_channels) if class_channels else nn.Identity()
+        self.class_head = nn.Conv2d(class_channels or class_in, num_classes, 1)
         self.head_dropout = nn.Dropout2d(check_number(head_dropout, "head_dropout", low=0, high=1, high_open=True))
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
@@ -190,7 +221,7 @@ class PointFCN(nn.Module):
             *((f"decoder.level{i}", level) for i, level in enumerate(self.decoder)),
             ("aggregation", nn.ModuleList([self.full, self.context, self.fuse])),
             ("proximity_head", self.proximity_head),
-            ("class_head", nn.ModuleList([self.class_block, self.class_head])),
+            ("class_head", nn.ModuleList(m for m in (self.class_decoder, self.class_block, self.class_head) if m)),
         ]
 
     def class_heads(self) -> list[str]:
@@ -201,9 +232,10 @@ class PointFCN(nn.Module):
         """The dropout before the heads (what Monte-Carlo dropout passes turn on)."""
         return [self.head_dropout]
 
-    def head_input(self, images: torch.Tensor) -> torch.Tensor:
-        """The fused full-resolution features ``(B, stem_channels, H, W)`` that the heads read, for ``(B, 3, H, W)``
-        images in 0-1.
+    def head_input(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the heads read, for ``(B, 3, H, W)`` images in 0-1: the fused full-resolution features
+        ``(B, stem_channels, H, W)``, and the class decoder's stride-4 features of the padded image (``None``
+        without a class decoder: the class head reads the fused features).
         """
         height, width = images.shape[-2:]
         x = (images - self.mean) / self.std
@@ -219,12 +251,20 @@ class PointFCN(nn.Module):
         fused = [self.full(torch.cat([up, self.stem(x)], dim=1))]
         for project, context in zip(self.context, levels[-len(self.context):], strict=True):
             fused.append(F.interpolate(project(context), size=full_size, mode="bilinear", align_corners=False))
-        return self.fuse(torch.cat(fused, dim=1))[..., :height, :width]
+        classes = self.class_decoder(features) if self.class_decoder is not None else None
+        return self.fuse(torch.cat(fused, dim=1))[..., :height, :width], classes
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
-        features = self.head_dropout(self.head_input(images))
-        logits = self.class_head(self.class_block(features))
+        fused, classes = self.head_input(images)
+        features = self.head_dropout(fused)
+        if classes is None:
+            logits = self.class_head(self.class_block(features))
+        else:
+            logits = self.class_head(self.class_block(self.head_dropout(classes)))
+            padded = (classes.shape[-2] * 4, classes.shape[-1] * 4)  # stride-4 features of the padded image
+            logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+            logits = logits[..., : fused.shape[-2], : fused.shape[-1]]
         return {"proximity": torch.sigmoid(self.proximity_head(features)), "logits": logits}
 
 
@@ -238,6 +278,7 @@ def fcn_lite0(
     context_levels: int = 3,
     head_dropout: float = 0.0,
     class_channels: int = 0,
+    class_decoder: int = 0,
 ) -> PointFCN:
     """Point FCN on an EfficientNet-Lite0 encoder (ImageNet weights), about 3.4 M parameters."""
     backbone = "tf_efficientnet_lite0"
@@ -246,6 +287,7 @@ def fcn_lite0(
     return PointFCN(
         encoder, encoder.feature_info.channels(), backbone_blocks(encoder), num_classes, mean, std,
         tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout, class_channels,
+        class_decoder,
     )
 
 
@@ -260,6 +302,7 @@ def fcn_small(
     context_levels: int = 3,
     head_dropout: float = 0.0,
     class_channels: int = 0,
+    class_decoder: int = 0,
 ) -> PointFCN:
     """Point FCN on a small residual encoder trained from scratch (``weights`` is ignored: nothing pretrained)."""
     encoder = SmallEncoder(tuple(encoder_channels))
@@ -267,4 +310,5 @@ def fcn_small(
     return PointFCN(
         encoder, encoder.out_channels, encoder.blocks(), num_classes, mean, std,
         tuple(decoder_channels), stem_channels, context_channels, context_levels, head_dropout, class_channels,
+        class_decoder,
     )
