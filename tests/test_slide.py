@@ -269,99 +269,6 @@ def test_bad_slides_and_a_classifier_alone_are_refused_in_one_line(tmp_path: Pat
     assert "a patch classifier alone finds no cells on a slide" in _one_line_error(result)
 
 
-@pytest.mark.parametrize("mpp", ["0", "-0.5"])
-def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
-    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
-    assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
-    assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("mpp", ["0", "-0.5"])
-def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
-    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
-    assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
-    assert not any(tmp_path.iterdir())
-
-
-def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, monkeypatch) -> None:
-    """A 640 x 640 px square of stain on glass, on a 128 px thumbnail left sharp (no smoothing): its area is the
-    square's (grown by 2 thumbnail pixels a side it would be 13 % more), and the regions around it are predicted."""
-    pixels = np.full((1280, 1280, 3), 238, np.uint8)
-    pixels[320:960, 320:960] = (200, 80, 160)
-    path = write_slide(tmp_path / "s.ome.tif", [pixels], 0.5)
-    monkeypatch.setattr(slide_module, "THUMBNAIL_SIDE", 128)
-    monkeypatch.setattr(slide_module, "SMOOTH_UM", 0.0)
-    ran: list[int] = []
-
-    def no_cells(region):
-        ran.append(region.index)
-        return slide_module.RegionCells(region.index, Cells(boxes=np.zeros((0, 4)), scores=np.zeros(0)),
-                                        np.zeros(0, bool))
-
-    monkeypatch.setattr(slide_module, "run_region", no_cells)
-    summary = predict_slide(BOXES, path, tmp_path / "out", show_progress=False)
-    assert summary.tissue_mm2 == pytest.approx((640 * 0.5) ** 2 / 1e6, rel=0.001)
-    assert 0 < len(ran) < summary.regions
-
-
-def test_a_resumed_run_over_other_slides_is_refused_naming_them(tmp_path: Path, chula_crops, monkeypatch) -> None:
-    """The staging of a killed run over two slides holds the first one's outputs: a run resumed over the second
-    alone would publish them, so it is refused in one line naming the folder and the slides, and nothing is lost."""
-    first = write_slide(tmp_path / "first.tif", [chula_crops[0]], None)
-    second = write_slide(tmp_path / "second.tif", [chula_crops[1]], None)
-    options = {"tile": 512, "overlap": 128, "tissue": False, "show_progress": False}
-    run_region = slide_module.run_region
-
-    def killed_in_the_second(region):
-        if region.slide == str(second):
-            raise KilledError
-        return run_region(region)
-
-    monkeypatch.setattr(slide_module, "run_region", killed_in_the_second)
-    out = tmp_path / "out"
-    with pytest.raises(KilledError), OutputRun(out, resumable=True) as run:
-        predict_slides(POINTS, [first, second], run.path, **options)
-    monkeypatch.setattr(slide_module, "run_region", run_region)
-    with pytest.raises(DataError) as refused, OutputRun(out, resumable=True, resume=True) as run:
-        predict_slides(POINTS, [second], run.path, **options, resume=True)
-    assert refused.value.path == out / "parts"
-    assert str(refused.value).endswith(f"the run being resumed used other slides ({first.resolve()}, "
-                                       f"{second.resolve()} where this run has {second.resolve()}); rerun without "
-                                       "--resume")
-    with OutputRun(out, resumable=True, resume=True) as run:
-        summaries = predict_slides(POINTS, [first, second], run.path, **options, resume=True)
-    assert [(summary.slide, summary.regions_resumed) for summary in summaries] == [("first", 1), ("second", 0)]
-    assert set(pd.read_parquet(out / "cells.parquet")["slide"]) == {"first", "second"}
-
-
-@pytest.mark.parametrize("mpp", ["0", "-0.5"])
-def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
-    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
-    assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
-    assert not any(tmp_path.iterdir())
-
-
-def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, monkeypatch) -> None:
-    """A 640 x 640 px square of stain on glass, on a 128 px thumbnail left sharp (no smoothing): its area is the
-    square's (grown by 2 thumbnail pixels a side it would be 13 % more), and the regions around it are predicted."""
-    pixels = np.full((1280, 1280, 3), 238, np.uint8)
-    pixels[320:960, 320:960] = (200, 80, 160)
-    path = write_slide(tmp_path / "s.ome.tif", [pixels], 0.5)
-    monkeypatch.setattr(slide_module, "THUMBNAIL_SIDE", 128)
-    monkeypatch.setattr(slide_module, "SMOOTH_UM", 0.0)
-    ran: list[int] = []
-
-    def no_cells(region):
-        ran.append(region.index)
-        return slide_module.RegionCells(region.index, Cells(boxes=np.zeros((0, 4)), scores=np.zeros(0)),
-                                        np.zeros(0, bool))
-
-    monkeypatch.setattr(slide_module, "run_region", no_cells)
-    summary = predict_slide(BOXES, path, tmp_path / "out", show_progress=False)
-    assert summary.tissue_mm2 == pytest.approx((640 * 0.5) ** 2 / 1e6, rel=0.001)
-    assert 0 < len(ran) < summary.regions
-
-
 def test_a_resumed_run_over_other_slides_is_refused_naming_them(tmp_path: Path, chula_crops, monkeypatch) -> None:
     """The staging of a killed run over two slides holds the first one's outputs: a run resumed over the second
     alone would publish them, so it is refused in one line naming the folder and the slides, and nothing is lost."""
@@ -417,6 +324,14 @@ def test_the_thumbnail_of_a_strip_tiff_is_read_in_bounded_pieces(tmp_path: Path,
         near = slide.thumbnail(256)
     whole = cv2.resize(pixels, (256, 64), interpolation=cv2.INTER_AREA)
     assert near.shape == whole.shape and np.abs(near.astype(int) - whole).mean() < 3
+
+
+def test_predict_refuses_a_whole_slide_in_one_line(tmp_path: Path, bccd_fields) -> None:
+    path = write_slide(tmp_path / "s.ome.tif", [bccd_fields[0], resized(bccd_fields[0], 0.5)], 0.075)
+    result = CliRunner().invoke(app, ["predict", str(path), "--out", str(tmp_path / "out")])
+    assert (f"{path}: is a whole slide: use cytolens slide for slides (it reads them region by region)"
+            in _one_line_error(result))
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, monkeypatch) -> None:

@@ -229,6 +229,7 @@ def predict(
     from cytolens.io.images import read_image
     from cytolens.io.label_studio import local_files_url
     from cytolens.io.output_run import OutputRun
+    from cytolens.io.slides import is_slide
     from cytolens.progress import progress
     from cytolens.results.counts import parse_ratio
     from cytolens.results.thresholds import describe
@@ -238,6 +239,9 @@ def predict(
     chosen = DEFAULT_OUTPUTS if outputs is None else [name.strip() for name in outputs.split(",") if name.strip()]
     ids = find_images(paths, recursive=recursive)
     files = list(ids)
+    for file in files:
+        if is_slide(file):
+            raise DataError(file, "is a whole slide: use cytolens slide for slides (it reads them region by region)")
     served_from = label_studio_root if "label-studio" in chosen else None
     for file in files if served_from is not None else []:
         local_files_url(file, served_from)  # refuse, before predicting, an image Label Studio could not show
