@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from cytolens.errors import CytolensError, DataError
@@ -107,6 +108,25 @@ def test_local_cluster_keeps_order_bounds_items_out_and_returns_errors(caplog: p
     assert len(seen) == RAISING + 1
     assert os.getpid() not in {value[1] for value in seen if isinstance(value, tuple)}
     assert f"item {BAD}: a warning from the worker" in caplog.text
+
+
+def listening(_: object = None) -> list[str]:
+    """The addresses this process listens on (TCP or UDP)."""
+    return [connection.laddr.ip for connection in psutil.Process().net_connections("inet")
+            if connection.status in (psutil.CONN_LISTEN, psutil.CONN_NONE)]
+
+
+@pytest.mark.timeout(300)
+def test_a_local_cluster_listens_on_127_0_0_1_only() -> None:
+    """The scheduler and nannies (in this process), the workers, and the HTTP servers each of them starts."""
+    before = len(listening())
+    seen: list[str] = []
+    for addresses in ordered_map(listening, range(4), workers=2):
+        seen += addresses
+        here = listening()
+        assert len(here) > before  # the scheduler's and nannies' servers, while the cluster runs
+        seen += here
+    assert set(seen) == {"127.0.0.1"}
 
 
 @pytest.mark.timeout(120)

@@ -35,6 +35,9 @@ R = TypeVar("R")
 
 CONNECT_TIMEOUT = "5s"
 """How long a ``--scheduler`` address is tried before it is reported unreachable."""
+SCHEDULER_HTTP = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+"""The embedded scheduler's HTTP server (health and metrics routes; no dashboard): on 127.0.0.1, at a free port
+(left to Dask, it takes 8787, and warns on stderr when another run holds it)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ def _dask_map(
 def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers`` single-threaded
     processes (each running torch on its share of this machine's cores) closed on exit.
+
+    Every server of the cluster listens on 127.0.0.1 only, on ports the system picks: the scheduler (see
+    :data:`SCHEDULER_HTTP`), the nannies and the workers, and the workers' HTTP servers (no dashboard).
     """
     from distributed import Client, LocalCluster
 
@@ -217,6 +223,7 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
+        scheduler_kwargs=SCHEDULER_HTTP,
         host="127.0.0.1",
         silence_logs=logging.ERROR if quiet else False,
         env=env,
