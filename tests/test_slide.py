@@ -353,3 +353,13 @@ def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, mo
     summary = predict_slide(BOXES, path, tmp_path / "out", show_progress=False)
     assert summary.tissue_mm2 == pytest.approx((640 * 0.5) ** 2 / 1e6, rel=0.001)
     assert 0 < len(ran) < summary.regions
+
+
+def test_the_colour_warning_is_said_once_per_slide_naming_it(tmp_path: Path, chula_crops, caplog) -> None:
+    """Chula RBC-12 fields lie far from the colours of blood-cells' training images: one warning for the slide's four
+    regions, naming the slide (not the region's pixels)."""
+    path = write_slide(tmp_path / "s.tif", [mosaic(chula_crops)], None)
+    with caplog.at_level("WARNING", logger="cytolens"):
+        predict_slide(BOXES, path, tmp_path / "out", tile=512, overlap=128, tissue=False, show_progress=False)
+    warned = [record.getMessage() for record in caplog.records if "its colours lie" in record.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"{path}: its colours lie "), warned

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -66,6 +67,9 @@ DEFAULT_OVERLAP = 256
 lies whole in both regions."""
 THUMBNAIL_SIDE = 2048
 """Longest side of the thumbnail the tissue mask is found on."""
+REGION_PIXELS = "array0"
+"""What the model's messages call a region's pixels (:meth:`~cytolens.inference.model.Model.predict_iter` names an
+array by its place among the images given)."""
 RUN_SETTINGS = ("mpp", "tile", "overlap", "tissue")
 """Options of :func:`predict_slide` that make a run another run (a resumed run must have the same)."""
 
@@ -244,6 +248,30 @@ def _pixel_range(start: int, stop: int, scale: float) -> slice:
     return slice(low, max(low + 1, math.ceil(stop * scale)))
 
 
+class _OncePerSlide(logging.Filter):
+    """The model's messages about a region's pixels (which it names ``array0``: a region is predicted as an array)
+    said once per slide, naming the slide: the first of each kind (its text with numbers left out), e.g. the colour
+    warning.
+    """
+
+    def __init__(self, slide: Path) -> None:
+        super().__init__()
+        self.slide = slide
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record`` (naming the slide) unless it is about a region and its kind was said for this slide."""
+        text = record.getMessage()
+        if not text.startswith(f"{REGION_PIXELS}: "):
+            return True
+        kind = re.sub(r"[\d.]+", "#", text)
+        if kind in self.said:
+            return False
+        self.said.add(kind)
+        record.msg, record.args = f"{self.slide}{text[len(REGION_PIXELS):]}", None
+        return True
+
+
 def _neighbours(index: int, grid: tuple[int, int]) -> list[int]:
     row, col = divmod(index, grid[1])
     return [r * grid[1] + c for r in range(row - 1, row + 2) for c in range(col - 1, col + 2)
@@ -336,8 +364,13 @@ def predict_slide(
     done = _start_parts(parts, _fingerprint(spec, path, settings), resume)
     todo = [region for region in regions if region.index not in done]
     found = ordered_map(run_region, todo, workers=workers, scheduler=scheduler)
-    for cells in progress(found, len(todo), f"{slide_id}: regions", enabled=show_progress):
-        write_part(parts / f"region-{cells.index:06d}.parquet", cells.cells, cells.owned)
+    once, model_log = _OncePerSlide(path), logging.getLogger(Model.__module__)
+    model_log.addFilter(once)
+    try:
+        for cells in progress(found, len(todo), f"{slide_id}: regions", enabled=show_progress):
+            write_part(parts / f"region-{cells.index:06d}.parquet", cells.cells, cells.owned)
+    finally:
+        model_log.removeFilter(once)
     own_tables = tables is None
     tables = tables or _tables(out_dir, model)
     try:
