@@ -180,10 +180,10 @@ def train_resumable(recipe: Any, out: Path, max_steps: int = -1) -> Path:
 
 
 def smoke_recipe(recipe: Any) -> Any:
-    """Point ``recipe`` shrunk to check a script end to end: 128-pixel crops, batches of 2, one epoch per stage."""
+    """``recipe`` shrunk to check a script end to end: batches of 2, one epoch per stage (128-pixel point crops)."""
     return dataclasses.replace(
         recipe,
-        points=dataclasses.replace(recipe.points, crop_size=128),
+        points=recipe.points and dataclasses.replace(recipe.points, crop_size=128),
         batch_size=2,
         warmup_steps=2,
         val_every=1,
@@ -244,8 +244,11 @@ POINT_KEYS = (
 """The point figures a benchmark reports."""
 
 
-def evaluate_points(model_path: Path, truth: Any, radius: float, ignore_unlabelled: bool = False) -> dict[str, Any]:
-    """Point-detection figures of a trained model on ``truth`` at matching radius ``radius`` (pixels).
+def evaluate_points(
+    model_path: Path, truth: Any, radius: float, ignore_unlabelled: bool = False, classifier: Path | None = None
+) -> dict[str, Any]:
+    """Point-detection figures of a trained model on ``truth`` at matching radius ``radius`` (pixels); with
+    ``classifier``, of the pipeline in which that patch classifier names each cell the model finds.
 
     The model predicts each image once. With ``ignore_unlabelled``, the figures are also given with
     predicted centres on unlabelled cells of partially labelled images counting neither as right nor as
@@ -260,7 +263,7 @@ def evaluate_points(model_path: Path, truth: Any, radius: float, ignore_unlabell
     from cytolens.inference.model import load_model
     from cytolens.metrics import evaluate_datasets
 
-    model = load_model(model_path, device="cpu")
+    model = load_model(model_path, device="cpu", classifier=classifier)
     start = time.perf_counter()
     predictions = predict_dataset(model, truth, progress=False)
     points = evaluate_datasets(predictions, truth, radius)["details"]["points"]
