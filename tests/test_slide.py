@@ -299,9 +299,10 @@ def test_a_resumed_run_over_other_slides_is_refused_naming_them(tmp_path: Path, 
     assert set(pd.read_parquet(out / "cells.parquet")["slide"]) == {"first", "second"}
 
 
+@pytest.mark.parametrize("verb", ["slide", "predict"])
 @pytest.mark.parametrize("mpp", ["0", "-0.5"])
-def test_a_slide_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str) -> None:
-    result = CliRunner().invoke(app, ["slide", str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
+def test_an_mpp_of_zero_or_below_is_refused_in_one_line(tmp_path: Path, mpp: str, verb: str) -> None:
+    result = CliRunner().invoke(app, [verb, str(tmp_path / "s.tif"), "--mpp", mpp, "--out", str(tmp_path / "o")])
     assert f"--mpp must lie in (0, inf], not {float(mpp)}" in _one_line_error(result)
     assert not any(tmp_path.iterdir())
 

@@ -230,11 +230,14 @@ def predict(
     from cytolens.io.label_studio import local_files_url
     from cytolens.io.output_run import OutputRun
     from cytolens.io.slides import is_slide
+    from cytolens.io.validation import check_number
     from cytolens.progress import progress
     from cytolens.results.counts import parse_ratio
     from cytolens.results.thresholds import describe
     from cytolens.results.writers import DEFAULT_OUTPUTS, PredictionWriter
 
+    if mpp is not None:
+        check_number(mpp, "--mpp", low=0, low_open=True)
     log = logging.getLogger("cytolens")
     chosen = DEFAULT_OUTPUTS if outputs is None else [name.strip() for name in outputs.split(",") if name.strip()]
     ids = find_images(paths, recursive=recursive)
