@@ -386,7 +386,7 @@ class CellModel(Model):
 
     def with_flips(self, flips: bool = True) -> CellModel:
         """The same point model averaging each tile's proximity and class maps over its mirrored views (left-right,
-        top-bottom and both: four times the work; on CRCHisto nuclei +0.01 to +0.05 detection F1), or not, sharing
+        top-bottom and both: four times the work; on CRCHisto nuclei up to +0.05 detection F1), or not, sharing
         its network.
 
         Raises:
