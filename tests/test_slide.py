@@ -20,7 +20,7 @@ from cytolens.errors import DataError
 from cytolens.inference import slide as slide_module
 from cytolens.inference.parallel import ModelSpec
 from cytolens.inference.slide import choose_level, predict_slide, predict_slides
-from cytolens.io.images import read_image
+from cytolens.io.images import max_pixels, read_image, set_max_pixels
 from cytolens.io.output_run import OutputRun
 from cytolens.io.slides import Slide, is_slide, open_slide
 from test_patch_predict import tiny_classifier
@@ -69,7 +69,13 @@ def chula_crops() -> list[np.ndarray]:
 def test_a_pyramid_is_read_lazily_with_its_scale(tmp_path: Path) -> None:
     pixels = np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
     path = write_slide(tmp_path / "s.ome.tif", [pixels, resized(pixels, 0.5), resized(pixels, 0.25)], 0.25)
-    assert is_slide(path)
+    assert not is_slide(path)  # a small pyramid (as QuPath exports) is an image for predict
+    previous = max_pixels()
+    try:
+        set_max_pixels(600 * 800 - 1)
+        assert is_slide(path)  # over the pixel limit: a slide
+    finally:
+        set_max_pixels(previous)
     with open_slide(path) as slide:
         assert slide.shape == (600, 800) and slide.mpp == 0.25
         assert slide.levels == [(600, 800, 1.0), (300, 400, 2.0), (150, 200, 4.0)]
@@ -328,11 +334,19 @@ def test_the_thumbnail_of_a_strip_tiff_is_read_in_bounded_pieces(tmp_path: Path,
 
 
 def test_predict_refuses_a_whole_slide_in_one_line(tmp_path: Path, bccd_fields) -> None:
+    """A TIFF over the pixel limit is a slide: alone, refused before any output; among images, it fails on its own
+    line while the images are predicted."""
     path = write_slide(tmp_path / "s.ome.tif", [bccd_fields[0], resized(bccd_fields[0], 0.5)], 0.075)
-    result = CliRunner().invoke(app, ["predict", str(path), "--out", str(tmp_path / "out")])
-    assert (f"{path}: is a whole slide: use cytolens slide for slides (it reads them region by region)"
-            in _one_line_error(result))
+    limit = ["--max-pixels", str(480 * 640 - 1)]
+    result = CliRunner().invoke(app, [*limit, "predict", str(path), "--out", str(tmp_path / "out")])
+    message = f"{path}: is a whole slide: use cytolens slide for slides (it reads them region by region)"
+    assert message in _one_line_error(result)
     assert not (tmp_path / "out").exists()
+    image = tmp_path / "field.png"
+    cv2.imwrite(str(image), cv2.cvtColor(resized(bccd_fields[1], 0.5), cv2.COLOR_RGB2BGR))
+    result = CliRunner().invoke(app, [*limit, "predict", str(path), str(image), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and message in result.output
+    assert (tmp_path / "out" / "cells.csv").is_file()
 
 
 def test_the_tissue_area_is_measured_before_the_mask_is_grown(tmp_path: Path, monkeypatch) -> None:

@@ -241,17 +241,20 @@ def predict(
     log = logging.getLogger("cytolens")
     chosen = DEFAULT_OUTPUTS if outputs is None else [name.strip() for name in outputs.split(",") if name.strip()]
     ids = find_images(paths, recursive=recursive)
-    files = list(ids)
-    for file in files:
-        if is_slide(file):
-            raise DataError(file, "is a whole slide: use cytolens slide for slides (it reads them region by region)")
+    slides = [DataError(file, "is a whole slide: use cytolens slide for slides (it reads them region by region)")
+              for file in ids if is_slide(file)]
+    files = [file for file in ids if not is_slide(file)]
+    if not files and slides:
+        raise slides[0]
     served_from = label_studio_root if "label-studio" in chosen else None
     for file in files if served_from is not None else []:
         local_files_url(file, served_from)  # refuse, before predicting, an image Label Studio could not show
     if (stain is None) != (stain_reference is None):
         raise typer.BadParameter("--stain and --stain-reference go together", param_hint="--stain")
     reference = None if stain_reference is None else read_image(stain_reference)  # one line if unreadable
-    failed: list[str] = []
+    for slide in slides:  # the other images still run
+        log.error("%s", slide)
+    failed = [str(slide.path) for slide in slides]
     with OutputRun(out, exist_ok=exist_ok, reads=files) as run:
         loaded = load_model(model, device=device, backend=backend, classifier=classifier)
         cell_model, threshold = _configured(loaded, score_threshold, iou, tile_size, overlap, views, flips)

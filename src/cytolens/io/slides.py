@@ -224,8 +224,9 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
 
 
 def is_slide(path: str | Path) -> bool:
-    """Whether ``path`` is read as a slide: an SVS or NDPI file, or a TIFF with a pyramid or larger than the
-    image pixel limit (see :func:`~cytolens.io.images.max_pixels`). Unreadable files are not slides.
+    """Whether ``path`` is read as a slide: an SVS or NDPI file, or a TIFF larger than the image pixel limit (see
+    :func:`~cytolens.io.images.max_pixels`; a small TIFF with a pyramid, as QuPath exports, is an image).
+    Unreadable files are not slides.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -239,9 +240,8 @@ def is_slide(path: str | Path) -> bool:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 return False
-            series = tif.series[0]
-            height, width = series.levels[0].shape[:2] if series.axes.startswith("YX") else series.shape[-3:-1]
-            return len(series.levels) > 1 or bool(max_pixels() and height * width > max_pixels())
+            sides = dict(zip(tif.series[0].axes, tif.series[0].shape, strict=True))
+            return bool(max_pixels() and sides.get("Y", 0) * sides.get("X", 0) > max_pixels())
     except Exception:  # noqa: BLE001 - a file tifffile cannot parse is no slide; read_image reports it
         return False
 
