@@ -14,24 +14,33 @@ import pytest
 import torch
 
 from cytolens.models.blocks import freeze_blocks
-from cytolens.models.registry import architectures, build_architecture
+from cytolens.models.registry import Architecture, architectures, build_architecture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ARCHITECTURES = sorted(architectures())
+VARIANTS = {"fcn-small:class-decoder": ("fcn-small", {"class_channels": 8, "class_decoder": 16})}
+"""Builder options whose layout differs enough to keep the contract on their own: ``case: (architecture, kwargs)``."""
+ARCHITECTURES = sorted([*architectures(), *VARIANTS])
 SMALL = {"boxes": {"min_size": 96, "max_size": 128}, "points": {}, "patches": {}}
 """Builder arguments that keep each task's networks small enough for CI."""
 
 
-def _build(name: str, num_classes: int = 3) -> torch.nn.Module:
+def _architecture(case: str) -> Architecture:
+    """The registered architecture of a case (an architecture's name, or a key of :data:`VARIANTS`)."""
+    return architectures()[VARIANTS.get(case, (case, {}))[0]]
+
+
+def _build(case: str, num_classes: int = 3, **kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_architecture(name, num_classes=num_classes, weights=None, **SMALL[architectures()[name].task])
+    name, options = VARIANTS.get(case, (case, {}))
+    small = SMALL[_architecture(name).task]
+    return build_architecture(name, num_classes=num_classes, weights=None, **small, **options, **kwargs)
 
 
 def _training_loss(name: str, model: torch.nn.Module) -> torch.Tensor:
     """A loss that reaches every output of the network, computed in training mode."""
     model.train()
-    task = architectures()[name].task
+    task = _architecture(name).task
     if task == "boxes":
         boxes = torch.tensor([[10.0, 12.0, 40.0, 44.0], [50.0, 20.0, 70.0, 40.0], [60.0, 50.0, 90.0, 85.0]])
         target = {"boxes": boxes, "labels": torch.tensor([1, 2, 3])}
@@ -86,7 +95,7 @@ def _eval_outputs(name: str, model: torch.nn.Module) -> list[torch.Tensor]:
     model.eval()
     torch.manual_seed(1)
     with torch.inference_mode():
-        if architectures()[name].task == "boxes":
+        if _architecture(name).task == "boxes":
             return [value for found in model([torch.rand(3, 96, 128)]) for value in found.values()]
         out = model(torch.rand(2, 3, 64, 64))
     return [out] if isinstance(out, torch.Tensor) else list(out.values())
@@ -94,10 +103,10 @@ def _eval_outputs(name: str, model: torch.nn.Module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_head_dropout_is_a_builder_argument_off_in_eval_and_default_zero(name):
-    argument = RATE_ARGUMENT.get(name, "head_dropout")
-    architecture = architectures()[name]
+    architecture = _architecture(name)
+    argument = RATE_ARGUMENT.get(architecture.name, "head_dropout")
     assert argument in inspect.signature(architecture.builder).parameters, f"{name} has no {argument} argument"
-    model = build_architecture(name, num_classes=3, weights=None, **{argument: 0.5}, **SMALL[architecture.task])
+    model = _build(name, **{argument: 0.5})
     assert model.head_dropouts() and all(module.p == 0.5 for module in model.head_dropouts())
     assert all(all(torch.equal(*pair) for pair in zip(_eval_outputs(name, model), _eval_outputs(name, model),
                                                       strict=True)) for _ in range(2))

@@ -54,11 +54,9 @@ def tissue_mask(thumbnail: np.ndarray, smooth: int = 2) -> np.ndarray:
     return remove_small_objects(saturation > level, max_size=max(1, int(SPECK_SHARE * saturation.size)))
 
 
-def grown(mask: np.ndarray, grow: int = GROW) -> np.ndarray:
-    """``mask`` dilated by ``grow`` pixels (a square of side ``2 * grow + 1``); ``mask`` itself when ``grow`` is 0."""
-    if not grow:
-        return mask
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)).astype(bool)
+def grown(mask: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by :data:`GROW` pixels (a square of side ``2 * GROW + 1``)."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8)).astype(bool)
 
 
 __all__ = ["GLASS_SATURATION", "GROW", "SMOOTH_UM", "grown", "tissue_mask"]

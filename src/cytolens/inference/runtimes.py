@@ -121,11 +121,18 @@ class Session:
     def __init__(self, runtime: str, model: bytes | str, threads: int) -> None:
         self.runtime = runtime
         if runtime == "openvino":
-            # OpenVINO's reading of a model sends a usage event to Google Analytics from a fork of the whole
-            # process (about 0.7 GB more resident memory) unless the openvino_telemetry package is missing; a
-            # missing package makes it use its built-in stub, so nothing leaves the machine and nothing forks.
-            sys.modules.setdefault("openvino_telemetry", None)
-            import openvino as ov
+            # Importing OpenVINO sends a usage event to Google Analytics from a fork of the whole process (about
+            # 0.7 GB more resident memory) unless the openvino_telemetry package is missing; while it is hidden,
+            # OpenVINO loads its built-in stub instead. (If the host program imported OpenVINO first, its own
+            # settings stand.) The package is visible again afterwards, for anyone else who imports it.
+            hidden = "openvino_telemetry" not in sys.modules
+            if hidden:
+                sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+            try:
+                import openvino as ov
+            finally:
+                if hidden:
+                    del sys.modules["openvino_telemetry"]
 
             core = ov.Core()
             # f32: OpenVINO would run bf16 on CPUs that have it, moving outputs well beyond torch's

@@ -70,10 +70,6 @@ THUMBNAIL_SIDE = 2048
 REGION_PIXELS = "array0"
 """What the model's messages call a region's pixels (:meth:`~cytolens.inference.model.Model.predict_iter` names an
 array by its place among the images given)."""
-RUN_SETTINGS = ("mpp", "tile", "overlap", "tissue")
-"""Options of :func:`predict_slide` that make a run another run (a resumed run must have the same)."""
-
-
 def choose_level(slide: Slide, model_mpp: float | None) -> int:
     """The coarsest pyramid level at least as fine as the model's µm/px (within
     :data:`~cytolens.inference.scale.RESCALE_TOLERANCE`); level 0 when none is, or either scale is unknown.
@@ -473,7 +469,10 @@ def predict_slides(
     """
     out_dir = Path(out_dir)
     model = _cell_finder(spec)
-    run_settings = {key: value for key, value in options.items() if key in RUN_SETTINGS}
+    run_settings = {  # what makes a run another run, as it takes effect (a resumed run must have the same)
+        "mpp": options.get("mpp"), "tile": options.get("tile", DEFAULT_TILE),
+        "overlap": options.get("overlap", DEFAULT_OVERLAP), "tissue": options.get("tissue", True),
+    }
     _start_job(out_dir / "parts", {
         "slides": [str(Path(path).resolve()) for path in paths], "model": spec.source, "classifier": spec.classifier,
         "backend": spec.backend, "model_settings": dict(spec.settings), **run_settings,

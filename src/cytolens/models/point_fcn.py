@@ -19,10 +19,10 @@ encoder's levels from stride 32 up to stride 4 (not the fused full-resolution fe
 detection and only ``stem_channels`` wide), and its logits are upsampled to full resolution. Parameters of the
 targets (``d``, ``a``) are not part of the model; the checkpoint metadata holds them.
 
-``head_dropout`` (0 by default) drops whole channels of the fused features entering the two heads
-(:class:`~torch.nn.Dropout2d`). It is active only in Monte-Carlo dropout passes
-(:mod:`cytolens.inference.mc_dropout`), which compute everything before it (:meth:`PointFCN.head_input`,
-:attr:`PointFCN.TRUNK`) once and the heads once per pass.
+``head_dropout`` (0 by default) drops whole channels of the features entering the two heads (the fused
+features, and the class decoder's when there is one; :class:`~torch.nn.Dropout2d`). It is active only in
+Monte-Carlo dropout passes (:mod:`cytolens.inference.mc_dropout`), which compute everything before it
+(:meth:`PointFCN.head_input`, :attr:`PointFCN.TRUNK`) once and the heads once per pass.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ class ClassDecoder(nn.Module):
         channels: Channels of each decoder level.
 
     """
+
+    STRIDE = 4
+    """Stride of the decoder's output (the encoder's second level)."""
 
     def __init__(self, encoder_channels: list[int], channels: int) -> None:
         super().__init__()
@@ -221,7 +224,9 @@ class PointFCN(nn.Module):
             *((f"decoder.level{i}", level) for i, level in enumerate(self.decoder)),
             ("aggregation", nn.ModuleList([self.full, self.context, self.fuse])),
             ("proximity_head", self.proximity_head),
-            ("class_head", nn.ModuleList(m for m in (self.class_decoder, self.class_block, self.class_head) if m)),
+            ("class_head", nn.ModuleList(
+                m for m in (self.class_decoder, self.class_block, self.class_head) if m is not None
+            )),
         ]
 
     def class_heads(self) -> list[str]:
@@ -262,7 +267,7 @@ class PointFCN(nn.Module):
             logits = self.class_head(self.class_block(features))
         else:
             logits = self.class_head(self.class_block(self.head_dropout(classes)))
-            padded = (classes.shape[-2] * 4, classes.shape[-1] * 4)  # stride-4 features of the padded image
+            padded = (classes.shape[-2] * ClassDecoder.STRIDE, classes.shape[-1] * ClassDecoder.STRIDE)
             logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
             logits = logits[..., : fused.shape[-2], : fused.shape[-1]]
         return {"proximity": torch.sigmoid(self.proximity_head(features)), "logits": logits}
