@@ -241,9 +241,10 @@ def predict(
     log = logging.getLogger("cytolens")
     chosen = DEFAULT_OUTPUTS if outputs is None else [name.strip() for name in outputs.split(",") if name.strip()]
     ids = find_images(paths, recursive=recursive)
+    whole = {file: is_slide(file) for file in ids}  # each file's header read once
     slides = [DataError(file, "is a whole slide: use cytolens slide for slides (it reads them region by region)")
-              for file in ids if is_slide(file)]
-    files = [file for file in ids if not is_slide(file)]
+              for file, slide in whole.items() if slide]
+    files = [file for file, slide in whole.items() if not slide]
     if not files and slides:
         raise slides[0]
     served_from = label_studio_root if "label-studio" in chosen else None
