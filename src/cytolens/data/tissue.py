@@ -23,7 +23,7 @@ SMOOTH_UM = 20.0
 SPECK_SHARE = 1e-4
 """Connected pieces smaller than this share of the thumbnail are dust, not tissue."""
 GROW = 2
-"""Pixels (of the thumbnail) by which :func:`grown` widens a mask by default."""
+"""Pixels (of the thumbnail) by which :func:`grown` widens a mask."""
 
 
 def tissue_mask(thumbnail: np.ndarray, smooth: int = 2) -> np.ndarray:
