@@ -5,10 +5,10 @@ by ``min(min_size / shorter side, max_size / longer side)``. It finds cells at t
 its training fields; a larger image (a mosaic of fields, a scan) would be shrunk until its cells are too
 small to find (one pass over a 1280 x 960 mosaic of four BCCD fields misses half of the white cells). So an
 image larger than one tile (:class:`BoxTiling`) is cut into overlapping tiles of the size of a training
-field, each detected on its own, and the tiles' boxes are merged (:func:`merge_tiles`): a box cut by an
-interior tile edge gives way to the same cell seen whole in a neighbouring tile, the pieces of a cell that
-no tile holds whole are joined, and a cell found whole in two tiles counts once. An image no larger than one
-tile runs whole, as it always has.
+field (which the detector resizes to its input, as training resized the field), each detected on its own,
+and the tiles' boxes are merged (:func:`merge_tiles`): a box cut by an interior tile edge gives way to the
+same cell seen whole in a neighbouring tile, the pieces of a cell that no tile holds whole are joined, and a
+cell found whole in two tiles counts once. An image no larger than one tile runs whole, as it always has.
 
 :func:`check_fit` refuses what the detector cannot see at all: an image (or tile) a side of which would
 vanish at the input (3 x 2,000 into 512 x 384: 0 x 512 pixels, which torch cannot resize), and an image
@@ -84,9 +84,11 @@ class BoxTiling:
         """How a box model tiles images: tiles of ``config.tile_size`` pixels (longer side) overlapping by
         ``config.overlap``, with the shape of the model's input.
 
-        Without a tile size, tiles are the model's training input (``config.size``: box training resizes its
-        fields to it); without either, the model does not tile. Without an overlap, it is :data:`OVERLAP_SHARE`
-        of the tile.
+        Box training resizes every field to the input (``config.size``) and records the longer side of its largest
+        field as the tile size: a field of that size then runs whole and the detector resizes it as training did
+        (a 640 x 480 field to a 384 x 288 input), and only larger images are tiled. Without a tile size (cards
+        written before training recorded it), tiles are the input size; without either, the model does not
+        tile. Without an overlap, it is :data:`OVERLAP_SHARE` of the tile.
         """
         long = config.tile_size or (None if config.size is None else max(config.size))
         if long is None:

@@ -348,7 +348,9 @@ class InputConfig:
         mpp: µm/px of its training images (``None``: unknown).
         mpp_source: How ``mpp`` was obtained.
         size: The network's input size (width, height) as trained.
-        tile_size: Largest tile side for tiled prediction (point models; ``None``: the predictor's default).
+        tile_size: Largest tile side for tiled prediction, in image pixels (``None``: the predictor's default).
+            Box models resize each tile to ``size``; box training records the longer side of its largest field, so
+            that a field runs whole and is resized as in training (cards without it tile at ``size``).
         overlap: Overlap of neighbouring tiles in pixels (``None``: the predictor's default).
         colour: The colours of its training images (``None``: not recorded), to warn about foreign input.
         flips: Point models: average each tile's maps over its mirrored views (test-time flips; four times the

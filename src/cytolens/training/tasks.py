@@ -30,6 +30,9 @@ class CardSections:
         patch: How patches are cut and viewed (patch classifiers).
         mpp: The µm/px that the sections' pixel values are stated at, when the task fixes it (``None``: the
             training images' common µm/px, if they share one).
+        tile_size: The card's ``input.tile_size``, when the task fixes it: box models, the longer side of their
+            largest training field, which training resized to ``size`` (see
+            :meth:`~cytolens.inference.boxes.BoxTiling.of`).
 
     """
 
@@ -39,6 +42,7 @@ class CardSections:
     evaluation: Evaluation = field(default_factory=Evaluation)
     patch: PatchGeometry | None = None
     mpp: float | None = None
+    tile_size: int | None = None
 
 
 def _no_sampler(dataset: TorchDataset, recipe: Recipe) -> None:
@@ -119,7 +123,8 @@ def _box_components() -> TaskComponents:
 
     def describe(module: pl.LightningModule, recipe: Recipe, data: Dataset, size: InputSize) -> CardSections:
         thresholds = BoxThresholds(score=recipe.boxes.score_threshold, nms=recipe.kwargs.get("nms_thresh", 0.6))
-        return CardSections((size.final, short_side(size.final)), thresholds)
+        largest = max(max(image.size) for image in data.images)  # box_pipeline resized every field to the input
+        return CardSections((size.final, short_side(size.final)), thresholds, tile_size=largest)
 
     return TaskComponents(base_size, module, dataset, collate, describe, final_kwargs, "val/map50")
 
