@@ -57,6 +57,7 @@ def test_training_lowers_loss_and_writes_a_loadable_checkpoint(tiny_spec, tmp_pa
     card, _ = read_card(path)
     assert card.classes == ("WBC", "RBC", "Platelets") and card.task == "boxes"
     assert card.thresholds == BoxThresholds(score=0.3, nms=0.6) and card.input.size == (256, 192)
+    assert card.input.tile_size == 640  # its 640x480 fields run whole, resized to the input as in training
     assert card.input.colour.images == 4  # the colours of the training images, to warn about foreign input
     provenance = card.provenance
     assert provenance.recipe["stages"][0]["freeze_blocks"] == 8 and provenance.data["train"].images == 4

@@ -111,7 +111,7 @@ class ExportModel(pl.Callback):
         card = replace(
             self.card,
             thresholds=sections.thresholds,
-            input=replace(self.card.input, size=sections.size),
+            input=replace(self.card.input, size=sections.size, tile_size=sections.tile_size),
             proximity=sections.proximity,
             patch=sections.patch,
             evaluation=sections.evaluation,
