@@ -67,6 +67,9 @@ DEFAULT_OVERLAP = 256
 lies whole in both regions."""
 THUMBNAIL_SIDE = 2048
 """Longest side of the thumbnail the tissue mask is found on."""
+PICTURE_COMPRESSION = 1
+"""zlib level of the tissue picture's PNG: a 2048 x 2048 thumbnail takes about 0.3 s at 1 and 1.7 s at PIL's default
+6, for a file about a fifth larger (the same pixels)."""
 REGION_PIXELS = "array0"
 """What the model's messages call a region's pixels (:meth:`~cytolens.inference.model.Model.predict_iter` names an
 array by its place among the images given)."""
@@ -223,11 +226,11 @@ def _start_job(folder: Path, record: dict[str, Any], resume: bool) -> None:
 
 
 def _tissue_picture(thumbnail: np.ndarray, mask: np.ndarray, path: Path) -> None:
-    """The thumbnail with glass dimmed, as a PNG."""
+    """The thumbnail with glass dimmed, as a PNG (at :data:`PICTURE_COMPRESSION`)."""
     picture = thumbnail.copy()
     picture[~mask] = picture[~mask] // 3
     with atomic_write(path, "wb") as handle:
-        Image.fromarray(picture).save(handle, format="PNG")
+        Image.fromarray(picture).save(handle, format="PNG", compress_level=PICTURE_COMPRESSION)
 
 
 def _smoothing(slide: Slide, model_mpp: float | None, thumbnail_width: int) -> int:
