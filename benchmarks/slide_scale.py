@@ -15,7 +15,10 @@ mask to skip) to ``--sizes`` pixels a side:
 
 Every run is ``cytolens slide SLIDE --json`` in its own process; its peak resident memory is polled (psutil, every
 0.1 s) over the process and its children (the workers), summed, and the main process's own peak is its
-``ru_maxrss``. Parts:
+``ru_maxrss``. The 1-minute load average is recorded before each run and at its highest during it: the run itself
+accounts for about 2 on 2 cores, and a run that saw more than :data:`SHARED_LOAD` shared the machine (its seconds
+then say little: two-thread inference waits for its slower thread, so other work slows it more than its share).
+Parts:
 
 - ``sizes``: per kind and size, one process, seconds (wall, start-up included), level-0 megapixels per second
   (of the whole slide, glass included; and as the run measures itself, model loaded), cells, peak memory;
@@ -66,6 +69,8 @@ HISTOLOGY_MPP = 0.55
 SMEAR_MODEL = "blood-cells"
 BACKENDS = ("torch", "onnx", "openvino")
 CLI = [sys.executable, "-c", "from cytolens.cli.main import run; run()"]
+SHARED_LOAD = 3.0
+"""Highest 1-minute load average during a run above which other work shared the 2 cores with it."""
 
 
 def smear_fields() -> list[np.ndarray]:
@@ -119,16 +124,19 @@ def tree_memory(process: psutil.Process) -> int:
 
 def run_slide(arguments: list[str], kill_when: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run ``cytolens slide ARGUMENTS --json``: seconds, peak memory (process tree, and the main process alone),
-    exit code and the JSON summary; SIGKILL the process tree as soon as ``kill_when()`` is true.
+    the 1-minute load average before and at its highest during the run, exit code and the JSON summary; SIGKILL the
+    process tree as soon as ``kill_when()`` is true.
     """
     command = [*CLI, "slide", *arguments, "--json"]
+    load_before = os.getloadavg()
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    process, peak, done = psutil.Process(child.pid), [0], threading.Event()
+    process, peak, load, done = psutil.Process(child.pid), [0], [load_before[0]], threading.Event()
 
     def poll() -> None:
         while not done.wait(0.1):
             peak[0] = max(peak[0], tree_memory(process))
+            load[0] = max(load[0], os.getloadavg()[0])
             if kill_when is not None and kill_when():
                 os.killpg(child.pid, signal.SIGKILL)
                 return
@@ -144,7 +152,9 @@ def run_slide(arguments: list[str], kill_when: Callable[[], bool] | None = None)
     errors = [line for line in stderr.decode().splitlines() if line.startswith("error:")]
     result = {"command": " ".join(["cytolens", "slide", *arguments, "--json"]), "exit_code": code,
               "seconds": round(seconds, 2), "peak_rss_gb": round(peak[0] / 1e9, 3),
-              "peak_rss_main_gb": round(usage.ru_maxrss * 1024 / 1e9, 3), "error": errors[0] if errors else None}
+              "peak_rss_main_gb": round(usage.ru_maxrss * 1024 / 1e9, 3), "error": errors[0] if errors else None,
+              "load_average_before": [round(value, 2) for value in load_before],
+              "load_average_1min_max": round(load[0], 2)}
     if code == 0:
         result["summary"] = json.loads(stdout.decode())
     elif kill_when is None:
@@ -162,7 +172,7 @@ def figures_of(run: dict[str, Any]) -> dict[str, Any]:
         "megapixels_per_second_in_run": slide["megapixels_per_second"],
         "cells": sum(slide["counts"].values()), "counts": slide["counts"], "regions_run": slide["regions_run"],
         "regions": slide["regions"], "tissue_mm2": slide["tissue_mm2"], "peak_rss_gb": run["peak_rss_gb"],
-        "peak_rss_main_gb": run["peak_rss_main_gb"],
+        "peak_rss_main_gb": run["peak_rss_main_gb"], "load_average_1min_max": run.get("load_average_1min_max"),
     }
 
 
@@ -217,6 +227,18 @@ def resume_part(out: Path, slide: Path, full: dict[str, Any], full_folder: Path)
         }
 
     return common.once(out / "resume.json", compute)
+
+
+def shared_note(runs: dict[str, dict[str, Any]]) -> str:
+    """Whether the runs (figures by name) had the machine to themselves, by the highest load average each saw."""
+    loads = {name: figures["load_average_1min_max"] for name, figures in runs.items()
+             if figures.get("load_average_1min_max") is not None}
+    shared = [f"{name} ({load})" for name, load in loads.items() if load > SHARED_LOAD]
+    if not shared:
+        return (f"no run saw a 1-minute load average above {SHARED_LOAD} (highest {max(loads.values(), default=None)}; "
+                "a run itself accounts for about 2): the 2 cores were not shared")
+    return (f"shared 2-core machine: these runs saw a 1-minute load average above {SHARED_LOAD} (a run itself accounts "
+            f"for about 2), so their seconds and speedups are of a loaded machine: {', '.join(shared)}")
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -275,8 +297,8 @@ def run(args: argparse.Namespace) -> Path:
             False),
         "issue 13: 2 workers faster than 1 (speedup > 1)": common.target(workers.get("speedup"), 1.0),
     }
-    notes.append("the machine was shared with other engineers' tests, benchmarks and a training run during these "
-                 "measurements: seconds and speedups are of a loaded 2-core machine")
+    notes.append(shared_note({**by_size, "smear-workers2": workers["two"],
+                              **{f"smear-{sizes[0]}-{name}": record for name, record in backends.items()}}))
     settings = {"sizes": sizes, "fields": FIELDS, "models": {kind: str(model) for kind, model in kinds.items()}}
     return common.write_result(NAME, figures, targets, folder=out if args.smoke else common.RESULTS,
                                settings=settings, notes=notes)
