@@ -1,6 +1,6 @@
 """Prediction speed and peak memory of a point model on 2 CPU cores (GitHub issue 4).
 
-    python benchmarks/point_speed.py [--model PATH] [--backends torch,onnx,openvino] [--smoke] [--out DIR]
+    python benchmarks/point_speed.py [--model PATH] [--backends torch,onnx,openvino] [--int8] [--smoke] [--out DIR]
 
 Measures megapixels per second of ``CellModel.predict`` (network, tiling, peak decoding; images
 given as arrays, so file decoding is not counted) on a few 640x480 Chula RBC-12 test images and on a
@@ -13,6 +13,10 @@ the memory of the process before any large image. Every case runs with each of `
 torch, ONNX Runtime or OpenVINO; tiling and peak decoding alike); the top-level figures are those of the backend
 ``auto`` picks, and ``by_backend`` holds each one's. Exports are made before the timed cases.
 
+``--int8`` also calibrates the model for int8 (``cytolens quantise`` on :data:`CALIBRATION` Chula training
+images) and measures it with OpenVINO as backend ``openvino-int8``, with the detection F1 and class accuracy of
+both forms on the Chula test split (radius 12, unlabelled cells ignored, as the model card's figures).
+
 The model is ``--model`` (a checkpoint or bundled name), else the bundled ``rbc-morphology-points`` if
 present, else an untrained ``fcn-lite0`` with 13 classes (same network and cost; its decoding
 may find more peaks). Results: ``benchmarks/results/point_speed.json``.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +47,35 @@ CHULA_IMAGES = 4
 BACKENDS = ("torch", "onnx", "openvino")
 TARGET_MP_PER_S = 3.0
 """Issue 13: point models at least 3 megapixels/s on 2 cores (Chula 640x480 images)."""
+CALIBRATION = 32
+"""Chula training images that calibrate ``--int8``."""
+F1_TOLERANCE = 0.005
+"""Largest detection F1 the int8 form may lose (the box models' 0.005 mAP of issue 13, applied to F1)."""
+INT8 = "openvino-int8"
+
+
+def quantise(model: str, out: Path) -> Path:
+    """``model`` calibrated for int8 with ``cytolens quantise``, written to ``out``."""
+    target = out / "int8.pt"
+    subprocess.run(
+        ["cytolens", "-q", "quantise", model, "--data", str(CHULA_SPEC), "--split", "train",
+         "--images", str(CALIBRATION), "--out", str(target), "--exist-ok"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return target
+
+
+def accuracy(model: str | Path, smoke: bool) -> dict[str, float]:
+    """Detection F1 and class accuracy of ``model`` (OpenVINO) on the Chula test split (``cytolens evaluate``)."""
+    if smoke:
+        return {}
+    found = subprocess.run(
+        ["cytolens", "-q", "evaluate", "--model", str(model), "--data", str(CHULA_SPEC), "--split", "test",
+         "--radius", "12", "--ignore-unlabelled", "--backend", "openvino", "--json"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    figures = json.loads(found.stdout)
+    return {name: round(figures[name], 4) for name in ("precision", "recall", "f1", "class_accuracy")}
 
 
 def chula_images(count: int) -> list[np.ndarray]:
@@ -148,6 +182,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="small images (checks the script)")
     parser.add_argument("--out", type=Path, help="folder for a smoke result and a stand-in model (default: temporary)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="backends to measure, comma-separated")
+    parser.add_argument("--int8", action="store_true", help="also calibrate the model for int8 and measure it")
     parser.add_argument("--child", choices=("export", "baseline", "chula", "tiled", "large"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "export":
@@ -171,11 +206,18 @@ def main() -> None:
         # In a child: a process forked from a large parent inherits its peak RSS (Linux keeps ru_maxrss over exec).
         common.run_child([sys.executable, __file__, "--child", "export", "--model", model, "--backends", args.backends,
                           *(["--smoke"] if args.smoke else [])])
+        runs = {backend: (model, backend) for backend in backends}
+        if args.int8:
+            int8 = str(quantise(model, out))
+            runs[INT8] = (int8, "openvino")
+            common.run_child([sys.executable, __file__, "--child", "export", "--model", int8, "--backends", "openvino",
+                              *(["--smoke"] if args.smoke else [])])
+            int8_accuracy = {"float": accuracy(model, args.smoke), "int8": accuracy(int8, args.smoke)}
         by_backend = {
-            backend: {
-                case: run_case(case, model, args.smoke, backend) for case in ("baseline", "chula", "tiled", "large")
+            name: {
+                case: run_case(case, path, args.smoke, backend) for case in ("baseline", "chula", "tiled", "large")
             }
-            for backend in backends
+            for name, (path, backend) in runs.items()
         }
         default = load_model(model, device="cpu").backend
     cases = by_backend.get(default) or by_backend[backends[-1]]
@@ -203,6 +245,12 @@ def main() -> None:
         "large_peak_rss_gb": common.target(cases["large"]["peak_rss_gb"], 2.0, higher_is_better=False),
         "issue13_chula_mp_per_s": common.target(cases["chula"]["mp_per_s"], TARGET_MP_PER_S),
     }
+    if args.int8:
+        figures["int8"] = {"calibration": f"{CALIBRATION} Chula training images (cytolens quantise)", **int8_accuracy}
+        targets["issue13_chula_mp_per_s_int8"] = common.target(by_backend[INT8]["chula"]["mp_per_s"], TARGET_MP_PER_S)
+        if not args.smoke:
+            drop = round(int8_accuracy["float"]["f1"] - int8_accuracy["int8"]["f1"], 4)
+            targets["int8_f1_drop"] = common.target(drop, F1_TOLERANCE, higher_is_better=False)
     common.write_result(
         NAME,
         figures,

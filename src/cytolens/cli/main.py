@@ -37,6 +37,7 @@ from cytolens.cli.examples import examples
 from cytolens.cli.export import export
 from cytolens.cli.models import models
 from cytolens.cli.predict import predict
+from cytolens.cli.quantise import quantise
 from cytolens.cli.rank import rank
 from cytolens.cli.review import review
 from cytolens.cli.screen import screen, screen_fit
@@ -46,7 +47,10 @@ from cytolens.cli.train import train
 from cytolens.errors import CytolensError
 from cytolens.io.images import DEFAULT_MAX_PIXELS
 
-VERBS = [predict, slide, screen, screen_fit, rank, review, train, evaluate, models, stats, convert, export, examples]
+VERBS = [
+    predict, slide, screen, screen_fit, rank, review, train, evaluate, models, stats, convert, export, quantise,
+    examples,
+]  # fmt: skip
 """The verb functions, in the order ``cytolens --help`` lists them."""
 
 USER_ERRORS = (CytolensError, OSError, ValueError, KeyError)

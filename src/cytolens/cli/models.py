@@ -28,6 +28,7 @@ def _card_entry(card: ModelCard) -> dict[str, Any]:
         "data": train.name,
         "licence": train.licence,
         "metrics": card.metrics,
+        "int8": None if card.int8 is None else card.int8.about,
     }
 
 
@@ -76,6 +77,10 @@ def _describe_one(model: str, as_json: bool) -> None:
         ["trained on", f"{entry['data']} ({entry['licence']})"],
         *([name, value] for name, value in entry["metrics"].items() if not isinstance(value, dict | list)),
     ]
+    if entry["int8"] is not None:
+        about = entry["int8"]
+        rows.append(["int8", f"calibrated on {about.get('images')} images of {about.get('data')}; runs in int8 with "
+                             "--backend openvino or onnx"])  # fmt: skip
     print_table(model, ["", ""], rows)
 
 

@@ -635,7 +635,8 @@ def _cell_model(path: Path, stored: StoredModel, source: str, device: torch.devi
     if device.type == "cpu" and torch.get_num_threads() > 1:
         network = network.to(memory_format=torch.channels_last)
     if stored.card.task == "points":
-        return CellModel(point_backend(backend, network, device, path), stored.card, device, source)
+        runner = point_backend(backend, network, device, path, stored.card.int8)
+        return CellModel(runner, stored.card, device, source)
     return CellModel(
         network, stored.card, device, source, box_backend(backend, network, stored.card.task, device, path)
     )

@@ -9,13 +9,20 @@ peak decoding and test-time flips run as with torch. The forward pass (normalisa
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cytolens.errors import ModelError
+from cytolens.inference.int8 import quantised
 from cytolens.inference.runtimes import ShapeSessions, export, in_runtime
+from cytolens.models.card import Int8Calibration
 from cytolens.models.point_fcn import PointFCN
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = ("proximity", "logits")
 
@@ -32,6 +39,13 @@ class _Outputs(nn.Module):
         return found["proximity"], found["logits"]
 
 
+def export_fcn(network: PointFCN, height: int, width: int) -> bytes:
+    """The forward pass of point FCN ``network`` in ONNX for ``height`` x ``width`` inputs (batch free): input
+    ``images`` (0-1 RGB ``(N, 3, H, W)``), outputs ``proximity`` (N, 1, H, W) and ``logits`` (N, C, H, W).
+    """
+    return export(_Outputs(network), torch.zeros(1, 3, height, width), ["images"], OUTPUTS)
+
+
 class OnnxFCN(nn.Module):
     """A point FCN whose forward pass runs in ONNX Runtime or OpenVINO; called like the network in eval mode.
 
@@ -41,22 +55,39 @@ class OnnxFCN(nn.Module):
         runtime: ``onnx`` (ONNX Runtime) or ``openvino``.
         threads: Runtime threads (default: ``torch.get_num_threads()``).
         strict: Raise :class:`~cytolens.errors.ModelError` when an export fails, instead of running torch.
+        int8: Activation ranges from the model card: each export is then quantised to int8 with them (see
+            :mod:`cytolens.inference.int8`); ranges that do not fit the export raise :class:`ModelError`, with any
+            backend (a PyTorch fallback would hide that the model is not what it says).
+        source: The checkpoint, named in errors.
 
     """
 
     def __init__(
-        self, network: PointFCN, key: str, runtime: str = "onnx", threads: int | None = None, strict: bool = False
+        self,
+        network: PointFCN,
+        key: str,
+        runtime: str = "onnx",
+        threads: int | None = None,
+        strict: bool = False,
+        int8: Int8Calibration | None = None,
+        source: str | Path = "",
     ) -> None:
         super().__init__()
         self.network = network
         self.runtime = runtime
+        self.int8 = int8
+        self.source = source
         self.sessions = ShapeSessions(key, runtime, threads, strict)
 
     def export(self, height: int, width: int) -> bytes:
-        """The network's forward pass in ONNX for ``height`` x ``width`` inputs (input ``images``; outputs
-        ``proximity`` (N, 1, H, W) and ``logits`` (N, C, H, W)).
-        """
-        return export(_Outputs(self.network), torch.zeros(1, 3, height, width), ["images"], OUTPUTS)
+        """The network's forward pass in ONNX (:func:`export_fcn`), in int8 when the model has a calibration."""
+        model = export_fcn(self.network, height, width)
+        if self.int8 is None:
+            return model
+        try:
+            return quantised(model, self.int8)
+        except ModelError as error:
+            raise ModelError(f"{self.source}: {error}") from None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
@@ -68,12 +99,15 @@ class OnnxFCN(nn.Module):
         return {"proximity": torch.from_numpy(proximity), "logits": torch.from_numpy(logits)}
 
 
-def point_backend(backend: str, network: nn.Module, device: torch.device, checkpoint: str | Path) -> nn.Module:
+def point_backend(
+    backend: str, network: nn.Module, device: torch.device, checkpoint: str | Path, int8: Int8Calibration | None = None
+) -> nn.Module:
     """Choose how a point model runs: an :class:`OnnxFCN` for ONNX Runtime or OpenVINO, or ``network`` for PyTorch.
 
     ``auto`` picks the first runtime of :data:`~cytolens.inference.runtimes.RUNTIMES` that is installed for a
     :class:`~cytolens.models.point_fcn.PointFCN` on the CPU (falling back to PyTorch, with an info log, if the
-    export fails); ``onnx`` or ``openvino`` insists on that runtime.
+    export fails); ``onnx`` or ``openvino`` insists on that runtime. With ``int8`` (the card's calibration), the
+    runtime runs the network in int8; PyTorch runs it in float (said in an info log).
 
     Raises:
         CytolensError: If ``backend`` is not one of :data:`~cytolens.inference.runtimes.BACKENDS`.
@@ -81,8 +115,13 @@ def point_backend(backend: str, network: nn.Module, device: torch.device, checkp
 
     """
     problem = f"{type(network).__name__} (it runs point FCNs only; use --backend torch)"
-    runner = in_runtime(backend, network, [(problem, isinstance(network, PointFCN))], device, checkpoint, OnnxFCN)
+    runner = in_runtime(
+        backend, network, [(problem, isinstance(network, PointFCN))], device, checkpoint,
+        partial(OnnxFCN, int8=int8, source=checkpoint),
+    )
+    if runner is None and int8 is not None:
+        log.info("%s: its int8 calibration applies to ONNX Runtime and OpenVINO; PyTorch runs it in float", checkpoint)
     return network if runner is None else runner
 
 
-__all__ = ["OUTPUTS", "OnnxFCN", "point_backend"]
+__all__ = ["OUTPUTS", "OnnxFCN", "export_fcn", "point_backend"]

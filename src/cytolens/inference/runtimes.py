@@ -207,6 +207,8 @@ class ShapeSessions:
             try:
                 path = cache_path(self.key, height, width)
                 self._sessions[height, width] = cached_session(self.runtime, path, build, self.threads)
+            except ModelError:  # the model itself is wrong (e.g. its int8 ranges): no fallback
+                raise
             except Exception as error:  # the exporter and the runtimes raise many kinds of errors
                 message = (
                     f"{NAMES[self.runtime]}: export or loading failed "

@@ -8,6 +8,7 @@ A checkpoint carries one :class:`ModelCard` (see :mod:`cytolens.models.checkpoin
                  colour (mean, spread, images)
     thresholds   per task (see below), with tuned_on             how outputs become cells
     proximity    d, a                                            point models: the proximity target
+    int8         ranges, keep_float, about                       point FCNs: int8 calibration (cytolens quantise)
     evaluation   radius                                          point matching radius (pixels)
     report       ratios                                          count ratios for counts.csv
     provenance   recipe, data (name, licence, split, images per role), init, training_minutes, notes
@@ -446,6 +447,43 @@ class Provenance:
     notes: str | None = field(default=None, metadata=_TEXT)
 
 
+def _read_ranges(reader: _Reader, value: Any, where: str) -> dict[str, tuple[float, float]]:
+    ranges = {}
+    for name, pair in reader.mapping(value, where).items():
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise reader.error(f"{where}.{name}", f"must be [lowest, highest], not {pair!r:.60}")
+        low, high = (reader.number(item, f"{where}.{name}") for item in pair)
+        if not low <= high:
+            raise reader.error(f"{where}.{name}", f"lowest {low} is above highest {high}")
+        ranges[name] = (float(low), float(high))
+    if not ranges:
+        raise reader.error(where, "is empty")
+    return ranges
+
+
+def _read_names(reader: _Reader, value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise reader.error(where, f"must be a list of names, not {value!r:.60}")
+    return tuple(reader.text(item, f"{where}[{index}]") for index, item in enumerate(value))
+
+
+@dataclass(frozen=True)
+class Int8Calibration:
+    """The activation ranges that let ONNX Runtime and OpenVINO run a point FCN in int8 (``cytolens quantise``; see
+    :mod:`cytolens.inference.int8`).
+
+    Attributes:
+        ranges: Per tensor of the network's ONNX export, its lowest and highest value on the calibration images.
+        keep_float: Nodes left in float (the output heads).
+        about: What the ranges were measured on (data set, split, images, size), free-form.
+
+    """
+
+    ranges: dict[str, tuple[float, float]] = field(metadata={"read": _read_ranges})
+    keep_float: tuple[str, ...] = field(default=(), metadata={"read": _read_names})
+    about: dict[str, Any] = field(default_factory=dict, metadata=_PLAIN)
+
+
 def _plain(value: Any) -> Any:
     """A card value as plain JSON data (records as mappings, tuples as lists)."""
     if hasattr(value, "__dataclass_fields__"):
@@ -470,6 +508,7 @@ class ModelCard:
         input: The images the model expects.
         proximity: The proximity target (point models).
         patch: How patches are cut and viewed (patch classifiers).
+        int8: Activation ranges for int8 inference in ONNX Runtime and OpenVINO (point FCNs; ``None``: float).
         evaluation: How its figures are measured.
         report: What ``predict`` reports by default.
         provenance: Recipe, data, initialisation and training time.
@@ -488,6 +527,7 @@ class ModelCard:
     input: InputConfig = field(default_factory=InputConfig)
     proximity: Proximity | None = None
     patch: PatchGeometry | None = None
+    int8: Int8Calibration | None = None
     evaluation: Evaluation = field(default_factory=Evaluation)
     report: Report = field(default_factory=Report)
     provenance: Provenance = field(default_factory=Provenance)
@@ -547,7 +587,9 @@ class ModelCard:
         kind = thresholds_type(task)
         defaults = kind.defaults(builders[architecture], kwargs)
         thresholds = reader.section(kind, meta.get("thresholds"), "thresholds", defaults)
-        proximity, patch = meta.get("proximity"), meta.get("patch")
+        proximity, patch, int8 = meta.get("proximity"), meta.get("patch"), meta.get("int8")
+        if int8 is not None and task != "points":
+            raise reader.error("int8", f"is for point models only, not a {task} model")
         return cls(
             task=task,
             architecture=architecture,
@@ -557,6 +599,7 @@ class ModelCard:
             input=reader.section(InputConfig, meta.get("input"), "input"),
             proximity=None if proximity is None else reader.section(Proximity, proximity, "proximity"),
             patch=None if patch is None else reader.section(PatchGeometry, patch, "patch"),
+            int8=None if int8 is None else reader.section(Int8Calibration, int8, "int8"),
             evaluation=reader.section(Evaluation, meta.get("evaluation"), "evaluation"),
             report=reader.section(Report, meta.get("report"), "report"),
             provenance=reader.section(Provenance, meta.get("provenance"), "provenance"),
@@ -627,6 +670,7 @@ __all__ = [
     "DataRecord",
     "Evaluation",
     "InputConfig",
+    "Int8Calibration",
     "ModelCard",
     "PointThresholds",
     "Provenance",

@@ -117,6 +117,13 @@ def save_checkpoint(
     _write(path, card, state)
 
 
+def save_card(path: str | Path, card: ModelCard, state: dict[str, torch.Tensor]) -> None:
+    """Write weights as stored (``state`` from :func:`read_card`) with another card, atomically; the card is checked
+    first (:meth:`ModelCard.from_dict`), so that no file is written that cannot be read back.
+    """
+    _write(path, _card(path, card), state)
+
+
 def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
     """Rewrite a checkpoint's card with ``changes`` merged in, keeping its weights as stored.
 
@@ -131,7 +138,7 @@ def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
     for key, value in changes.items():
         both = isinstance(value, dict) and isinstance(merged.get(key), dict)
         merged[key] = {**merged[key], **value} if both else value
-    _write(path, _card(path, merged), state)
+    save_card(path, _card(path, merged), state)
 
 
 def _check_archive(path: Path) -> None:
