@@ -58,7 +58,7 @@ def quantise(model: str, out: Path) -> Path:
     """``model`` calibrated for int8 with ``cytolens quantise``, written to ``out``."""
     target = out / "int8.pt"
     subprocess.run(
-        ["cytolens", "-q", "quantise", model, "--data", str(CHULA_SPEC), "--split", "train",
+        [*common.CLI, "-q", "quantise", model, "--data", str(CHULA_SPEC), "--split", "train",
          "--images", str(CALIBRATION), "--out", str(target), "--exist-ok"],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -70,7 +70,7 @@ def accuracy(model: str | Path, smoke: bool) -> dict[str, float]:
     if smoke:
         return {}
     found = subprocess.run(
-        ["cytolens", "-q", "evaluate", "--model", str(model), "--data", str(CHULA_SPEC), "--split", "test",
+        [*common.CLI, "-q", "evaluate", "--model", str(model), "--data", str(CHULA_SPEC), "--split", "test",
          "--radius", "12", "--ignore-unlabelled", "--backend", "openvino", "--json"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -192,6 +192,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.model, args.smoke, args.backends)))
         return
+    from cytolens.inference.runtimes import missing_packages
+
+    if args.int8 and missing_packages("openvino"):
+        parser.error("--int8 measures the int8 model with OpenVINO: pip install openvino")
     common.setup(THREADS)
     from cytolens.inference.model import load_model
     from cytolens.models.registry import bundled_models

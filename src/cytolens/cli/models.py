@@ -79,8 +79,10 @@ def _describe_one(model: str, as_json: bool) -> None:
     ]
     if entry["int8"] is not None:
         about = entry["int8"]
-        rows.append(["int8", f"calibrated on {about.get('images')} images of {about.get('data')}; runs in int8 with "
-                             "--backend openvino or onnx"])  # fmt: skip
+        source = " ".join(part for part in (f"{about['images']} images" if "images" in about else "",
+                                            f"of {about['data']}" if "data" in about else "") if part)
+        rows.append(["int8", f"calibrated{' on ' + source if source else ''}; runs in int8 with --backend openvino or "
+                             "onnx"])  # fmt: skip
     print_table(model, ["", ""], rows)
 
 

@@ -26,25 +26,34 @@ def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + height, left : left + width])
 
 
-def calibration_images(data: Path, fmt: str | None, split: str | None, count: int, tile: int) -> list[np.ndarray]:
-    """Up to ``count`` images of the data, spread evenly over it, cut to their common centre (at most ``tile``
-    pixels a side, the model's tile: what the network meets).
+def calibration_images(
+    data: Path, fmt: str | None, split: str | None, count: int, tile: int, model_mpp: float | None
+) -> list[np.ndarray]:
+    """Up to ``count`` images of the data, spread evenly over it, each resized to the model's µm/px as ``predict``
+    resizes it (when both are known) and cut to their common centre, at most ``tile`` pixels a side (the model's
+    tile: what the network meets); read one at a time.
 
     Raises:
         DataError: If the data holds no image, or an image cannot be read.
 
     """
     from cytolens.errors import DataError
-    from cytolens.io.images import read_image
+    from cytolens.inference.scale import rescaled, scale_factor
+    from cytolens.io.images import image_mpp, read_image
     from cytolens.io.spec import load_data
 
     dataset = load_data(data, fmt=fmt, split=split)
     if not dataset.images:
         raise DataError(data, f"holds no image{'' if split is None else f' in split {split}'} to calibrate on")
     chosen = np.unique(np.linspace(0, len(dataset.images) - 1, min(count, len(dataset.images))).round().astype(int))
-    images = [read_image(dataset.images[index].path) for index in chosen]
-    height = min(tile, *(image.shape[0] for image in images))
-    width = min(tile, *(image.shape[1] for image in images))
+    images = []
+    for index in chosen:
+        image = dataset.images[index]
+        factor = scale_factor(image.mpp or image_mpp(image.path), model_mpp)
+        pixels = rescaled(read_image(image.path), factor)
+        images.append(_centre(pixels, min(tile, pixels.shape[0]), min(tile, pixels.shape[1])))
+    height = min(image.shape[0] for image in images)
+    width = min(image.shape[1] for image in images)
     if min(height, width) < SMALL:
         log.warning("%s: calibrating on %dx%d pixels (its smallest image): ranges may not hold for larger ones",
                     data, width, height)  # fmt: skip
@@ -90,7 +99,7 @@ def quantise(
         kind = f"a {cell_model.task} model" if isinstance(cell_model, CellModel) else "a detect -> classify pipeline"
         raise ModelError(f"{model}: cytolens quantise calibrates point FCN checkpoints only, not {kind}")
     network = cell_model.network.float().eval()
-    crops = calibration_images(data, fmt, split, images, cell_model.predictor.tile_size)
+    crops = calibration_images(data, fmt, split, images, cell_model.predictor.tile_size, cell_model.card.input.mpp)
     about: dict[str, Any] = {"data": str(data), "split": split, "images": len(crops)}
     calibration = calibrate(lambda height, width: export_fcn(network, height, width), crops, about)
     stored = read_card(resolve_model(model))

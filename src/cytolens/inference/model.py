@@ -546,8 +546,9 @@ class CellModel(Model):
             if isinstance(batch, DataError):
                 yield batch, None
                 continue
-            # predict's own pass: in the runtime, before the torch trunk is shared (so the trunk runs once, below)
-            plain = self._run_each(batch, threshold) if model is not self else None
+            # predict's own pass: in the runtime, before the torch trunk is shared (so the trunk runs once, below);
+            # in torch for an int8 model, whose other passes run in float
+            plain = self._run_each(batch, threshold) if model is not self and self.card.int8 is None else None
             with shared_trunk(model.network):
                 plain = model._run_each(batch, threshold) if plain is None else plain
                 done = [item for item, result in zip(batch, plain, strict=True) if isinstance(result, Result)]

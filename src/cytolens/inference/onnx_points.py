@@ -56,8 +56,8 @@ class OnnxFCN(nn.Module):
         threads: Runtime threads (default: ``torch.get_num_threads()``).
         strict: Raise :class:`~cytolens.errors.ModelError` when an export fails, instead of running torch.
         int8: Activation ranges from the model card: each export is then quantised to int8 with them (see
-            :mod:`cytolens.inference.int8`); ranges that do not fit the export raise :class:`ModelError`, with any
-            backend (a PyTorch fallback would hide that the model is not what it says).
+            :mod:`cytolens.inference.int8`); a failed quantisation raises :class:`ModelError` with ``auto`` as with a
+            named runtime (a PyTorch fallback would hide that the model does not run as it says).
         source: The checkpoint, named in errors.
 
     """
@@ -70,7 +70,7 @@ class OnnxFCN(nn.Module):
         threads: int | None = None,
         strict: bool = False,
         int8: Int8Calibration | None = None,
-        source: str | Path = "",
+        source: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.network = network
@@ -84,10 +84,14 @@ class OnnxFCN(nn.Module):
         model = export_fcn(self.network, height, width)
         if self.int8 is None:
             return model
+        where = f"{self.source}: " if self.source else ""
         try:
             return quantised(model, self.int8)
         except ModelError as error:
-            raise ModelError(f"{self.source}: {error}") from None
+            raise ModelError(f"{where}{error}") from None
+        except Exception as error:  # a float fallback for some tile sizes would mix int8 and float cells in one run
+            first = str(error).splitlines()[0] if str(error) else ""
+            raise ModelError(f"{where}int8 quantisation failed ({type(error).__name__}: {first})") from None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""

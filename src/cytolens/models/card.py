@@ -537,8 +537,13 @@ class ModelCard:
     stored_half: bool = field(default=False, metadata=_FLAG)
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as plain JSON data, in the layout :meth:`from_dict` reads."""
-        return _plain(self)
+        """The card as plain JSON data, in the layout :meth:`from_dict` reads (without an absent ``int8``, so that
+        versions of cytolens from before it read float models' cards).
+        """
+        plain = _plain(self)
+        if self.int8 is None:
+            del plain["int8"]
+        return plain
 
     def to_json(self) -> str:
         """The card as JSON text (non-finite figures as ``NaN``/``Infinity``, which Python's ``json`` reads)."""

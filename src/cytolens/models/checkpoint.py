@@ -119,9 +119,10 @@ def save_checkpoint(
 
 def save_card(path: str | Path, card: ModelCard, state: dict[str, torch.Tensor]) -> None:
     """Write weights as stored (``state`` from :func:`read_card`) with another card, atomically; the card is checked
-    first (:meth:`ModelCard.from_dict`), so that no file is written that cannot be read back.
+    first (:meth:`ModelCard.from_dict`), so that no file is written that cannot be read back, and names this version
+    of cytolens as its writer.
     """
-    _write(path, _card(path, card), state)
+    _write(path, replace(_card(path, card), cytolens_version=__version__), state)
 
 
 def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
@@ -138,7 +139,7 @@ def update_metadata(path: str | Path, changes: dict[str, Any]) -> None:
     for key, value in changes.items():
         both = isinstance(value, dict) and isinstance(merged.get(key), dict)
         merged[key] = {**merged[key], **value} if both else value
-    save_card(path, _card(path, merged), state)
+    _write(path, _card(path, merged), state)
 
 
 def _check_archive(path: Path) -> None:
