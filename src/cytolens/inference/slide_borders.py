@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial.distance import cdist
+from scipy.spatial import cKDTree
 from torchvision.ops import box_iou
 
 from cytolens.data.cells import Cells
@@ -37,15 +37,18 @@ class Candidates:
     region: int
 
 
-def same_cells(first: Cells, second: Cells, radius: float) -> np.ndarray:
-    """``(len(first), len(second))`` bool: which cells of two regions are one cell (boxes by IoU, points by
-    distance less than ``radius``).
+def same_cells(first: Cells, second: Cells, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells of two regions are one cell (boxes by IoU, points by distance less than ``radius``), as index
+    pairs ``(i, j)`` into ``first`` and ``second``. Points are paired through k-d trees, so that memory grows with the
+    pairs (the cells in the regions' overlap), not with the product of the regions' cells.
     """
     if not len(first) or not len(second):
-        return np.zeros((len(first), len(second)), dtype=bool)
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     if first.boxes is not None and second.boxes is not None:
-        return box_iou(torch.tensor(first.boxes), torch.tensor(second.boxes)).numpy() >= SAME_CELL_IOU
-    return cdist(first.centres, second.centres) < radius
+        return np.nonzero(box_iou(torch.tensor(first.boxes), torch.tensor(second.boxes)).numpy() >= SAME_CELL_IOU)
+    near = cKDTree(first.centres).sparse_distance_matrix(cKDTree(second.centres), radius, output_type="ndarray")
+    near = near[near["v"] < radius]
+    return near["i"].astype(np.intp), near["j"].astype(np.intp)
 
 
 def kept(mine: Candidates, others: Sequence[Candidates], radius: float) -> np.ndarray:
@@ -64,15 +67,16 @@ def kept(mine: Candidates, others: Sequence[Candidates], radius: float) -> np.nd
     matched = np.zeros(len(mine.cells), dtype=bool)
     beaten = np.zeros(len(mine.cells), dtype=bool)
     for other in others:
-        same = same_cells(mine.cells, other.cells, radius)
-        if not same.any():
+        ours, theirs = same_cells(mine.cells, other.cells, radius)
+        if not len(ours):
             continue
-        theirs = other.cells.scores[None, :]
-        wins = (other.owned[None, :] > mine.owned[:, None]) | (other.owned[None, :] == mine.owned[:, None]) & (
-            (theirs > scores[:, None]) | ((theirs == scores[:, None]) & (other.region < mine.region))
+        their_scores, our_scores = other.cells.scores[theirs], scores[ours]
+        their_owned, our_owned = other.owned[theirs], mine.owned[ours]
+        wins = (their_owned > our_owned) | (their_owned == our_owned) & (
+            (their_scores > our_scores) | ((their_scores == our_scores) & (other.region < mine.region))
         )
-        matched |= same.any(axis=1)
-        beaten |= (same & wins).any(axis=1)
+        matched[ours] = True
+        beaten[ours[wins]] = True
     return (mine.owned | matched) & ~beaten
 
 
