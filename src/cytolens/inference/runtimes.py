@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -176,8 +177,14 @@ def cached_session(runtime: str, path: Path, build: Callable[[], bytes], threads
     return Session(runtime, model, threads)
 
 
+MAX_SHAPES = 8
+"""Compiled networks one :class:`ShapeSessions` keeps; the least recently used goes first (images of many sizes
+would otherwise hold one compiled network each), and is read back from the cache if its size comes again."""
+
+
 class ShapeSessions:
-    """The sessions of one network in one runtime, one per input size, built on first use.
+    """The sessions of one network in one runtime, one per input size, built on first use (the last
+    :data:`MAX_SHAPES` sizes used are kept).
 
     Args:
         key: Names the network in the cache (its checkpoint's sha256).
@@ -193,7 +200,7 @@ class ShapeSessions:
         self.runtime = runtime
         self.threads = threads or torch.get_num_threads()
         self.strict = strict
-        self._sessions: dict[tuple[int, int], Session | None] = {}
+        self._sessions: OrderedDict[tuple[int, int], Session | None] = OrderedDict()
 
     def get(self, height: int, width: int, build: Callable[[], bytes]) -> Session | None:
         """The session for ``height`` x ``width`` inputs (``build`` exports the network for them when the cache has
@@ -203,22 +210,27 @@ class ShapeSessions:
             ModelError: If it failed and the sessions are strict.
 
         """
-        if (height, width) not in self._sessions:
-            try:
-                path = cache_path(self.key, height, width)
-                self._sessions[height, width] = cached_session(self.runtime, path, build, self.threads)
-            except ModelError:  # the model itself is wrong (e.g. its int8 ranges): no fallback
-                raise
-            except Exception as error:  # the exporter and the runtimes raise many kinds of errors
-                message = (
-                    f"{NAMES[self.runtime]}: export or loading failed "
-                    f"({error.__class__.__name__}: {str(error).splitlines()[0]})"
-                )
-                if self.strict:
-                    raise ModelError(message) from error
-                log.info("%s; using PyTorch for %dx%d inputs", message, width, height)
-                self._sessions[height, width] = None
-        return self._sessions[height, width]
+        key = (height, width)
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+            return self._sessions[key]
+        session: Session | None = None
+        try:
+            session = cached_session(self.runtime, cache_path(self.key, height, width), build, self.threads)
+        except ModelError:  # the model itself is wrong (e.g. its int8 ranges): no fallback
+            raise
+        except Exception as error:  # the exporter and the runtimes raise many kinds of errors
+            message = (
+                f"{NAMES[self.runtime]}: export or loading failed "
+                f"({error.__class__.__name__}: {str(error).splitlines()[0]})"
+            )
+            if self.strict:
+                raise ModelError(message) from error
+            log.info("%s; using PyTorch for %dx%d inputs", message, width, height)
+        self._sessions[key] = session
+        if len(self._sessions) > MAX_SHAPES:
+            self._sessions.popitem(last=False)
+        return session
 
 
 def choose_runtime(
@@ -278,6 +290,7 @@ def in_runtime(
 
 __all__ = [
     "BACKENDS",
+    "MAX_SHAPES",
     "OPSET",
     "RUNTIMES",
     "Session",
