@@ -79,10 +79,8 @@ def _describe_one(model: str, as_json: bool) -> None:
     ]
     if entry["int8"] is not None:
         about = entry["int8"]
-        source = " ".join(part for part in (f"{about['images']} images" if "images" in about else "",
-                                            f"of {about['data']}" if "data" in about else "") if part)
-        rows.append(["int8", f"calibrated{' on ' + source if source else ''}; runs in int8 with --backend openvino or "
-                             "onnx"])  # fmt: skip
+        on = f" on {about['images']} images of {about['data']}" if {"images", "data"} <= about.keys() else ""
+        rows.append(["int8", f"calibrated{on}; runs in int8 with --backend openvino or onnx"])
     print_table(model, ["", ""], rows)
 
 
