@@ -37,9 +37,9 @@ from cytolens.io.atomic import write_text  # noqa: E402
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 RESULTS = BENCHMARKS / "results"
+"""Where result files go (``benchmarks/results/<name>.json``)."""
 CLI = [sys.executable, "-c", "from cytolens.cli.main import run; run()"]
 """The ``cytolens`` command of this interpreter (not whichever is first on ``PATH``)."""
-"""Where result files go (``benchmarks/results/<name>.json``)."""
 
 log = logging.getLogger("benchmarks")
 

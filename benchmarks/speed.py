@@ -5,10 +5,10 @@
 
 - ``--model`` (the bundled ``blood-cells`` by default, or a checkpoint: a faster variant) at batch 1 on the BCCD
   test JPEG files (``model.predict(path)`` then ``counts()``, per file: decoding, colour check, network,
-  post-processing) with each backend: ``torch``, ``onnx`` (ONNX Runtime) and ``openvino``; and ``openvino-int8``:
-  the same network quantised to int8 (ONNX Runtime's static QDQ quantisation, per-channel weights, calibrated on
-  ``--calibration`` BCCD trainval images; run by OpenVINO), which is not a cytolens backend but a measured
-  candidate.
+  post-processing) with each backend: ``torch``, ``onnx`` (ONNX Runtime) and ``openvino`` (in int8 when the
+  model's card carries an int8 calibration, see ``cytolens quantise``); and, for a model without one,
+  ``openvino-int8``: its copy calibrated by ``cytolens quantise`` on ``--calibration`` BCCD trainval images, run
+  by OpenVINO.
 - Accuracy: mAP@0.5 on ``bccd-txl`` test of ``--model`` with torch and each backend measured, against that of
   ``--reference`` (default the bundled ``blood-cells``) with torch: issue 13's faster variant stays within
   :data:`MAP_TOLERANCE` of it. The result records each model's input (its card's ``input.size`` and ``tile_size``).
@@ -39,7 +39,7 @@ from bccd_detection import DATA, TXL_DATA, speed_files, yolo_env, yolo_worker
 from cytolens.errors import CytolensError
 
 NAME = "speed"
-OURS = ("torch", "onnx", "openvino", "openvino-int8")
+BACKENDS = ("torch", "onnx", "openvino")
 TARGET_RATIO = 2.0
 """Issue 13: blood-cells at batch 1 at least twice the images/s of YOLOv8n (imgsz 640) measured in the same run."""
 MAP_TOLERANCE = 0.005
@@ -65,65 +65,31 @@ def yolo_pass(files: list[str], threads: int) -> None:
     print(json.dumps({"seconds": timing["passes_s"][0]}))
 
 
-def int8_cache(model: str, folder: Path, calibration: int) -> Path:
-    """A cache folder holding ``model``'s network quantised to int8 under the name its fp32 export has there, so
-    that ``backend="openvino"`` with ``CYTOLENS_CACHE_DIR`` set to it runs the int8 network.
-    """
-    import torch
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+def int8_copy(model: str, folder: Path, calibration: int) -> str:
+    """``model`` calibrated for int8 by ``cytolens quantise`` on ``calibration`` BCCD trainval images."""
+    target = folder / "int8.pt"
+    subprocess.run(
+        [*common.CLI, "-q", "quantise", model, "--data", str(DATA), "--format", "voc", "--split", "trainval",
+         "--images", str(calibration), "--out", str(target), "--exist-ok"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return str(target)
 
-    from cytolens.inference.model import load_model
-    from cytolens.inference.onnx_boxes import export_onnx
-    from cytolens.inference.runtimes import cache_path
-    from cytolens.io.digest import file_digest
-    from cytolens.io.images import read_image
-    from cytolens.io.spec import load_data
+
+def carries_int8(model: str) -> bool:
+    """Whether ``model``'s card has an int8 calibration (its runtimes then run it in int8)."""
+    from cytolens.models.checkpoint import read_card
     from cytolens.models.registry import resolve_model
 
-    network = load_model(model, device="cpu", backend="torch").network
-    trainval = load_data(DATA, "voc", "trainval").images
-    chosen = [trainval[index].path for index in range(0, len(trainval), max(1, len(trainval) // calibration))]
-    batches = [
-        network.transform([torch.from_numpy(read_image(path)).permute(2, 0, 1).float() / 255])[0].tensors.numpy()
-        for path in chosen[:calibration]
-    ]
-    height, width = batches[0].shape[-2:]
-    os.environ["CYTOLENS_CACHE_DIR"] = str(folder)
-    target = cache_path(file_digest(resolve_model(model)), height, width)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fp32, prepared = folder / "fp32.onnx", folder / "prepared.onnx"
-    fp32.write_bytes(export_onnx(network, height, width))
-    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-
-    class Images(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.left = iter(batches)
-
-        def get_next(self) -> dict[str, Any] | None:
-            batch = next(self.left, None)
-            return None if batch is None else {"images": batch}
-
-    quantize_static(
-        str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )  # fmt: skip
-    return folder
+    return read_card(resolve_model(model)).card.int8 is not None
 
 
-def map50(model: str, backend: str, cache: Path | None = None) -> float:
-    """mAP@0.5 of ``model`` with ``backend`` on ``bccd-txl`` test (``cache``: the int8 cache folder)."""
+def map50(model: str, backend: str) -> float:
+    """mAP@0.5 of ``model`` with ``backend`` on ``bccd-txl`` test."""
     from cytolens.inference.evaluate import evaluate_model
     from cytolens.inference.model import load_model
     from cytolens.io.spec import load_data
 
-    if cache is not None:
-        os.environ["CYTOLENS_CACHE_DIR"] = str(cache)
     figures, _ = evaluate_model(load_model(model, device="cpu", backend=backend), load_data(TXL_DATA, "yolo", "test"),
                                 progress=False)  # fmt: skip
     return round(figures["map50"], 4)
@@ -139,9 +105,9 @@ def model_input(model: str) -> dict[str, Any]:
     return {"size": None if card.input.size is None else list(card.input.size), "tile_size": card.input.tile_size}
 
 
-def accuracy_targets(accuracy: dict[str, float], reference: float) -> dict[str, Any]:
+def accuracy_targets(accuracy: dict[str, float], reference: float, in_int8: list[str]) -> dict[str, Any]:
     """Target records: each measured mAP@0.5 of the model at most :data:`MAP_TOLERANCE` below the reference's
-    (value: the drop), and the int8 candidate's against the model's own torch figure.
+    (value: the drop), and each configuration running in int8 (``in_int8``) against the model's own torch figure.
     """
     targets = {
         f"{name}_map50_drop_vs_reference": common.target(
@@ -149,16 +115,26 @@ def accuracy_targets(accuracy: dict[str, float], reference: float) -> dict[str, 
         )
         for name, value in accuracy.items()
     }
-    if "openvino-int8" in accuracy:
-        targets["int8_map50_drop"] = common.target(
-            round(accuracy["torch"] - accuracy["openvino-int8"], 4), MAP_TOLERANCE, higher_is_better=False
+    for name in in_int8:
+        targets[f"{name}_int8_map50_drop"] = common.target(
+            round(accuracy["torch"] - accuracy[name], 4), MAP_TOLERANCE, higher_is_better=False
         )
     return targets
 
 
-def in_process(args: argparse.Namespace, worker: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run one timed pass of ``worker`` in a fresh process; its JSON figures."""
-    command = [sys.executable, __file__, "--worker", worker, "--model", args.model, "--threads", str(args.threads)]
+def configurations(args: argparse.Namespace, scratch: Path) -> dict[str, tuple[str, str]]:
+    """What is timed: name to ``(model, backend)``; the int8 copy only for a model without its own calibration."""
+    found = {backend: (args.model, backend) for backend in ("torch", "onnx", "openvino")}
+    if not args.skip_int8 and not carries_int8(args.model):
+        found["openvino-int8"] = (int8_copy(args.model, scratch, args.calibration), "openvino")
+    return found
+
+
+def in_process(args: argparse.Namespace, worker: str, model: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one timed pass of ``worker`` (a backend, or ``yolov8n``) on ``model`` in a fresh process; its JSON
+    figures.
+    """
+    command = [sys.executable, __file__, "--worker", worker, "--model", model, "--threads", str(args.threads)]
     if args.limit:
         command += ["--limit", str(args.limit)]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
@@ -169,26 +145,20 @@ def in_process(args: argparse.Namespace, worker: str, env: dict[str, str] | None
 
 def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
     """Measure every configuration, round after round, and write the result file."""
-    from cytolens.inference.model import load_model
 
     files = speed_files(args)
-    envs: dict[str, dict[str, str]] = {name: {} for name in (*OURS, "yolov8n")}
-    envs["yolov8n"] = yolo_env(scratch / "ultralytics")
-    configurations = list(OURS if not args.skip_int8 else OURS[:-1])
-    accuracy = {"torch": map50(args.model, "torch")}
+    os.environ["CYTOLENS_CACHE_DIR"] = str(scratch / "cache")  # exports made by map50 below, before any timed pass
+    timed = configurations(args, scratch)
+    accuracy = {name: map50(model, backend) for name, (model, backend) in timed.items()}
     reference = accuracy["torch"] if args.reference == args.model else map50(args.reference, "torch")
-    if not args.skip_int8:
-        envs["openvino-int8"] = {"CYTOLENS_CACHE_DIR": str(int8_cache(args.model, scratch / "int8", args.calibration))}
-        accuracy["openvino-int8"] = map50(args.model, "openvino", scratch / "int8")
-    os.environ["CYTOLENS_CACHE_DIR"] = str(scratch / "fp32")
-    for backend in ("onnx", "openvino"):  # export now, so that no timed pass pays for it
-        load_model(args.model, device="cpu", backend=backend).predict(files[:1])
-        accuracy[backend] = map50(args.model, backend)
+    in_int8 = ["onnx", "openvino"] if carries_int8(args.model) else [name for name in timed if name.endswith("int8")]
+    yolo = yolo_env(scratch / "ultralytics")
     load_before = os.getloadavg()
-    seconds: dict[str, list[float]] = {name: [] for name in (*configurations, "yolov8n")}
+    seconds: dict[str, list[float]] = {name: [] for name in (*timed, "yolov8n")}
     for round_number in range(args.rounds):
         for name in seconds:
-            found = in_process(args, name, envs[name])
+            model, worker = timed.get(name, (args.model, "yolov8n"))
+            found = in_process(args, worker, model, yolo if name == "yolov8n" else None)
             seconds[name].append(round(found["seconds"], 3))
             common.log.info("round %d %s: %.2f images/s", round_number + 1, name, len(files) / found["seconds"])
     load_after = os.getloadavg()
@@ -208,7 +178,7 @@ def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
         "load_average_after": [round(value, 2) for value in load_after],
     }
     targets = {f"{name}_vs_yolov8n": common.target(ratio, TARGET_RATIO) for name, ratio in ratios.items()}
-    targets.update(accuracy_targets(accuracy, reference))
+    targets.update(accuracy_targets(accuracy, reference, in_int8))
     for name, rate in rates.items():
         print(f"{name:14s} {rate:6.2f} images/s ({figures['ms_per_image'][name]} ms), x{ratios[name]} YOLOv8n")
     print(f"YOLOv8n        {yolo:6.2f} images/s; fastest: {best}; mAP@0.5 bccd-txl {accuracy}")
@@ -230,6 +200,8 @@ def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
             "model_input": model_input(args.model),
             "reference_input": model_input(args.reference),
             "calibration_images": args.calibration,
+            "model_int8": carries_int8(args.model),
+            "runs_in_int8": in_int8,
         },  # fmt: skip
         note="2 CPU cores shared with other work: see the load averages",
     )
@@ -247,14 +219,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images (checks the script)")
     parser.add_argument("--calibration", type=int, default=32, help="trainval images calibrating int8 (default 32)")
     parser.add_argument("--skip-int8", action="store_true", help="leave out the int8 candidate")
-    parser.add_argument("--worker", choices=(*OURS, "yolov8n"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=(*BACKENDS, "yolov8n"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     common.setup(args.threads)
     try:
         if args.worker == "yolov8n":
             yolo_pass(speed_files(args), args.threads)
         elif args.worker:
-            cytolens_pass(args.model, args.worker.removesuffix("-int8"), speed_files(args))
+            cytolens_pass(args.model, args.worker, speed_files(args))
         else:
             with tempfile.TemporaryDirectory() as scratch:
                 run_benchmark(args, Path(scratch))

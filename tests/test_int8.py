@@ -1,5 +1,6 @@
-"""Int8 point models: calibration ranges, quantised exports, cards that carry the ranges, int8 predictions close to
-float ones, and ``cytolens quantise`` (an untrained fcn-small and three 96x128 crops of Chula RBC-12 images).
+"""Int8 models: calibration ranges, quantised exports, cards that carry the ranges, int8 predictions close to float
+ones, and ``cytolens quantise`` (an untrained fcn-small and three 96x128 crops of Chula RBC-12 images; the bundled
+blood-cells FCOS calibrated on its BCCD example).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import pytest
 import torch
 from PIL import Image
 from scipy.spatial import cKDTree
+from torchvision.ops import box_iou
 from typer.testing import CliRunner
 
 from conftest import dataset_path
+from cytolens import examples
 from cytolens.cli.main import app
+from cytolens.cli.quantise import CalibrationTarget
 from cytolens.errors import ModelError
 from cytolens.inference.int8 import calibrate, quantised
 from cytolens.inference.model import load_model
@@ -59,7 +63,12 @@ def network() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def calibration(network, crops):
-    return calibrate(partial(export_fcn, network), crops, {"data": "chula crops"})
+    return calibrate(partial(export_fcn, network), unit_inputs(crops), {"data": "chula crops"})
+
+
+def unit_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
+    """The crops as a point FCN takes them: ``(1, 3, H, W)`` float32 in 0-1."""
+    return [np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32) / 255 for crop in crops]
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +135,25 @@ def test_a_card_with_int8_ranges_round_trips(files, calibration):
     assert read_card(files["float"]).card.int8 is None
 
 
-def test_a_box_card_with_int8_ranges_is_refused():
-    meta = {"task": "boxes", "architecture": "fcos", "kwargs": {}, "classes": ["a"], "int8": {"ranges": {"x": [0, 1]}}}
-    with pytest.raises(ModelError, match="int8.*point models only"):
-        ModelCard.from_dict(meta, "boxes.pt")
+def test_a_classifier_card_with_int8_ranges_is_refused():
+    meta = {
+        "task": "patches", "architecture": "lite-classifier", "kwargs": {}, "classes": ["a"],
+        "int8": {"ranges": {"x": [0, 1]}},
+    }  # fmt: skip
+    with pytest.raises(ModelError, match="int8.*point and box models only"):
+        ModelCard.from_dict(meta, "patches.pt")
+
+
+def test_calibration_inputs_match_what_each_network_meets(crops):
+    assert [array.shape for array in CalibrationTarget.of("rbc-morphology-points").inputs(crops)] == [
+        (1, 3, HEIGHT, WIDTH)
+    ] * 3
+    boxes = CalibrationTarget.of("blood-cells")
+    fields = [read_image(path) for path in sorted((examples.path() / "JPEGImages").glob("*.jpg"))]
+    inputs = boxes.inputs(fields)
+    assert {array.shape for array in inputs} == {(1, 3, 480, 640)}  # its transform: 640x480 in, normalised
+    assert min(float(array.min()) for array in inputs) < 0  # normalised by the backbone's mean and spread
+    assert boxes.tile(1280, 960) == (480, 640) and boxes.tile(480, 640) == (640, 480)
 
 
 @pytest.mark.parametrize(
@@ -190,10 +214,45 @@ def test_quantise_json_summary_and_exist_ok(files, data, tmp_path):
     assert read_card(out).card.int8.about["images"] == 1
 
 
-def test_quantise_refuses_a_box_model_in_one_line(data, tmp_path):
-    result = invoke("quantise", "blood-cells", "--data", data, "--format", "points", "--out", tmp_path / "x.pt")
-    assert_one_line_error(result, "blood-cells", "point")
+def test_quantise_refuses_a_faster_rcnn_in_one_line(data, tmp_path):
+    card = {"task": "boxes", "architecture": "faster-rcnn", "kwargs": {}, "classes": ["a", "b"]}
+    save_checkpoint(tmp_path / "rcnn.pt", build_architecture("faster-rcnn", num_classes=2, weights=None), card)
+    result = invoke("quantise", tmp_path / "rcnn.pt", "--data", data, "--format", "points", "--out", tmp_path / "x.pt")
+    assert_one_line_error(result, "rcnn.pt", "FCOS", "faster-rcnn")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def box_int8(tmp_path_factory) -> Path:
+    """The bundled blood-cells calibrated on two of its three example fields."""
+    out = tmp_path_factory.mktemp("boxes") / "blood-cells-int8.pt"
+    result = invoke("quantise", "blood-cells", "--data", examples.path(), "--format", "voc", "--images", 2,
+                    "--out", out, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["images"] == 2 and summary["size"] == [640, 480] and summary["activations"] > 100
+    return out
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_int8_box_model_finds_the_cells_float_finds(runtime, box_int8):
+    if missing_packages(runtime):
+        pytest.skip(f"{runtime} is not installed")
+    fields = sorted((examples.path() / "JPEGImages").glob("*.jpg"))
+    expected = load_model("blood-cells", device="cpu", backend="torch").predict(fields)
+    found = load_model(box_int8, device="cpu", backend=runtime).predict(fields)
+    for first, second in zip(expected, found, strict=True):
+        for name in first.classes:
+            assert abs(first.counts()[name] - second.counts()[name]) <= 2, (first.path, name)
+        overlaps = box_iou(torch.from_numpy(first.cells.boxes), torch.from_numpy(second.cells.boxes))
+        assert float((overlaps.max(dim=1).values >= 0.7).float().mean()) >= 0.9
+
+
+def test_torch_runs_an_int8_box_model_in_float(box_int8):
+    field = next((examples.path() / "JPEGImages").glob("*.jpg"))
+    expected = load_model("blood-cells", device="cpu", backend="torch").predict(field)[0]
+    found = load_model(box_int8, device="cpu", backend="torch").predict(field)[0]
+    np.testing.assert_array_equal(expected.cells.boxes, found.cells.boxes)
 
 
 def test_quantise_refuses_a_folder_as_out(files, data, tmp_path):

@@ -1,8 +1,11 @@
-"""``cytolens quantise``: calibrate a point model for int8 inference in ONNX Runtime and OpenVINO."""
+"""``cytolens quantise``: calibrate a point FCN or an FCOS box detector for int8 inference in ONNX Runtime and
+OpenVINO.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,11 +30,12 @@ def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def calibration_images(
-    data: Path, fmt: str | None, split: str | None, count: int, tile: int, model_mpp: float | None
+    data: Path, fmt: str | None, split: str | None, count: int, tile: Callable[[int, int], tuple[int, int]],
+    model_mpp: float | None,
 ) -> list[np.ndarray]:
     """Up to ``count`` images of the data, spread evenly over it, each resized to the model's µm/px as ``predict``
-    resizes it (when both are known) and cut to their common centre, at most ``tile`` pixels a side (the model's
-    tile: what the network meets); read one at a time.
+    resizes it (when both are known) and cut to their common centre, at most one tile (``tile(width, height)``:
+    the tile's ``(rows, columns)`` for such an image: what the network meets); read one at a time.
 
     Raises:
         DataError: If the data holds no image, or an image cannot be read.
@@ -51,7 +55,8 @@ def calibration_images(
         image = dataset.images[index]
         factor = scale_factor(image.mpp or image_mpp(image.path), model_mpp)
         pixels = rescaled(read_image(image.path), factor)
-        images.append(_centre(pixels, min(tile, pixels.shape[0]), min(tile, pixels.shape[1])))
+        rows, columns = tile(pixels.shape[1], pixels.shape[0])
+        images.append(_centre(pixels, min(rows, pixels.shape[0]), min(columns, pixels.shape[1])))
     height = min(image.shape[0] for image in images)
     width = min(image.shape[1] for image in images)
     if min(height, width) < SMALL:
@@ -60,8 +65,87 @@ def calibration_images(
     return [_centre(image, height, width) for image in images]
 
 
+class CalibrationTarget:
+    """What calibration needs of a point FCN or an FCOS box detector: its tile, its inputs, its ONNX export.
+
+    Args:
+        cell_model: The model, loaded to run in torch.
+
+    """
+
+    def __init__(self, cell_model: Any) -> None:
+        self.model = cell_model
+        self.card = cell_model.card
+        self.network = cell_model.network.float().eval()
+
+    @classmethod
+    def of(cls, model: str) -> CalibrationTarget:
+        """The point FCN or FCOS detector ``model`` names (a bundled name or a checkpoint).
+
+        Raises:
+            ModelError: If it is another kind of model.
+
+        """
+        from torchvision.models.detection import FCOS
+
+        from cytolens.errors import ModelError
+        from cytolens.inference.model import CellModel, load_model
+        from cytolens.models.point_fcn import PointFCN
+
+        cell_model = load_model(model, device="cpu", backend="torch")
+        if isinstance(cell_model, CellModel) and isinstance(cell_model.network, PointFCN | FCOS):
+            return cls(cell_model)
+        kind = cell_model.task if isinstance(cell_model, CellModel) else "detect -> classify pipeline"
+        architecture = f" ({cell_model.card.architecture})" if isinstance(cell_model, CellModel) else ""
+        raise ModelError(
+            f"{model}: cytolens quantise calibrates point FCNs and FCOS box detectors only, not a {kind} model"
+            f"{architecture}"
+        )
+
+    @property
+    def points(self) -> bool:
+        """Whether it is a point FCN (else an FCOS detector)."""
+        return self.card.task == "points"
+
+    def tile(self, width: int, height: int) -> tuple[int, int]:
+        """``(rows, columns)`` of the model's tile for a ``width`` x ``height`` image (the image itself if it does not
+        tile).
+        """
+        if self.points:
+            side = self.model.predictor.tile_size
+            return side, side
+        tiling = self.model.predictor.tiling
+        return (height, width) if tiling is None else tiling.shape(width, height)
+
+    def inputs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """The crops as the network takes them, cut to a common size: a point FCN's 0-1 tiles; a detector's images
+        resized to its input, normalised and padded as its transform does.
+        """
+        import torch
+
+        tensors = [torch.from_numpy(crop).permute(2, 0, 1).float().div(255) for crop in crops]
+        if not self.points:
+            with torch.no_grad():
+                tensors = [self.network.transform([tensor])[0].tensors[0] for tensor in tensors]
+        height = min(tensor.shape[-2] for tensor in tensors)
+        width = min(tensor.shape[-1] for tensor in tensors)
+        return [np.ascontiguousarray(tensor[None, :, :height, :width].numpy()) for tensor in tensors]
+
+    def export(self, height: int, width: int) -> bytes:
+        """The network in ONNX for ``height`` x ``width`` inputs, as the runtimes run it."""
+        if self.points:
+            from cytolens.inference.onnx_points import export_fcn
+
+            return export_fcn(self.network, height, width)
+        from cytolens.inference.onnx_boxes import export_onnx
+
+        return export_onnx(self.network, height, width)
+
+
 def quantise(
-    model: Annotated[str, typer.Argument(help="Bundled point model name or checkpoint file.", metavar="MODEL")],
+    model: Annotated[
+        str, typer.Argument(help="Bundled point or FCOS box model name, or checkpoint file.", metavar="MODEL")
+    ],
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="The int8-calibrated checkpoint to write.", dir_okay=False)],
     fmt: FormatOption = None,
@@ -72,36 +156,31 @@ def quantise(
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Replace --out if it exists.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Calibrate a point model for int8: --backend openvino or onnx then runs it with int8 kernels.
+    """Calibrate a point FCN or an FCOS box model for int8: --backend openvino or onnx then runs it with int8
+    kernels.
 
     The range of every activation of the network is measured on --images images of --data (at the
     model's scale, like the images it will see; each cut to their common centre, at most one tile) and
     stored in the model card of --out, a copy of MODEL with the same weights (written atomically). Every
     export of the network is then quantised with those ranges (int8 weights per output channel, uint8
-    activations; the output heads and the layer feeding them kept in float). With --backend torch, --out
-    runs like MODEL, in float.
+    activations; a point FCN's output heads and the layer feeding them kept in float). With --backend
+    torch, --out runs like MODEL, in float.
     Measure the int8 model with `cytolens evaluate` before using it: the bundled rbc-morphology-points
     calibrated on 32 Chula training images lost 0.004 detection F1 on the test split.
     """
     from cytolens.cli.output import print_json, print_table
-    from cytolens.errors import DataError, ModelError
+    from cytolens.errors import DataError
     from cytolens.inference.int8 import calibrate
-    from cytolens.inference.model import CellModel, load_model
-    from cytolens.inference.onnx_points import export_fcn
     from cytolens.models.checkpoint import read_card, save_card
-    from cytolens.models.point_fcn import PointFCN
     from cytolens.models.registry import resolve_model
 
     if out.exists() and not exist_ok:
         raise DataError(out, "exists; add --exist-ok to replace it")
-    cell_model = load_model(model, device="cpu", backend="torch")
-    if not isinstance(cell_model, CellModel) or not isinstance(cell_model.network, PointFCN):
-        kind = f"a {cell_model.task} model" if isinstance(cell_model, CellModel) else "a detect -> classify pipeline"
-        raise ModelError(f"{model}: cytolens quantise calibrates point FCN checkpoints only, not {kind}")
-    network = cell_model.network.float().eval()
-    crops = calibration_images(data, fmt, split, images, cell_model.predictor.tile_size, cell_model.card.input.mpp)
+    network = CalibrationTarget.of(model)
+    crops = calibration_images(data, fmt, split, images, network.tile, network.card.input.mpp)
+    inputs = network.inputs(crops)
     about: dict[str, Any] = {"data": str(data), "split": split, "images": len(crops)}
-    calibration = calibrate(lambda height, width: export_fcn(network, height, width), crops, about)
+    calibration = calibrate(network.export, inputs, about)
     stored = read_card(resolve_model(model))
     save_card(out, replace(stored.card, int8=calibration), stored.state)
     width, height = calibration.about["size"]

@@ -1,20 +1,24 @@
-"""Int8 point FCNs: calibrate once on real images, quantise every export with the stored ranges.
+"""Int8 networks (point FCNs, FCOS box detectors): calibrate once on real images, quantise every export with the
+stored ranges.
 
 Static int8 quantisation needs the range of every activation of the network. :func:`calibrate` measures them
 once on a few images (ONNX Runtime's MinMax calibrator over the network as :mod:`cytolens.inference.onnx_points`
-exports it) and returns them as an :class:`~cytolens.models.card.Int8Calibration`, which ``cytolens quantise``
+or :mod:`cytolens.inference.onnx_boxes` exports it) and returns them as an
+:class:`~cytolens.models.card.Int8Calibration`, which ``cytolens quantise``
 stores in the model card (plain JSON: tensor name to lowest and highest value). :func:`quantised` turns each
 export of the network, whatever its input size, into its int8 form with those ranges (ONNX Runtime's QDQ
 quantisation: int8 weights per output channel, uint8 activations), which OpenVINO and ONNX Runtime run with int8
-kernels. The output heads (the nodes that write the proximity map and the class logits) and the layer feeding them
-stay in float (:func:`kept_float`), so that the maps keep their fine steps: peaks would otherwise tie on plateaus of
-1/255.
+kernels. The nodes that write the network's outputs (a point FCN's proximity map and class logits) and the layer
+feeding them stay in float (:func:`kept_float`), so that the maps keep their fine steps: peaks would otherwise tie on
+plateaus of 1/255.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,26 @@ def shape_arithmetic(model: Any) -> list[str]:
     return found
 
 
+def _not_from_quantisation(record: logging.LogRecord) -> bool:
+    """Whether a log record comes from elsewhere than ONNX Runtime's quantisation tool."""
+    parts = Path(record.pathname).parts
+    return not ("onnxruntime" in parts and "quantization" in parts)
+
+
+@contextmanager
+def _quiet_quantisation() -> Iterator[None]:
+    """Drop the warnings that ONNX Runtime's quantisation tool logs on the root logger while it runs (one per
+    GroupNorm weight of an FCOS head: "Axis 1 is out-of-range for weight ... with rank 1", a note that 1-D weights
+    are quantised per tensor), which would otherwise reach the user at every export.
+    """
+    root = logging.getLogger()
+    root.addFilter(_not_from_quantisation)
+    try:
+        yield
+    finally:
+        root.removeFilter(_not_from_quantisation)
+
+
 def _prepared(model: bytes, folder: Path) -> Path:
     """``model`` written to ``folder`` and pre-processed for quantisation (shapes inferred, graph optimised)."""
     from onnxruntime.quantization import quant_pre_process
@@ -93,29 +117,30 @@ class _Images:
 
 
 def calibrate(
-    export: Callable[[int, int], bytes], images: Sequence[np.ndarray], about: dict[str, Any] | None = None
+    export: Callable[[int, int], bytes], inputs: Sequence[np.ndarray], about: dict[str, Any] | None = None
 ) -> Int8Calibration:
-    """Measure the activation ranges of a network on ``images``.
+    """Measure the activation ranges of a network on ``inputs``.
 
     Args:
-        export: The network as ONNX for ``height`` x ``width`` inputs (``OnnxFCN.export``: 0-1 RGB ``images`` in).
-        images: ``(H, W, 3)`` uint8 RGB images, all of one size (the export's).
+        export: The network as ONNX for ``height`` x ``width`` inputs (``export_fcn`` of
+            :mod:`~cytolens.inference.onnx_points` or ``export_onnx`` of :mod:`~cytolens.inference.onnx_boxes`).
+        inputs: What the network meets, as the export takes it: ``(1, 3, H, W)`` float32 arrays, all of one size
+            (the export's; a point FCN's 0-1 RGB tiles, an FCOS detector's normalised padded images).
         about: What they are (data set, split, count...), recorded with the ranges.
 
     Returns:
         The ranges, with the output heads to keep in float.
 
     Raises:
-        ModelError: If no image is given or the images differ in size.
+        ModelError: If no input is given or the inputs differ in shape.
 
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
-    if not images or len({image.shape for image in images}) != 1:
-        raise ModelError("int8 calibration needs one or more images of one size")
-    height, width = images[0].shape[:2]
-    inputs = [np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255 for image in images]
+    if not inputs or len({array.shape for array in inputs}) != 1:
+        raise ModelError("int8 calibration needs one or more inputs of one shape")
+    height, width = inputs[0].shape[-2:]
     with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder:
         prepared = _prepared(export(height, width), Path(folder))
         graph = onnx.load(str(prepared))
@@ -134,15 +159,33 @@ def calibrate(
     )
 
 
-def quantised(model: bytes, calibration: Int8Calibration) -> bytes:
+def quantised(model: bytes, calibration: Int8Calibration, source: str | Path | None = None) -> bytes:
     """The int8 form of ONNX ``model`` (an export of the calibrated network, at any input size), quantised with the
     stored ranges (QDQ: int8 weights per output channel, uint8 activations; ``keep_float`` nodes left alone).
 
+    Args:
+        model: The float export.
+        calibration: The model card's ranges.
+        source: The checkpoint, named in errors.
+
     Raises:
         ModelError: If the ranges do not cover the model's activations (calibrated on another export of it, e.g.
-            by another version of PyTorch): run ``cytolens quantise`` again.
+            by another version of PyTorch: run ``cytolens quantise`` again), or the quantisation fails. Callers
+            never fall back to float: some tile sizes in float would mix int8 and float cells in one run.
 
     """
+    where = f"{source}: " if source else ""
+    try:
+        return _quantised(model, calibration)
+    except ModelError as error:
+        raise ModelError(f"{where}{error}") from None
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ModelError(f"{where}int8 quantisation failed ({type(error).__name__}: {first})") from None
+
+
+def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
+    """:func:`quantised` without its error wording."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -175,11 +218,13 @@ def quantised(model: bytes, calibration: Int8Calibration) -> bytes:
         cache = Path(folder) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         target = Path(folder) / "int8.onnx"
-        quantize_static(
-            str(prepared), str(target), None, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=[*calibration.keep_float, *shape_arithmetic(graph)], calibration_cache_path=str(cache),
-        )  # fmt: skip
+        with _quiet_quantisation():
+            quantize_static(
+                str(prepared), str(target), None, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=[*calibration.keep_float, *shape_arithmetic(graph)],
+                calibration_cache_path=str(cache),
+            )  # fmt: skip
         return target.read_bytes()
 
 

@@ -638,9 +638,8 @@ def _cell_model(path: Path, stored: StoredModel, source: str, device: torch.devi
     if stored.card.task == "points":
         runner = point_backend(backend, network, device, path, stored.card.int8)
         return CellModel(runner, stored.card, device, source)
-    return CellModel(
-        network, stored.card, device, source, box_backend(backend, network, stored.card.task, device, path)
-    )
+    runner = box_backend(backend, network, stored.card.task, device, path, stored.card.int8)
+    return CellModel(network, stored.card, device, source, runner)
 
 
 def load_model(

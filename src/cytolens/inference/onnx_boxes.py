@@ -8,12 +8,12 @@ resize (an identity at scale 1) and padding copy. The post-processing reads its 
 candidate score) from the torch model at every call, so thresholds set at run time (see
 :func:`cytolens.inference.boxes.set_nms`) apply without exporting again. The network part (backbone + FPN
 + head) is exported for one padded input size (height x width; the batch size is free) and cached (see
-:mod:`cytolens.inference.runtimes`).
+:mod:`cytolens.inference.runtimes`); a model calibrated by ``cytolens quantise`` runs it in int8 (see
+:mod:`cytolens.inference.int8`).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -22,9 +22,9 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.image_list import ImageList
 
 from cytolens.errors import ModelError
+from cytolens.inference.int8 import quantised
 from cytolens.inference.runtimes import OPSET, ShapeSessions, cache_dir, export, in_runtime
-
-log = logging.getLogger(__name__)
+from cytolens.models.card import Int8Calibration
 
 OUTPUTS = ("cls_logits", "bbox_regression", "bbox_ctrness")
 
@@ -62,16 +62,33 @@ class OnnxFCOS:
         runtime: ``onnx`` (ONNX Runtime) or ``openvino``.
         threads: Runtime threads (default: ``torch.get_num_threads()``).
         strict: Raise :class:`ModelError` when an export fails, instead of falling back to torch.
+        int8: Activation ranges from the model card: each export is then quantised to int8 with them (a failed
+            quantisation raises :class:`ModelError`, with ``auto`` too).
+        source: The checkpoint, named in errors.
 
     """
 
     def __init__(
-        self, network: FCOS, key: str, runtime: str = "onnx", threads: int | None = None, strict: bool = False
+        self,
+        network: FCOS,
+        key: str,
+        runtime: str = "onnx",
+        threads: int | None = None,
+        strict: bool = False,
+        int8: Int8Calibration | None = None,
+        source: str | Path | None = None,
     ) -> None:
         self.network = network
         self.runtime = runtime
+        self.int8 = int8
+        self.source = source
         self.sessions = ShapeSessions(key, runtime, threads, strict)
         self._strides = network.backbone.body.feature_info.reduction()
+
+    def export(self, height: int, width: int) -> bytes:
+        """The network part in ONNX (:func:`export_onnx`), in int8 when the model has a calibration."""
+        model = export_onnx(self.network, height, width)
+        return model if self.int8 is None else quantised(model, self.int8, self.source)
 
     def _batch(self, images: list[torch.Tensor]) -> ImageList:
         """The images normalised, resized and padded as the model's transform does (its resize skipped when
@@ -95,7 +112,7 @@ class OnnxFCOS:
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch = self._batch(images)
         height, width = batch.tensors.shape[-2:]
-        session = self.sessions.get(height, width, lambda: export_onnx(fcos, height, width))
+        session = self.sessions.get(height, width, lambda: self.export(height, width))
         if session is None:
             return fcos(images)
         arrays = session.run(batch.tensors.contiguous().numpy(), OUTPUTS)
@@ -113,13 +130,19 @@ class OnnxFCOS:
 
 
 def box_backend(
-    backend: str, network: nn.Module, task: str, device: torch.device, checkpoint: str | Path
+    backend: str,
+    network: nn.Module,
+    task: str,
+    device: torch.device,
+    checkpoint: str | Path,
+    int8: Int8Calibration | None = None,
 ) -> OnnxFCOS | None:
     """Choose how a box model runs: an :class:`OnnxFCOS` for ONNX Runtime or OpenVINO, or ``None`` for PyTorch.
 
     ``auto`` picks the first runtime of :data:`~cytolens.inference.runtimes.RUNTIMES` that is installed for an FCOS
     box model on the CPU (and falls back to PyTorch, with an info log, if the export fails); ``onnx`` or
-    ``openvino`` insists on that runtime.
+    ``openvino`` insists on that runtime. With ``int8`` (the card's calibration), the runtime runs the network in
+    int8; PyTorch runs it in float (said in an info log).
 
     Raises:
         CytolensError: If ``backend`` is not one of :data:`~cytolens.inference.runtimes.BACKENDS`.
@@ -130,7 +153,7 @@ def box_backend(
         (f"task {task!r} (it runs box and point detectors only)", task == "boxes"),
         (f"{type(network).__name__} (it runs FCOS only; use --backend torch)", isinstance(network, FCOS)),
     ]
-    return in_runtime(backend, network, checks, device, checkpoint, OnnxFCOS)
+    return in_runtime(backend, network, checks, device, checkpoint, OnnxFCOS, int8)
 
 
 __all__ = ["OPSET", "OUTPUTS", "OnnxFCOS", "box_backend", "cache_dir", "export_onnx"]

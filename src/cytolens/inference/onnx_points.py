@@ -9,20 +9,15 @@ peak decoding and test-time flips run as with torch. The forward pass (normalisa
 
 from __future__ import annotations
 
-import logging
-from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cytolens.errors import ModelError
 from cytolens.inference.int8 import quantised
 from cytolens.inference.runtimes import ShapeSessions, export, in_runtime
 from cytolens.models.card import Int8Calibration
 from cytolens.models.point_fcn import PointFCN
-
-log = logging.getLogger(__name__)
 
 OUTPUTS = ("proximity", "logits")
 
@@ -82,16 +77,7 @@ class OnnxFCN(nn.Module):
     def export(self, height: int, width: int) -> bytes:
         """The network's forward pass in ONNX (:func:`export_fcn`), in int8 when the model has a calibration."""
         model = export_fcn(self.network, height, width)
-        if self.int8 is None:
-            return model
-        where = f"{self.source}: " if self.source else ""
-        try:
-            return quantised(model, self.int8)
-        except ModelError as error:
-            raise ModelError(f"{where}{error}") from None
-        except Exception as error:  # a float fallback for some tile sizes would mix int8 and float cells in one run
-            first = str(error).splitlines()[0] if str(error) else ""
-            raise ModelError(f"{where}int8 quantisation failed ({type(error).__name__}: {first})") from None
+        return model if self.int8 is None else quantised(model, self.int8, self.source)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
@@ -119,12 +105,7 @@ def point_backend(
 
     """
     problem = f"{type(network).__name__} (it runs point FCNs only; use --backend torch)"
-    runner = in_runtime(
-        backend, network, [(problem, isinstance(network, PointFCN))], device, checkpoint,
-        partial(OnnxFCN, int8=int8, source=checkpoint),
-    )
-    if runner is None and int8 is not None:
-        log.info("%s: its int8 calibration applies to ONNX Runtime and OpenVINO; PyTorch runs it in float", checkpoint)
+    runner = in_runtime(backend, network, [(problem, isinstance(network, PointFCN))], device, checkpoint, OnnxFCN, int8)
     return network if runner is None else runner
 
 

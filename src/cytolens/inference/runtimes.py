@@ -32,6 +32,7 @@ from torch import nn
 from cytolens.errors import CytolensError, ModelError
 from cytolens.io.atomic import write_bytes
 from cytolens.io.digest import file_digest
+from cytolens.models.card import Int8Calibration
 
 Runner = TypeVar("Runner")
 
@@ -277,15 +278,21 @@ def in_runtime(
     device: torch.device,
     checkpoint: str | Path,
     runner: Callable[..., Runner],
+    int8: Int8Calibration | None = None,
 ) -> Runner | None:
-    """``runner(network, key, runtime, strict=...)`` running ``network`` in the runtime :func:`choose_runtime` picks
-    (``key``: the checkpoint's sha256; ``strict`` unless ``auto`` chose: a failed export then raises instead of
-    falling back to torch), or ``None`` for torch.
+    """``runner(network, key, runtime, strict=..., int8=..., source=...)`` running ``network`` in the runtime
+    :func:`choose_runtime` picks (``key``: the checkpoint's sha256; ``strict`` unless ``auto`` chose: a failed export
+    then raises instead of falling back to torch; ``int8``: the card's calibration, which the runner quantises every
+    export with; ``source``: the checkpoint), or ``None`` for torch, which runs an int8-calibrated model in float
+    (said in an info log).
     """
     runtime = choose_runtime(backend, checks, device, checkpoint)
     if runtime is None:
+        if int8 is not None:
+            log.info("%s: its int8 calibration applies to ONNX Runtime and OpenVINO; PyTorch runs it in float",
+                     checkpoint)  # fmt: skip
         return None
-    return runner(network, file_digest(checkpoint), runtime, strict=backend != "auto")
+    return runner(network, file_digest(checkpoint), runtime, strict=backend != "auto", int8=int8, source=checkpoint)
 
 
 __all__ = [

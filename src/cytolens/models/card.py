@@ -8,7 +8,7 @@ A checkpoint carries one :class:`ModelCard` (see :mod:`cytolens.models.checkpoin
                  colour (mean, spread, images)
     thresholds   per task (see below), with tuned_on             how outputs become cells
     proximity    d, a                                            point models: the proximity target
-    int8         ranges, keep_float, about                       point FCNs: int8 calibration (cytolens quantise)
+    int8         ranges, keep_float, about                       point FCNs, box detectors: int8 calibration (quantise)
     evaluation   radius                                          point matching radius (pixels)
     report       ratios                                          count ratios for counts.csv
     provenance   recipe, data (name, licence, split, images per role), init, training_minutes, notes
@@ -469,7 +469,7 @@ def _read_names(reader: _Reader, value: Any, where: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Int8Calibration:
-    """The activation ranges that let ONNX Runtime and OpenVINO run a point FCN in int8 (``cytolens quantise``; see
+    """The activation ranges that let ONNX Runtime and OpenVINO run a network in int8 (``cytolens quantise``; see
     :mod:`cytolens.inference.int8`).
 
     Attributes:
@@ -508,7 +508,8 @@ class ModelCard:
         input: The images the model expects.
         proximity: The proximity target (point models).
         patch: How patches are cut and viewed (patch classifiers).
-        int8: Activation ranges for int8 inference in ONNX Runtime and OpenVINO (point FCNs; ``None``: float).
+        int8: Activation ranges for int8 inference in ONNX Runtime and OpenVINO (point FCNs, FCOS box detectors;
+            ``None``: float).
         evaluation: How its figures are measured.
         report: What ``predict`` reports by default.
         provenance: Recipe, data, initialisation and training time.
@@ -593,8 +594,8 @@ class ModelCard:
         defaults = kind.defaults(builders[architecture], kwargs)
         thresholds = reader.section(kind, meta.get("thresholds"), "thresholds", defaults)
         proximity, patch, int8 = meta.get("proximity"), meta.get("patch"), meta.get("int8")
-        if int8 is not None and task != "points":
-            raise reader.error("int8", f"is for point models only, not a {task} model")
+        if int8 is not None and task not in ("points", "boxes"):
+            raise reader.error("int8", f"is for point and box models only, not a {task} model")
         return cls(
             task=task,
             architecture=architecture,
