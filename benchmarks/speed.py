@@ -65,14 +65,21 @@ def yolo_pass(files: list[str], threads: int) -> None:
     print(json.dumps({"seconds": timing["passes_s"][0]}))
 
 
-def int8_copy(model: str, folder: Path, calibration: int) -> str:
-    """``model`` calibrated for int8 by ``cytolens quantise`` on ``calibration`` BCCD trainval images."""
+def int8_copy(model: str, data: Path, folder: Path, calibration: int) -> str:
+    """``model`` calibrated for int8 by ``cytolens quantise`` on ``calibration`` trainval images of ``data`` (VOC).
+
+    Raises:
+        CytolensError: If ``cytolens quantise`` fails (its last line).
+
+    """
     target = folder / "int8.pt"
-    subprocess.run(
-        [*common.CLI, "-q", "quantise", model, "--data", str(DATA), "--format", "voc", "--split", "trainval",
+    done = subprocess.run(
+        [*common.CLI, "-q", "quantise", model, "--data", str(data), "--format", "voc", "--split", "trainval",
          "--images", str(calibration), "--out", str(target), "--exist-ok"],
-        check=True, stdout=subprocess.DEVNULL,
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise CytolensError(f"cytolens quantise failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return str(target)
 
 
@@ -126,7 +133,7 @@ def configurations(args: argparse.Namespace, scratch: Path) -> dict[str, tuple[s
     """What is timed: name to ``(model, backend)``; the int8 copy only for a model without its own calibration."""
     found = {backend: (args.model, backend) for backend in ("torch", "onnx", "openvino")}
     if not args.skip_int8 and not carries_int8(args.model):
-        found["openvino-int8"] = (int8_copy(args.model, scratch, args.calibration), "openvino")
+        found["openvino-int8"] = (int8_copy(args.model, args.data, scratch, args.calibration), "openvino")
     return found
 
 
@@ -203,7 +210,7 @@ def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
             "model_int8": carries_int8(args.model),
             "runs_in_int8": in_int8,
         },  # fmt: skip
-        note="2 CPU cores shared with other work: see the load averages",
+        note="2 CPU cores; the load averages say whether other work shared them",
     )
 
 

@@ -6,6 +6,7 @@ blood-cells FCOS calibrated on its BCCD example).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -140,19 +141,26 @@ def test_a_classifier_card_with_int8_ranges_is_refused():
         "task": "patches", "architecture": "lite-classifier", "kwargs": {}, "classes": ["a"],
         "int8": {"ranges": {"x": [0, 1]}},
     }  # fmt: skip
-    with pytest.raises(ModelError, match="int8.*point and box models only"):
+    with pytest.raises(ModelError, match="int8.*point FCNs and FCOS box models only"):
         ModelCard.from_dict(meta, "patches.pt")
+    rcnn = {**meta, "task": "boxes", "architecture": "faster-rcnn"}
+    with pytest.raises(ModelError, match="not a faster-rcnn boxes model"):
+        ModelCard.from_dict(rcnn, "rcnn.pt")
 
 
 def test_calibration_inputs_match_what_each_network_meets(crops):
-    assert [array.shape for array in CalibrationTarget.of("rbc-morphology-points").inputs(crops)] == [
-        (1, 3, HEIGHT, WIDTH)
-    ] * 3
+    channels_first = [crop.transpose(2, 0, 1) for crop in crops]
+    inputs = CalibrationTarget.of("rbc-morphology-points").inputs(channels_first)
+    np.testing.assert_array_equal(np.concatenate(inputs), np.concatenate(unit_inputs(crops)))
     boxes = CalibrationTarget.of("blood-cells")
-    fields = [read_image(path) for path in sorted((examples.path() / "JPEGImages").glob("*.jpg"))]
-    inputs = boxes.inputs(fields)
-    assert {array.shape for array in inputs} == {(1, 3, 480, 640)}  # its transform: 640x480 in, normalised
-    assert min(float(array.min()) for array in inputs) < 0  # normalised by the backbone's mean and spread
+    field = read_image(next((examples.path() / "JPEGImages").glob("*.jpg"))).transpose(2, 0, 1)
+    whole, half = boxes.inputs([field, field[:, ::2, ::2]])  # a 320x240 image: resized to the input, as predict does
+    assert whole.shape == half.shape == (1, 3, 480, 640)
+    assert whole.min() < 0  # normalised by the backbone's mean and spread
+    assert boxes.inputs([field, field[:, :240, :320]])[0].shape == (1, 3, 480, 640)  # each at its own scale
+    portrait = boxes.inputs([field, field.transpose(0, 2, 1)])  # 640x480 and 480x640: their common centre
+    assert {array.shape for array in portrait} == {(1, 3, 480, 480)}
+    np.testing.assert_array_equal(portrait[0], whole[..., 80:560])
     assert boxes.tile(1280, 960) == (480, 640) and boxes.tile(480, 640) == (640, 480)
 
 
@@ -246,6 +254,16 @@ def test_an_int8_box_model_finds_the_cells_float_finds(runtime, box_int8):
             assert abs(first.counts()[name] - second.counts()[name]) <= 2, (first.path, name)
         overlaps = box_iou(torch.from_numpy(first.cells.boxes), torch.from_numpy(second.cells.boxes))
         assert float((overlaps.max(dim=1).values >= 0.7).float().mean()) >= 0.9
+
+
+def test_quantising_leaves_a_root_logger_without_handlers_alone(box_int8, monkeypatch):
+    """ONNX Runtime warns with ``logging.warning`` on each GroupNorm weight of an FCOS head, which gives a root logger
+    without handlers a stderr handler for good: every later warning of the run would print twice."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in the CLI (pytest's own handlers hide the effect)
+    target = CalibrationTarget.of(str(box_int8))
+    quantised(target.export(128, 160), read_card(box_int8).card.int8)
+    assert root.handlers == []
 
 
 def test_torch_runs_an_int8_box_model_in_float(box_int8):

@@ -8,12 +8,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
 from cytolens.cli.options import DataOption, FormatOption, JsonOption, SplitOption
+
+if TYPE_CHECKING:
+    from cytolens.inference.model import CellModel
 
 CALIBRATION_IMAGES = 32
 """Default number of calibration images."""
@@ -24,9 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The ``height`` x ``width`` centre of ``image``."""
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return np.ascontiguousarray(image[top : top + height, left : left + width])
+    """The ``height`` x ``width`` centre of a channels-first ``image`` (its last two axes)."""
+    top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+    return np.ascontiguousarray(image[..., top : top + height, left : left + width])
 
 
 def calibration_images(
@@ -34,8 +37,8 @@ def calibration_images(
     model_mpp: float | None,
 ) -> list[np.ndarray]:
     """Up to ``count`` images of the data, spread evenly over it, each resized to the model's µm/px as ``predict``
-    resizes it (when both are known) and cut to their common centre, at most one tile (``tile(width, height)``:
-    the tile's ``(rows, columns)`` for such an image: what the network meets); read one at a time.
+    resizes it (when both are known) and cut to its centre tile when larger (``tile(width, height)``: the tile's
+    ``(rows, columns)`` for such an image: what the network meets); read one at a time. Each is ``(3, H, W)`` uint8.
 
     Raises:
         DataError: If the data holds no image, or an image cannot be read.
@@ -54,15 +57,10 @@ def calibration_images(
     for index in chosen:
         image = dataset.images[index]
         factor = scale_factor(image.mpp or image_mpp(image.path), model_mpp)
-        pixels = rescaled(read_image(image.path), factor)
-        rows, columns = tile(pixels.shape[1], pixels.shape[0])
-        images.append(_centre(pixels, min(rows, pixels.shape[0]), min(columns, pixels.shape[1])))
-    height = min(image.shape[0] for image in images)
-    width = min(image.shape[1] for image in images)
-    if min(height, width) < SMALL:
-        log.warning("%s: calibrating on %dx%d pixels (its smallest image): ranges may not hold for larger ones",
-                    data, width, height)  # fmt: skip
-    return [_centre(image, height, width) for image in images]
+        pixels = rescaled(read_image(image.path), factor).transpose(2, 0, 1)
+        rows, columns = tile(pixels.shape[2], pixels.shape[1])
+        images.append(_centre(pixels, min(rows, pixels.shape[1]), min(columns, pixels.shape[2])))
+    return images
 
 
 class CalibrationTarget:
@@ -73,7 +71,7 @@ class CalibrationTarget:
 
     """
 
-    def __init__(self, cell_model: Any) -> None:
+    def __init__(self, cell_model: CellModel) -> None:
         self.model = cell_model
         self.card = cell_model.card
         self.network = cell_model.network.float().eval()
@@ -95,12 +93,12 @@ class CalibrationTarget:
         cell_model = load_model(model, device="cpu", backend="torch")
         if isinstance(cell_model, CellModel) and isinstance(cell_model.network, PointFCN | FCOS):
             return cls(cell_model)
-        kind = cell_model.task if isinstance(cell_model, CellModel) else "detect -> classify pipeline"
-        architecture = f" ({cell_model.card.architecture})" if isinstance(cell_model, CellModel) else ""
-        raise ModelError(
-            f"{model}: cytolens quantise calibrates point FCNs and FCOS box detectors only, not a {kind} model"
-            f"{architecture}"
+        kind = (
+            f"a {cell_model.card.architecture} {cell_model.task} model"
+            if isinstance(cell_model, CellModel)
+            else "a detect -> classify pipeline"
         )
+        raise ModelError(f"{model}: cytolens quantise calibrates point FCNs and FCOS box detectors only, not {kind}")
 
     @property
     def points(self) -> bool:
@@ -117,19 +115,23 @@ class CalibrationTarget:
         tiling = self.model.predictor.tiling
         return (height, width) if tiling is None else tiling.shape(width, height)
 
-    def inputs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """The crops as the network takes them, cut to a common size: a point FCN's 0-1 tiles; a detector's images
-        resized to its input, normalised and padded as its transform does.
+    def inputs(self, crops: list[np.ndarray], data: Path | str = "the data") -> list[np.ndarray]:
+        """``(3, H, W)`` uint8 crops as the network takes them (``(1, 3, H, W)`` float32): a point FCN's 0-1 tiles, a
+        detector's images resized to its input, normalised and padded as its transform does; then cut to their
+        common centre (a warning naming ``data`` when it is small).
         """
         import torch
 
-        tensors = [torch.from_numpy(crop).permute(2, 0, 1).float().div(255) for crop in crops]
+        tensors = [torch.from_numpy(crop).float().div(255) for crop in crops]
         if not self.points:
             with torch.no_grad():
                 tensors = [self.network.transform([tensor])[0].tensors[0] for tensor in tensors]
         height = min(tensor.shape[-2] for tensor in tensors)
         width = min(tensor.shape[-1] for tensor in tensors)
-        return [np.ascontiguousarray(tensor[None, :, :height, :width].numpy()) for tensor in tensors]
+        if min(height, width) < SMALL:
+            log.warning("%s: calibrating on %dx%d network inputs (its smallest image): ranges may not hold for larger "
+                        "ones", data, width, height)  # fmt: skip
+        return [_centre(tensor[None].numpy(), height, width) for tensor in tensors]
 
     def export(self, height: int, width: int) -> bytes:
         """The network in ONNX for ``height`` x ``width`` inputs, as the runtimes run it."""
@@ -178,7 +180,7 @@ def quantise(
         raise DataError(out, "exists; add --exist-ok to replace it")
     network = CalibrationTarget.of(model)
     crops = calibration_images(data, fmt, split, images, network.tile, network.card.input.mpp)
-    inputs = network.inputs(crops)
+    inputs = network.inputs(crops, data)
     about: dict[str, Any] = {"data": str(data), "split": split, "images": len(crops)}
     calibration = calibrate(network.export, inputs, about)
     stored = read_card(resolve_model(model))

@@ -84,14 +84,21 @@ def _not_from_quantisation(record: logging.LogRecord) -> bool:
 def _quiet_quantisation() -> Iterator[None]:
     """Drop the warnings that ONNX Runtime's quantisation tool logs on the root logger while it runs (one per
     GroupNorm weight of an FCOS head: "Axis 1 is out-of-range for weight ... with rank 1", a note that 1-D weights
-    are quantised per tensor), which would otherwise reach the user at every export.
+    are quantised per tensor), which would otherwise reach the user at every export. Its ``logging.warning`` would
+    also give a root logger without handlers a stderr handler for good (``logging.basicConfig``), printing every
+    later warning of the process twice: a :class:`logging.NullHandler` stands in while it runs.
     """
     root = logging.getLogger()
+    guard = None if root.handlers else logging.NullHandler()
+    if guard is not None:
+        root.addHandler(guard)
     root.addFilter(_not_from_quantisation)
     try:
         yield
     finally:
         root.removeFilter(_not_from_quantisation)
+        if guard is not None:
+            root.removeHandler(guard)
 
 
 def _prepared(model: bytes, folder: Path) -> Path:
@@ -105,7 +112,7 @@ def _prepared(model: bytes, folder: Path) -> Path:
 
 
 class _Images:
-    """ONNX Runtime's calibration reader over ``(1, 3, H, W)`` float 0-1 inputs (one per image)."""
+    """ONNX Runtime's calibration reader over the network's ``(1, 3, H, W)`` float32 inputs (one per image)."""
 
     def __init__(self, inputs: Sequence[np.ndarray], name: str) -> None:
         self._left = iter(inputs)
@@ -141,7 +148,7 @@ def calibrate(
     if not inputs or len({array.shape for array in inputs}) != 1:
         raise ModelError("int8 calibration needs one or more inputs of one shape")
     height, width = inputs[0].shape[-2:]
-    with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder:
+    with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder, _quiet_quantisation():
         prepared = _prepared(export(height, width), Path(folder))
         graph = onnx.load(str(prepared))
         calibrator = create_calibrator(
@@ -157,6 +164,13 @@ def calibrate(
     return Int8Calibration(
         ranges=ranges, keep_float=tuple(kept_float(graph)), about={**(about or {}), "size": [width, height]}
     )
+
+
+def as_calibrated(model: bytes, calibration: Int8Calibration | None, source: str | Path | None = None) -> bytes:
+    """Float export ``model`` as the model card says to run it: unchanged without a calibration, else
+    :func:`quantised`.
+    """
+    return model if calibration is None else quantised(model, calibration, source)
 
 
 def quantised(model: bytes, calibration: Int8Calibration, source: str | Path | None = None) -> bytes:
@@ -197,7 +211,7 @@ def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
         save_tensors_data,
     )
 
-    with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder:
+    with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder, _quiet_quantisation():
         prepared = _prepared(model, Path(folder))
         graph = onnx.load(str(prepared))
         needed = {
@@ -218,14 +232,14 @@ def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
         cache = Path(folder) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         target = Path(folder) / "int8.onnx"
-        with _quiet_quantisation():
-            quantize_static(
-                str(prepared), str(target), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=[*calibration.keep_float, *shape_arithmetic(graph)],
-                calibration_cache_path=str(cache),
-            )  # fmt: skip
+        quantize_static(
+            str(prepared), str(target), None, quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=[*calibration.keep_float, *shape_arithmetic(graph)], calibration_cache_path=str(cache),
+        )  # fmt: skip
         return target.read_bytes()
 
 
-__all__ = ["OUTPUT_ACTIVATIONS", "WEIGHTED", "calibrate", "kept_float", "quantised", "shape_arithmetic"]
+__all__ = [
+    "OUTPUT_ACTIVATIONS", "WEIGHTED", "as_calibrated", "calibrate", "kept_float", "quantised", "shape_arithmetic"
+]

@@ -22,7 +22,7 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.image_list import ImageList
 
 from cytolens.errors import ModelError
-from cytolens.inference.int8 import quantised
+from cytolens.inference.int8 import as_calibrated
 from cytolens.inference.runtimes import OPSET, ShapeSessions, cache_dir, export, in_runtime
 from cytolens.models.card import Int8Calibration
 
@@ -87,8 +87,7 @@ class OnnxFCOS:
 
     def export(self, height: int, width: int) -> bytes:
         """The network part in ONNX (:func:`export_onnx`), in int8 when the model has a calibration."""
-        model = export_onnx(self.network, height, width)
-        return model if self.int8 is None else quantised(model, self.int8, self.source)
+        return as_calibrated(export_onnx(self.network, height, width), self.int8, self.source)
 
     def _batch(self, images: list[torch.Tensor]) -> ImageList:
         """The images normalised, resized and padded as the model's transform does (its resize skipped when

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cytolens.inference.int8 import quantised
+from cytolens.inference.int8 import as_calibrated
 from cytolens.inference.runtimes import ShapeSessions, export, in_runtime
 from cytolens.models.card import Int8Calibration
 from cytolens.models.point_fcn import PointFCN
@@ -76,8 +76,7 @@ class OnnxFCN(nn.Module):
 
     def export(self, height: int, width: int) -> bytes:
         """The network's forward pass in ONNX (:func:`export_fcn`), in int8 when the model has a calibration."""
-        model = export_fcn(self.network, height, width)
-        return model if self.int8 is None else quantised(model, self.int8, self.source)
+        return as_calibrated(export_fcn(self.network, height, width), self.int8, self.source)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""

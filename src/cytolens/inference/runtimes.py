@@ -281,10 +281,10 @@ def in_runtime(
     int8: Int8Calibration | None = None,
 ) -> Runner | None:
     """``runner(network, key, runtime, strict=..., int8=..., source=...)`` running ``network`` in the runtime
-    :func:`choose_runtime` picks (``key``: the checkpoint's sha256; ``strict`` unless ``auto`` chose: a failed export
-    then raises instead of falling back to torch; ``int8``: the card's calibration, which the runner quantises every
-    export with; ``source``: the checkpoint), or ``None`` for torch, which runs an int8-calibrated model in float
-    (said in an info log).
+    :func:`choose_runtime` picks (``key``: the checkpoint's sha256; ``strict`` unless ``auto`` chose a runtime for a
+    float model: a failed export then raises instead of falling back to torch, which for an int8 model would mix int8
+    and float tiles; ``int8``: the card's calibration, which the runner quantises every export with; ``source``: the
+    checkpoint), or ``None`` for torch, which runs an int8-calibrated model in float (said in an info log).
     """
     runtime = choose_runtime(backend, checks, device, checkpoint)
     if runtime is None:
@@ -292,7 +292,8 @@ def in_runtime(
             log.info("%s: its int8 calibration applies to ONNX Runtime and OpenVINO; PyTorch runs it in float",
                      checkpoint)  # fmt: skip
         return None
-    return runner(network, file_digest(checkpoint), runtime, strict=backend != "auto", int8=int8, source=checkpoint)
+    strict = backend != "auto" or int8 is not None  # an int8 model never runs some sizes in float
+    return runner(network, file_digest(checkpoint), runtime, strict=strict, int8=int8, source=checkpoint)
 
 
 __all__ = [

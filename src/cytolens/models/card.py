@@ -594,8 +594,8 @@ class ModelCard:
         defaults = kind.defaults(builders[architecture], kwargs)
         thresholds = reader.section(kind, meta.get("thresholds"), "thresholds", defaults)
         proximity, patch, int8 = meta.get("proximity"), meta.get("patch"), meta.get("int8")
-        if int8 is not None and task not in ("points", "boxes"):
-            raise reader.error("int8", f"is for point and box models only, not a {task} model")
+        if int8 is not None and not (task == "points" or (task == "boxes" and architecture == "fcos")):
+            raise reader.error("int8", f"is for point FCNs and FCOS box models only, not a {architecture} {task} model")
         return cls(
             task=task,
             architecture=architecture,
