@@ -28,7 +28,7 @@ from cytolens.errors import ModelError
 from cytolens.inference.int8 import calibrate, quantised
 from cytolens.inference.model import load_model
 from cytolens.inference.onnx_points import OnnxFCN, export_fcn
-from cytolens.inference.runtimes import RUNTIMES, missing_packages
+from cytolens.inference.runtimes import RUNTIMES, ShapeSessions, missing_packages
 from cytolens.io.images import read_image
 from cytolens.models.card import ModelCard
 from cytolens.models.checkpoint import read_card, save_card, save_checkpoint
@@ -185,7 +185,7 @@ def test_int8_predictions_are_close_to_float(runtime, network, calibration, crop
     if missing_packages(runtime):
         pytest.skip(f"{runtime} is not installed")
     batch = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    in_int8 = OnnxFCN(network, f"int8-{runtime}", runtime, threads=1, strict=True, int8=calibration)
+    in_int8 = OnnxFCN(network, ShapeSessions(f"int8-{runtime}", runtime, threads=1, strict=True, int8=calibration))
     with torch.no_grad():
         floats, int8s = network(batch)["proximity"], in_int8(batch)["proximity"]
     spread = float(floats.max() - floats.min())

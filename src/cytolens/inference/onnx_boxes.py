@@ -22,7 +22,6 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.image_list import ImageList
 
 from cytolens.errors import ModelError
-from cytolens.inference.int8 import as_calibrated
 from cytolens.inference.runtimes import OPSET, ShapeSessions, cache_dir, export, in_runtime
 from cytolens.models.card import Int8Calibration
 
@@ -58,36 +57,16 @@ class OnnxFCOS:
 
     Args:
         network: The torch FCOS model (for pre/post-processing, and the fallback).
-        key: Names the model in the cache (the checkpoint's sha256).
-        runtime: ``onnx`` (ONNX Runtime) or ``openvino``.
-        threads: Runtime threads (default: ``torch.get_num_threads()``).
-        strict: Raise :class:`ModelError` when an export fails, instead of falling back to torch.
-        int8: Activation ranges from the model card: each export is then quantised to int8 with them (a failed
-            quantisation raises :class:`ModelError`, with ``auto`` too).
-        source: The checkpoint, named in errors.
+        sessions: The runtime's compiled exports of its network, one per padded input size (int8 when its card has a
+            calibration).
 
     """
 
-    def __init__(
-        self,
-        network: FCOS,
-        key: str,
-        runtime: str = "onnx",
-        threads: int | None = None,
-        strict: bool = False,
-        int8: Int8Calibration | None = None,
-        source: str | Path | None = None,
-    ) -> None:
+    def __init__(self, network: FCOS, sessions: ShapeSessions) -> None:
         self.network = network
-        self.runtime = runtime
-        self.int8 = int8
-        self.source = source
-        self.sessions = ShapeSessions(key, runtime, threads, strict)
+        self.sessions = sessions
+        self.runtime = sessions.runtime
         self._strides = network.backbone.body.feature_info.reduction()
-
-    def export(self, height: int, width: int) -> bytes:
-        """The network part in ONNX (:func:`export_onnx`), in int8 when the model has a calibration."""
-        return as_calibrated(export_onnx(self.network, height, width), self.int8, self.source)
 
     def _batch(self, images: list[torch.Tensor]) -> ImageList:
         """The images normalised, resized and padded as the model's transform does (its resize skipped when
@@ -111,7 +90,7 @@ class OnnxFCOS:
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch = self._batch(images)
         height, width = batch.tensors.shape[-2:]
-        session = self.sessions.get(height, width, lambda: self.export(height, width))
+        session = self.sessions.get(height, width, lambda: export_onnx(fcos, height, width))
         if session is None:
             return fcos(images)
         arrays = session.run(batch.tensors.contiguous().numpy(), OUTPUTS)

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cytolens.inference.int8 import as_calibrated
 from cytolens.inference.runtimes import ShapeSessions, export, in_runtime
 from cytolens.models.card import Int8Calibration
 from cytolens.models.point_fcn import PointFCN
@@ -46,42 +45,20 @@ class OnnxFCN(nn.Module):
 
     Args:
         network: The torch point FCN (the fallback, and what Monte-Carlo dropout passes run).
-        key: Names the network in the cache (its checkpoint's sha256).
-        runtime: ``onnx`` (ONNX Runtime) or ``openvino``.
-        threads: Runtime threads (default: ``torch.get_num_threads()``).
-        strict: Raise :class:`~cytolens.errors.ModelError` when an export fails, instead of running torch.
-        int8: Activation ranges from the model card: each export is then quantised to int8 with them (see
-            :mod:`cytolens.inference.int8`); a failed quantisation raises :class:`ModelError` with ``auto`` as with a
-            named runtime (a PyTorch fallback would hide that the model does not run as it says).
-        source: The checkpoint, named in errors.
+        sessions: The runtime's compiled exports of it, one per tile size (int8 when its card has a calibration).
 
     """
 
-    def __init__(
-        self,
-        network: PointFCN,
-        key: str,
-        runtime: str = "onnx",
-        threads: int | None = None,
-        strict: bool = False,
-        int8: Int8Calibration | None = None,
-        source: str | Path | None = None,
-    ) -> None:
+    def __init__(self, network: PointFCN, sessions: ShapeSessions) -> None:
         super().__init__()
         self.network = network
-        self.runtime = runtime
-        self.int8 = int8
-        self.source = source
-        self.sessions = ShapeSessions(key, runtime, threads, strict)
-
-    def export(self, height: int, width: int) -> bytes:
-        """The network's forward pass in ONNX (:func:`export_fcn`), in int8 when the model has a calibration."""
-        return as_calibrated(export_fcn(self.network, height, width), self.int8, self.source)
+        self.sessions = sessions
+        self.runtime = sessions.runtime
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Proximity map and class logits at the input's resolution, for ``(B, 3, H, W)`` images in 0-1."""
         height, width = (int(side) for side in images.shape[-2:])
-        session = self.sessions.get(height, width, lambda: self.export(height, width))
+        session = self.sessions.get(height, width, lambda: export_fcn(self.network, height, width))
         if session is None:
             return self.network(images)
         proximity, logits = session.run(images.float().contiguous().numpy(), OUTPUTS)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cytolens.errors import CytolensError, ModelError
+from cytolens.inference.int8 import as_calibrated
 from cytolens.io.atomic import write_bytes
 from cytolens.io.digest import file_digest
 from cytolens.models.card import Int8Calibration
@@ -193,19 +194,32 @@ class ShapeSessions:
         threads: Threads of one inference (default: ``torch.get_num_threads()``).
         strict: Raise :class:`ModelError` when an export or compilation fails, instead of answering ``None``
             (the caller then runs torch).
+        int8: Activation ranges from the model card: each export is then quantised to int8 with them (see
+            :mod:`cytolens.inference.int8`; a failed quantisation raises :class:`ModelError`).
+        source: The checkpoint, named in errors.
 
     """
 
-    def __init__(self, key: str, runtime: str, threads: int | None = None, strict: bool = False) -> None:
+    def __init__(
+        self,
+        key: str,
+        runtime: str,
+        threads: int | None = None,
+        strict: bool = False,
+        int8: Int8Calibration | None = None,
+        source: str | Path | None = None,
+    ) -> None:
         self.key = key
         self.runtime = runtime
         self.threads = threads or torch.get_num_threads()
         self.strict = strict
+        self.int8 = int8
+        self.source = source
         self._sessions: OrderedDict[tuple[int, int], Session | None] = OrderedDict()
 
     def get(self, height: int, width: int, build: Callable[[], bytes]) -> Session | None:
-        """The session for ``height`` x ``width`` inputs (``build`` exports the network for them when the cache has
-        no loadable file), or ``None`` when that failed.
+        """The session for ``height`` x ``width`` inputs (``build`` exports the float network for them when the cache
+        has no loadable file; an int8 model's export is then quantised), or ``None`` when that failed.
 
         Raises:
             ModelError: If it failed and the sessions are strict.
@@ -217,7 +231,12 @@ class ShapeSessions:
             return self._sessions[key]
         session: Session | None = None
         try:
-            session = cached_session(self.runtime, cache_path(self.key, height, width), build, self.threads)
+            session = cached_session(
+                self.runtime,
+                cache_path(self.key, height, width),
+                lambda: as_calibrated(build(), self.int8, self.source),
+                self.threads,
+            )
         except ModelError:  # the model itself is wrong (e.g. its int8 ranges): no fallback
             raise
         except Exception as error:  # the exporter and the runtimes raise many kinds of errors
@@ -280,11 +299,11 @@ def in_runtime(
     runner: Callable[..., Runner],
     int8: Int8Calibration | None = None,
 ) -> Runner | None:
-    """``runner(network, key, runtime, strict=..., int8=..., source=...)`` running ``network`` in the runtime
-    :func:`choose_runtime` picks (``key``: the checkpoint's sha256; ``strict`` unless ``auto`` chose a runtime for a
-    float model: a failed export then raises instead of falling back to torch, which for an int8 model would mix int8
-    and float tiles; ``int8``: the card's calibration, which the runner quantises every export with; ``source``: the
-    checkpoint), or ``None`` for torch, which runs an int8-calibrated model in float (said in an info log).
+    """``runner(network, sessions)`` running ``network`` in the runtime :func:`choose_runtime` picks, its
+    :class:`ShapeSessions` keyed by the checkpoint's sha256, quantising every export with ``int8`` (the card's
+    calibration), and strict unless ``auto`` chose a runtime for a float model (a failed export then raises instead
+    of falling back to torch, which for an int8 model would mix int8 and float tiles); or ``None`` for torch, which
+    runs an int8-calibrated model in float (said in an info log).
     """
     runtime = choose_runtime(backend, checks, device, checkpoint)
     if runtime is None:
@@ -293,7 +312,7 @@ def in_runtime(
                      checkpoint)  # fmt: skip
         return None
     strict = backend != "auto" or int8 is not None  # an int8 model never runs some sizes in float
-    return runner(network, file_digest(checkpoint), runtime, strict=strict, int8=int8, source=checkpoint)
+    return runner(network, ShapeSessions(file_digest(checkpoint), runtime, None, strict, int8, checkpoint))
 
 
 __all__ = [
