@@ -1,6 +1,8 @@
 """Bad input to int8 FCOS box models: a hand-edited ``int8`` section of the bundled blood-cells card is refused in one
 line naming the file and the entry (at reading, or by the runtime that quantises the export, ``auto`` included: no
-silent float fallback); ``cytolens quantise`` refuses a pipeline and a non-positive ``--images`` in one line.
+silent float fallback), huge ranges, a missing input range and ranges of one value included; ``cytolens quantise``
+refuses a pipeline, a non-positive ``--images`` and an ``--out`` in the bundled models folder in one line, and names
+a small calibration image.
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ def test_a_malformed_int8_section_of_a_box_card_is_refused_naming_it(card, int8,
     assert str(error.value).startswith(f"boxes.pt: metadata {where}") and "\n" not in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: ranges beyond any activation are read (card.py _read_ranges)")
 @pytest.mark.parametrize("pair", [[-HUGE, HUGE], [-1e300, 1e300]])
 def test_ranges_beyond_any_activation_are_refused_naming_them(card, pair):
     with pytest.raises(ModelError, match=f"int8.ranges.{NAME}"):
@@ -88,6 +89,53 @@ def test_auto_refuses_ranges_that_miss_the_export_instead_of_running_float(tmp_p
     field = next((examples.path() / "JPEGImages").glob("*.jpg"))
     result = invoke("predict", field, "--model", model, "--backend", "auto", "--out", tmp_path / "out")
     assert_one_line_error(result, str(model), "no range for", "cytolens quantise")
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> dict:
+    """The int8 section of blood-cells calibrated on one example field."""
+    out = tmp_path_factory.mktemp("calibrated") / "int8.pt"
+    result = invoke("quantise", "blood-cells", "--data", examples.path(), "--format", "voc", "--images", 1,
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return read_card(out).card.to_dict()["int8"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [(lambda ranges: ranges.pop("images"), "no range for 1 activation(s) of this export (e.g. images)"),
+     (lambda ranges: ranges.update(images=[0.0, 0.0]), "a range of one value (e.g. images: 0.0)")],
+)  # fmt: skip
+def test_ranges_missing_the_input_or_of_one_value_are_refused_in_one_line(tmp_path, calibrated, edit, problem):
+    ranges = dict(calibrated["ranges"])
+    edit(ranges)
+    model = with_int8(tmp_path / "edited.pt", {**calibrated, "ranges": ranges})
+    field = next((examples.path() / "JPEGImages").glob("*.jpg"))
+    result = invoke("predict", field, "--model", model, "--backend", "onnx", "--out", tmp_path / "out")
+    assert_one_line_error(result, str(model), problem)
+
+
+def test_quantise_writes_nothing_into_the_bundled_models_folder(tmp_path):
+    bundled = resolve_model("blood-cells")
+    before = bundled.read_bytes()
+    result = invoke("quantise", "blood-cells", "--data", examples.path(), "--format", "voc", "--out", bundled,
+                    "--exist-ok")  # fmt: skip
+    assert_one_line_error(result, str(bundled), "bundled models folder")
+    assert bundled.read_bytes() == before
+
+
+def test_quantise_names_a_small_calibration_image(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images" / "cells"  # the folders format: one folder per class
+    folder.mkdir(parents=True)
+    field = Image.open(next((examples.path() / "JPEGImages").glob("*.jpg")))
+    field.save(folder / "field.png")
+    field.resize((40, 30)).save(folder / "tiny.png")
+    data = ["--data", folder.parent, "--format", "folders"]
+    result = invoke("quantise", "blood-cells", *data, "--out", tmp_path / "q.pt")
+    assert result.exit_code == 0, result.output
+    assert "tiny.png: 40x30 pixels at the model's scale: a small image to calibrate on" in result.output
 
 
 def test_quantise_refuses_a_pipeline_and_no_images_in_one_line(tmp_path):

@@ -142,6 +142,7 @@ def test_write_spec_round_trip(bccd: Path, tmp_path: Path) -> None:
         ("format: voc\n", "root is missing"),
         ("format: nope\nroot: .\n", "unknown format 'nope'"),
         ("format: voc\nroot: .\nsplit: {}\n", "unknown key 'split'"),
+        ("names: [a]\ntrain: images/train\n", "unknown key 'names' .*a YOLO data.yaml\\? give --format yolo"),
         ("format: voc\nroot: .\nclasses: 3\n", "classes must be a list"),
         ("format: voc\nroot: .\nsplits: {folds: 3, ratio: {a: 1}}\n", "exactly one of lists, ratio, folds"),
         ("format: voc\nroot: .\nsplits: {folds: many}\n", "splits folds must be a number, not 'many'"),

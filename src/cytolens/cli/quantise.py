@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 CALIBRATION_IMAGES = 32
 """Default number of calibration images."""
 SMALL = 128
-"""Calibration crops with a side below this many pixels are warned about."""
+"""Calibration images with a side below this many pixels (at the model's scale) are warned about, by name."""
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ def calibration_images(
         image = dataset.images[index]
         factor = scale_factor(image.mpp or image_mpp(image.path), model_mpp)
         pixels = rescaled(read_image(image.path), factor).transpose(2, 0, 1)
+        if min(pixels.shape[1:]) < SMALL:
+            log.warning("%s: %dx%d pixels at the model's scale: a small image to calibrate on (the network meets it "
+                        "cut or resized; its ranges may not hold for others)", image.path, pixels.shape[2],
+                        pixels.shape[1])  # fmt: skip
         rows, columns = tile(pixels.shape[2], pixels.shape[1])
         images.append(_centre(pixels, min(rows, pixels.shape[1]), min(columns, pixels.shape[2])))
     return images
@@ -115,10 +119,10 @@ class CalibrationTarget:
         tiling = self.model.predictor.tiling
         return (height, width) if tiling is None else tiling.shape(width, height)
 
-    def inputs(self, crops: list[np.ndarray], data: Path | str = "the data") -> list[np.ndarray]:
+    def inputs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         """``(3, H, W)`` uint8 crops as the network takes them (``(1, 3, H, W)`` float32): a point FCN's 0-1 tiles, a
         detector's images resized to its input, normalised and padded as its transform does; then cut to their
-        common centre (a warning naming ``data`` when it is small).
+        common centre.
         """
         import torch
 
@@ -128,9 +132,6 @@ class CalibrationTarget:
                 tensors = [self.network.transform([tensor])[0].tensors[0] for tensor in tensors]
         height = min(tensor.shape[-2] for tensor in tensors)
         width = min(tensor.shape[-1] for tensor in tensors)
-        if min(height, width) < SMALL:
-            log.warning("%s: calibrating on %dx%d network inputs (its smallest image): ranges may not hold for larger "
-                        "ones", data, width, height)  # fmt: skip
         return [_centre(tensor[None].numpy(), height, width) for tensor in tensors]
 
     def export(self, height: int, width: int) -> bytes:
@@ -174,13 +175,15 @@ def quantise(
     from cytolens.errors import DataError
     from cytolens.inference.int8 import calibrate
     from cytolens.models.checkpoint import read_card, save_card
-    from cytolens.models.registry import resolve_model
+    from cytolens.models.registry import BUNDLED_DIR, resolve_model
 
     if out.exists() and not exist_ok:
         raise DataError(out, "exists; add --exist-ok to replace it")
+    if out.resolve().parent == BUNDLED_DIR.resolve():
+        raise DataError(out, "is in cytolens' bundled models folder; write the calibrated copy elsewhere")
     network = CalibrationTarget.of(model)
     crops = calibration_images(data, fmt, split, images, network.tile, network.card.input.mpp)
-    inputs = network.inputs(crops, data)
+    inputs = network.inputs(crops)
     about: dict[str, Any] = {"data": str(data), "split": split, "images": len(crops)}
     calibration = calibrate(network.export, inputs, about)
     stored = read_card(resolve_model(model))

@@ -214,7 +214,7 @@ def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
     with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder, _quiet_quantisation():
         prepared = _prepared(model, Path(folder))
         graph = onnx.load(str(prepared))
-        needed = {
+        needed = {item.name for item in graph.graph.input} | {
             node.input[0]
             for node in graph.graph.node
             if node.op_type in WEIGHTED and node.name not in calibration.keep_float
@@ -224,6 +224,12 @@ def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
             raise ModelError(
                 f"the int8 calibration has no range for {len(missing)} activation(s) of this export (e.g. "
                 f"{missing[0]}); run cytolens quantise again with this version of cytolens and PyTorch"
+            )
+        flat = sorted(name for name in needed if calibration.ranges[name][0] == calibration.ranges[name][1])
+        if flat:  # one value for all: every input of that layer would quantise to one step
+            raise ModelError(
+                f"the int8 calibration gives {len(flat)} activation(s) a range of one value (e.g. {flat[0]}: "
+                f"{calibration.ranges[flat[0]][0]}); run cytolens quantise again on images with cells"
             )
         ranges = {
             name: TensorData(lowest=np.float32(low), highest=np.float32(high))

@@ -124,8 +124,8 @@ class OutputRun:
                 if exc_type is not None:
                     log.warning("%s: holds the part of the run that was finished before it failed", self.out)
             elif self._resumable:
-                log.warning("%s: the unfinished run is kept in %s; give --resume to go on with it", self.out,
-                            self.path.name)
+                log.warning("%s: the unfinished run is kept in %s; once what stopped it is fixed, give --resume to "
+                            "go on with it", self.out, self.path.name)  # fmt: skip
             else:
                 _remove(self.path)
         finally:

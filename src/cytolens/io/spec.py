@@ -231,7 +231,8 @@ def load_spec(path: str | Path) -> DatasetSpec:
         raise DataError(path, "a dataset spec must be a YAML mapping with format and root")
     unknown = sorted(set(content) - set(_SPEC_KEYS), key=str)
     if unknown:
-        raise DataError(path, f"unknown key {unknown[0]!r} (known: {', '.join(_SPEC_KEYS)})")
+        yolo = "; a YOLO data.yaml? give --format yolo" if {"names", "nc", "train", "val"} & set(unknown) else ""
+        raise DataError(path, f"unknown key {unknown[0]!r} (known: {', '.join(_SPEC_KEYS)}){yolo}")
     for key in ("format", "root"):
         if not content.get(key):
             raise DataError(path, f"{key} is missing")

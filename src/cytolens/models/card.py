@@ -447,12 +447,19 @@ class Provenance:
     notes: str | None = field(default=None, metadata=_TEXT)
 
 
+ACTIVATION_LIMIT = 1e6
+"""Largest magnitude an int8 activation range may reach (calibrations measure at most a few hundred: the shape
+arithmetic; a range of 1e30 would quantise every activation to one step, and the model would find nothing)."""
+
+
 def _read_ranges(reader: _Reader, value: Any, where: str) -> dict[str, tuple[float, float]]:
     ranges = {}
     for name, pair in reader.mapping(value, where).items():
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise reader.error(f"{where}.{name}", f"must be [lowest, highest], not {pair!r:.60}")
-        low, high = (reader.number(item, f"{where}.{name}") for item in pair)
+        low, high = (
+            reader.number(item, f"{where}.{name}", low=-ACTIVATION_LIMIT, high=ACTIVATION_LIMIT) for item in pair
+        )
         if not low <= high:
             raise reader.error(f"{where}.{name}", f"lowest {low} is above highest {high}")
         ranges[name] = (float(low), float(high))
