@@ -118,9 +118,9 @@ def box_backend(
     """Choose how a box model runs: an :class:`OnnxFCOS` for ONNX Runtime or OpenVINO, or ``None`` for PyTorch.
 
     ``auto`` picks the first runtime of :data:`~cytolens.inference.runtimes.RUNTIMES` that is installed for an FCOS
-    box model on the CPU (and falls back to PyTorch, with an info log, if the export fails); ``onnx`` or
-    ``openvino`` insists on that runtime. With ``int8`` (the card's calibration), the runtime runs the network in
-    int8; PyTorch runs it in float (said in an info log).
+    box model on the CPU (and, for a float model, falls back to PyTorch with an info log if the export fails); ``onnx``
+    or ``openvino`` insists on that runtime. With ``int8`` (the card's calibration), the runtime runs the network in
+    int8, and a failed export raises; PyTorch runs it in float (said in an info log).
 
     Raises:
         CytolensError: If ``backend`` is not one of :data:`~cytolens.inference.runtimes.BACKENDS`.

@@ -71,9 +71,9 @@ def point_backend(
     """Choose how a point model runs: an :class:`OnnxFCN` for ONNX Runtime or OpenVINO, or ``network`` for PyTorch.
 
     ``auto`` picks the first runtime of :data:`~cytolens.inference.runtimes.RUNTIMES` that is installed for a
-    :class:`~cytolens.models.point_fcn.PointFCN` on the CPU (falling back to PyTorch, with an info log, if the
-    export fails); ``onnx`` or ``openvino`` insists on that runtime. With ``int8`` (the card's calibration), the
-    runtime runs the network in int8; PyTorch runs it in float (said in an info log).
+    :class:`~cytolens.models.point_fcn.PointFCN` on the CPU (a float model falling back to PyTorch, with an info log,
+    if the export fails); ``onnx`` or ``openvino`` insists on that runtime. With ``int8`` (the card's calibration),
+    the runtime runs the network in int8, and a failed export raises; PyTorch runs it in float (said in an info log).
 
     Raises:
         CytolensError: If ``backend`` is not one of :data:`~cytolens.inference.runtimes.BACKENDS`.
