@@ -16,6 +16,7 @@ import typer
 from cytolens.cli.options import DataOption, FormatOption, JsonOption, SplitOption
 
 if TYPE_CHECKING:
+    from cytolens.data.annotations import Dataset
     from cytolens.inference.model import CellModel
 
 CALIBRATION_IMAGES = 32
@@ -33,25 +34,19 @@ def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def calibration_images(
-    data: Path, fmt: str | None, split: str | None, count: int, tile: Callable[[int, int], tuple[int, int]],
-    model_mpp: float | None,
+    dataset: Dataset, count: int, tile: Callable[[int, int], tuple[int, int]], model_mpp: float | None
 ) -> list[np.ndarray]:
-    """Up to ``count`` images of the data, spread evenly over it, each resized to the model's µm/px as ``predict``
+    """Up to ``count`` images of ``dataset``, spread evenly over it, each resized to the model's µm/px as ``predict``
     resizes it (when both are known) and cut to its centre tile when larger (``tile(width, height)``: the tile's
     ``(rows, columns)`` for such an image: what the network meets); read one at a time. Each is ``(3, H, W)`` uint8.
 
     Raises:
-        DataError: If the data holds no image, or an image cannot be read.
+        DataError: If an image cannot be read.
 
     """
-    from cytolens.errors import DataError
     from cytolens.inference.scale import rescaled, scale_factor
     from cytolens.io.images import image_mpp, read_image
-    from cytolens.io.spec import load_data
 
-    dataset = load_data(data, fmt=fmt, split=split)
-    if not dataset.images:
-        raise DataError(data, f"holds no image{'' if split is None else f' in split {split}'} to calibrate on")
     chosen = np.unique(np.linspace(0, len(dataset.images) - 1, min(count, len(dataset.images))).round().astype(int))
     images = []
     for index in chosen:
@@ -174,6 +169,7 @@ def quantise(
     from cytolens.cli.output import print_json, print_table
     from cytolens.errors import DataError
     from cytolens.inference.int8 import calibrate
+    from cytolens.io.spec import load_data
     from cytolens.models.checkpoint import read_card, save_card
     from cytolens.models.registry import BUNDLED_DIR, resolve_model
 
@@ -181,8 +177,11 @@ def quantise(
         raise DataError(out, "exists; add --exist-ok to replace it")
     if out.resolve().parent == BUNDLED_DIR.resolve():
         raise DataError(out, "is in cytolens' bundled models folder; write the calibrated copy elsewhere")
+    dataset = load_data(data, fmt=fmt, split=split)  # before the model: bad data is said at once
+    if not dataset.images:
+        raise DataError(data, f"holds no image{'' if split is None else f' in split {split}'} to calibrate on")
     network = CalibrationTarget.of(model)
-    crops = calibration_images(data, fmt, split, images, network.tile, network.card.input.mpp)
+    crops = calibration_images(dataset, images, network.tile, network.card.input.mpp)
     inputs = network.inputs(crops)
     about: dict[str, Any] = {"data": str(data), "split": split, "images": len(crops)}
     calibration = calibrate(network.export, inputs, about)
