@@ -129,10 +129,12 @@ def accuracy_targets(accuracy: dict[str, float], reference: float, in_int8: list
     return targets
 
 
-def configurations(args: argparse.Namespace, scratch: Path) -> dict[str, tuple[str, str]]:
-    """What is timed: name to ``(model, backend)``; the int8 copy only for a model without its own calibration."""
-    found = {backend: (args.model, backend) for backend in ("torch", "onnx", "openvino")}
-    if not args.skip_int8 and not carries_int8(args.model):
+def configurations(args: argparse.Namespace, scratch: Path, model_int8: bool) -> dict[str, tuple[str, str]]:
+    """What is timed: name to ``(model, backend)``; the int8 copy only for a model without its own calibration
+    (``model_int8``).
+    """
+    found = {backend: (args.model, backend) for backend in BACKENDS}
+    if not args.skip_int8 and not model_int8:
         found["openvino-int8"] = (int8_copy(args.model, args.data, scratch, args.calibration), "openvino")
     return found
 
@@ -152,13 +154,13 @@ def in_process(args: argparse.Namespace, worker: str, model: str, env: dict[str,
 
 def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
     """Measure every configuration, round after round, and write the result file."""
-
     files = speed_files(args)
     os.environ["CYTOLENS_CACHE_DIR"] = str(scratch / "cache")  # exports made by map50 below, before any timed pass
-    timed = configurations(args, scratch)
+    model_int8 = carries_int8(args.model)
+    timed = configurations(args, scratch, model_int8)
     accuracy = {name: map50(model, backend) for name, (model, backend) in timed.items()}
     reference = accuracy["torch"] if args.reference == args.model else map50(args.reference, "torch")
-    in_int8 = ["onnx", "openvino"] if carries_int8(args.model) else [name for name in timed if name.endswith("int8")]
+    in_int8 = ["onnx", "openvino"] if model_int8 else [name for name in timed if name.endswith("int8")]
     yolo = yolo_env(scratch / "ultralytics")
     load_before = os.getloadavg()
     seconds: dict[str, list[float]] = {name: [] for name in (*timed, "yolov8n")}
@@ -207,7 +209,7 @@ def run_benchmark(args: argparse.Namespace, scratch: Path) -> None:
             "model_input": model_input(args.model),
             "reference_input": model_input(args.reference),
             "calibration_images": args.calibration,
-            "model_int8": carries_int8(args.model),
+            "model_int8": model_int8,
             "runs_in_int8": in_int8,
         },  # fmt: skip
         note="2 CPU cores; the load averages say whether other work shared them",
