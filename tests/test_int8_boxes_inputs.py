@@ -1,8 +1,8 @@
 """Bad input to int8 FCOS box models: a hand-edited ``int8`` section of the bundled blood-cells card is refused in one
 line naming the file and the entry (at reading, or by the runtime that quantises the export, ``auto`` included: no
-silent float fallback), huge ranges, a missing input range and ranges of one value included; ``cytolens quantise``
-refuses a pipeline, a non-positive ``--images`` and an ``--out`` in the bundled models folder in one line, and names
-a small calibration image.
+silent float fallback), huge ranges, a missing input range, ranges of one value and float nodes the export lacks
+included; ``cytolens quantise`` refuses a pipeline, a non-positive ``--images`` and an ``--out`` in the bundled models
+folder in one line, and names a small calibration image.
 """
 
 from __future__ import annotations
@@ -113,6 +113,15 @@ def test_ranges_missing_the_input_or_of_one_value_are_refused_in_one_line(tmp_pa
     field = next((examples.path() / "JPEGImages").glob("*.jpg"))
     result = invoke("predict", field, "--model", model, "--backend", "onnx", "--out", tmp_path / "out")
     assert_one_line_error(result, str(model), problem)
+
+
+def test_a_float_node_the_export_lacks_is_refused_in_one_line(tmp_path, calibrated):
+    kept = [*calibrated["keep_float"], "/head/no_such/Conv"]
+    model = with_int8(tmp_path / "edited.pt", {**calibrated, "keep_float": kept})
+    field = next((examples.path() / "JPEGImages").glob("*.jpg"))
+    result = invoke("predict", field, "--model", model, "--backend", "auto", "--out", tmp_path / "out")
+    assert_one_line_error(result, str(model), "keeps 1 node(s) in float that this export does not have",
+                          "/head/no_such/Conv", "cytolens quantise")  # fmt: skip
 
 
 def test_quantise_writes_nothing_into_the_bundled_models_folder(tmp_path):

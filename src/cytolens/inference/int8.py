@@ -183,8 +183,9 @@ def quantised(model: bytes, calibration: Int8Calibration, source: str | Path | N
         source: The checkpoint, named in errors.
 
     Raises:
-        ModelError: If the ranges do not cover the model's activations (calibrated on another export of it, e.g.
-            by another version of PyTorch: run ``cytolens quantise`` again), or the quantisation fails. Callers
+        ModelError: If the ranges do not cover the model's activations or ``keep_float`` names nodes the export
+            does not have (calibrated on another export of it, e.g. by another version of PyTorch: run
+            ``cytolens quantise`` again), or the quantisation fails. Callers
             never fall back to float: some tile sizes in float would mix int8 and float cells in one run.
 
     """
@@ -214,6 +215,12 @@ def _quantised(model: bytes, calibration: Int8Calibration) -> bytes:
     with tempfile.TemporaryDirectory(prefix="cytolens-int8-") as folder, _quiet_quantisation():
         prepared = _prepared(model, Path(folder))
         graph = onnx.load(str(prepared))
+        unknown = sorted(set(calibration.keep_float) - {node.name for node in graph.graph.node})
+        if unknown:  # a hand-edited or foreign card: quantising would silently leave the heads in int8
+            raise ModelError(
+                f"the int8 calibration keeps {len(unknown)} node(s) in float that this export does not have (e.g. "
+                f"{unknown[0]}); run cytolens quantise again with this version of cytolens and PyTorch"
+            )
         needed = {item.name for item in graph.graph.input} | {
             node.input[0]
             for node in graph.graph.node
