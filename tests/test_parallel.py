@@ -129,6 +129,19 @@ def test_a_local_cluster_listens_on_127_0_0_1_only() -> None:
     assert set(seen) == {"127.0.0.1"}
 
 
+def environment(name: str) -> str | None:
+    """The value of an environment variable in the process that runs this."""
+    return os.environ.get(name)
+
+
+@pytest.mark.timeout(300)
+def test_local_workers_keep_glibcs_own_malloc_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask's nanny would start its workers with MALLOC_TRIM_THRESHOLD_=65536 (torch then runs at half speed)."""
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert list(ordered_map(environment, ["MALLOC_TRIM_THRESHOLD_"] * 2, workers=2)) == [None, None]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nor set in this process for the processes it starts
+
+
 @pytest.mark.timeout(120)
 def test_a_running_scheduler_gets_the_items() -> None:
     from distributed import LocalCluster
