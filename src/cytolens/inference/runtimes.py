@@ -1,9 +1,9 @@
 """ONNX Runtime and OpenVINO: a network exported to ONNX, run on the CPU, its file cached.
 
 Both runtimes read the same ONNX file: ONNX Runtime through an ``InferenceSession``, OpenVINO through
-``Core().compile_model`` (its CPU plugin, a latency hint and as many threads as torch uses). A network is
-exported with ``torch.onnx.export(..., dynamo=False)`` for one input size (the batch size is free) and cached as
-``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on first use (and
+``Core().compile_model`` (its CPU plugin, a latency hint, as many threads as torch uses, not pinned to cores). A
+network is exported with ``torch.onnx.export(..., dynamo=False)`` for one input size (the batch size is free) and
+cached as ``<sha256 of the checkpoint>-<height>x<width>-opset<N>.onnx`` in :func:`cache_dir`: built on first use (and
 again when the cached file does not load), written atomically, never downloaded. Exporting needs the ``onnx``
 package; running needs ``onnxruntime`` or ``openvino``.
 
@@ -138,9 +138,12 @@ class Session:
                     del sys.modules["openvino_telemetry"]
 
             core = ov.Core()
-            # f32: OpenVINO would run bf16 on CPUs that have it, moving outputs well beyond torch's
+            # f32: OpenVINO would run bf16 on CPUs that have it, moving outputs well beyond torch's. Unpinned: pinned,
+            # every one-thread process (each Dask worker) ran on the first core, so two workers took twice as long
+            # per region (2 cores: 6.8 s wall for 3.9 s CPU); one two-thread process ran as fast unpinned
             config = {
-                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"
+                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                "ENABLE_CPU_PINNING": False,
             }  # fmt: skip
             self._compiled = core.compile_model(core.read_model(model), "CPU", config)
             self._request = self._compiled.create_infer_request()
