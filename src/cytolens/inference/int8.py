@@ -185,8 +185,8 @@ def quantised(model: bytes, calibration: Int8Calibration, source: str | Path | N
     Raises:
         ModelError: If the ranges do not cover the model's activations or ``keep_float`` names nodes the export
             does not have (calibrated on another export of it, e.g. by another version of PyTorch: run
-            ``cytolens quantise`` again), or the quantisation fails. Callers
-            never fall back to float: some tile sizes in float would mix int8 and float cells in one run.
+            ``cytolens quantise`` again), or the quantisation fails. Callers never fall back to float: some tile
+            sizes in float would mix int8 and float cells in one run.
 
     """
     where = f"{source}: " if source else ""
