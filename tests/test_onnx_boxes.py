@@ -104,13 +104,13 @@ def test_network_outputs_match_and_batch_is_free(checkpoint):
         np.testing.assert_allclose(array, expected[name].numpy(), atol=1e-4)
 
 
-
 @pytest.mark.skipif("openvino" not in INSTALLED, reason="OpenVINO is not installed")
 def test_openvino_leaves_thread_placement_to_the_system(checkpoint):
     """Pinned, every one-thread process (each Dask worker) ran on the first core: two workers shared one."""
     network = load_model(checkpoint, device="cpu", backend="torch").network
     session = runtimes.Session("openvino", onnx_boxes.export_onnx(network, 64, 64), threads=1)
     assert session._compiled.get_property("ENABLE_CPU_PINNING") is False
+
 
 def test_export_is_cached_and_reused(checkpoint, images, tmp_path, monkeypatch):
     load_model(checkpoint, device="cpu", backend="onnx").predict(images[:1])

@@ -225,16 +225,20 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
         return
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     env = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), str(threads))
-    with dask.config.set(KEEP_MALLOC), LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        scheduler_kwargs=SCHEDULER_HTTP,
-        host="127.0.0.1",
-        silence_logs=logging.ERROR if quiet else False,
-        env=env,
-    ) as cluster, Client(cluster) as client:
+    with (
+        dask.config.set(KEEP_MALLOC),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_HTTP,
+            host="127.0.0.1",
+            silence_logs=logging.ERROR if quiet else False,
+            env=env,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
